@@ -1,0 +1,25 @@
+"""Durations written as `500ms`, `10s`, `2m`, `1h`, `1d` (or bare milliseconds)."""
+
+from __future__ import annotations
+
+import re
+
+from bethos.exceptions import ConfigError
+
+_UNIT_MS = {"ms": 1, "s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+_PATTERN = re.compile(r"^\s*(\d+)\s*(ms|s|m|h|d)?\s*$")
+
+
+def parse_duration_ms(text: str | int) -> int:
+    """Return the duration in milliseconds; a bare number is milliseconds."""
+    if isinstance(text, bool):
+        raise ConfigError(f"not a duration: {text!r}")
+    if isinstance(text, int):
+        if text < 0:
+            raise ConfigError(f"negative duration: {text}")
+        return text
+    match = _PATTERN.match(str(text))
+    if match is None:
+        raise ConfigError(f"not a duration: {text!r} (use e.g. 500ms, 10s, 2m, 1h)")
+    amount, unit = match.groups()
+    return int(amount) * _UNIT_MS[unit or "ms"]

@@ -1,0 +1,24 @@
+"""The one root exception of bethos and the errors that carry data."""
+
+from __future__ import annotations
+
+
+class BethosError(Exception):
+    """Root of every error bethos raises on purpose."""
+
+
+class ConfigError(BethosError):
+    """A configuration file or value is invalid; the message names the key."""
+
+
+class RecordError(BethosError):
+    """An input record cannot be used. `reason` is the dead-letter reason code."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+class SourceError(BethosError):
+    """A read from InfluxDB failed; the window it belonged to is retried."""

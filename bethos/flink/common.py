@@ -1,0 +1,56 @@
+"""Flink wiring shared by the jobs: environments, the connector jar, Kafka tables.
+
+This package is the only place in bethos that imports Flink.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from pyflink.common import Configuration, Types
+from pyflink.datastream import DataStream, StreamExecutionEnvironment
+from pyflink.table import StreamTableEnvironment
+
+from bethos import paths
+from bethos.config import FlinkSettings
+
+ROW_KEY_VALUE = Types.ROW_NAMED(["key", "value"], [Types.STRING(), Types.STRING()])
+ROW_DEAD_LETTER = Types.ROW_NAMED(["key", "value"], [Types.PRIMITIVE_ARRAY(Types.BYTE()),
+                                                     Types.STRING()])
+
+
+def ensure_logging() -> None:
+    """Flink's Python workers start without handlers; events go to the worker's stderr."""
+    root = logging.getLogger()
+    if not root.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        root.addHandler(handler)
+        root.setLevel(logging.INFO)
+
+
+def create_environments(
+    settings: FlinkSettings,
+) -> tuple[StreamExecutionEnvironment, StreamTableEnvironment]:
+    config = Configuration()
+    config.set_string("python.execution-mode", "thread")
+    config.set_string("python.executable", paths.python_executable())
+    config.set_string("python.client.executable", paths.python_executable())
+    # A local run shows its own dashboard on the first free port from rest_port on.
+    config.set_string("rest.bind-port", f"{settings.rest_port}-{settings.rest_port + 19}")
+    env = StreamExecutionEnvironment.get_execution_environment(config)
+    env.add_jars(paths.connector_jar().as_uri())
+    env.set_parallelism(settings.parallelism)
+    env.enable_checkpointing(settings.checkpoint_interval)
+    t_env = StreamTableEnvironment.create(env)
+    t_env.get_config().set("python.execution-mode", "thread")
+    t_env.get_config().set("table.exec.sink.upsert-materialize", "NONE")
+    return env, t_env
+
+
+def add_sink(
+    t_env: StreamTableEnvironment, statements: object, stream: DataStream, table: str
+) -> None:
+    """Route a stream of (key, value) rows into a registered sink table."""
+    statements.add_insert(table, t_env.from_data_stream(stream))  # type: ignore[attr-defined]

@@ -1,0 +1,82 @@
+"""The merge rule of SPEC section 3: per signal, last writer wins by event time.
+
+For each signal the state keeps the candidate with the larger `ts`; on equal `ts` the larger
+`received_at`; on equal again the larger value in a fixed total order (type rank, then value).
+Choosing the maximum of a total order makes the merge commutative, associative and idempotent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from bethos.record import AggregatedRecord, Signal, SignalValue
+
+# (value, ts, received_at): the smallest form that keeps state small and pickles fast.
+Candidate = tuple[SignalValue, int, int]
+
+
+def value_order_key(value: SignalValue) -> tuple[int, SignalValue, int]:
+    """A total order over signal values: booleans < numbers < strings.
+
+    Among equal numbers an int sorts before a float (1 < 1.0) so that the order stays total.
+    """
+    if isinstance(value, bool):
+        return (0, value, 0)
+    if isinstance(value, int):
+        return (1, value, 0)
+    if isinstance(value, float):
+        return (1, value, 1)
+    return (2, value, 0)
+
+
+def candidate_key(candidate: Candidate) -> tuple[int, int, tuple[int, SignalValue, int]]:
+    value, ts, received_at = candidate
+    return (ts, received_at, value_order_key(value))
+
+
+def newer(a: Candidate, b: Candidate) -> Candidate:
+    """The candidate that wins the merge rule."""
+    return b if candidate_key(b) > candidate_key(a) else a
+
+
+@dataclass(slots=True)
+class VinState:
+    """Everything the merger keeps per VIN."""
+
+    signals: dict[str, Candidate] = field(default_factory=dict)
+    pod: str = ""
+    received_at: int = 0
+
+    def merge_record(self, record: AggregatedRecord) -> bool:
+        """Merge one record; return True when any signal changed."""
+        changed = False
+        for name, signal in record.signals.items():
+            incoming: Candidate = (signal.value, signal.ts, record.received_at)
+            current = self.signals.get(name)
+            if current is None or candidate_key(incoming) > candidate_key(current):
+                self.signals[name] = incoming
+                changed = True
+        if (record.received_at, record.pod) > (self.received_at, self.pod):
+            self.received_at, self.pod = record.received_at, record.pod
+        return changed
+
+    def merge_state(self, other: VinState) -> None:
+        for name, incoming in other.signals.items():
+            current = self.signals.get(name)
+            self.signals[name] = incoming if current is None else newer(current, incoming)
+        if (other.received_at, other.pod) > (self.received_at, self.pod):
+            self.received_at, self.pod = other.received_at, other.pod
+
+    def latest_signals(self) -> dict[str, Signal]:
+        return {name: Signal(c[0], c[1]) for name, c in self.signals.items()}
+
+    def to_tuple(self) -> tuple[dict[str, Candidate], str, int]:
+        """The form kept in Flink state (pickled)."""
+        return (self.signals, self.pod, self.received_at)
+
+    @classmethod
+    def from_tuple(cls, saved: tuple[dict[str, Candidate], str, int] | None) -> VinState:
+        if saved is None:
+            return cls()
+        signals, pod, received_at = saved
+        return cls(dict(signals), pod, received_at)

@@ -1,0 +1,42 @@
+"""Where bethos keeps installed components (a cache shared by clones) and runtime state."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+KAFKA_VERSION = "4.1.1"
+CONNECTOR_ARTIFACT = "org.apache.flink:flink-sql-connector-kafka:5.0.0-2.2"
+CONNECTOR_JAR_NAME = "flink-sql-connector-kafka-5.0.0-2.2.jar"
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+def cache_dir() -> Path:
+    """Downloads that a second install reuses (`BETHOS_CACHE`, default ~/.cache/bethos)."""
+    return Path(os.environ.get("BETHOS_CACHE", Path.home() / ".cache" / "bethos"))
+
+
+def state_dir() -> Path:
+    """Data, logs and pid files of the local stack (`BETHOS_STATE`, default ./.bethos)."""
+    return Path(os.environ.get("BETHOS_STATE", PROJECT_ROOT / ".bethos"))
+
+
+def kafka_libs() -> Path:
+    return cache_dir() / f"kafka-{KAFKA_VERSION}" / "libs"
+
+
+def connector_jar() -> Path:
+    return cache_dir() / "jars" / CONNECTOR_JAR_NAME
+
+
+def python_executable() -> str:
+    """The interpreter of the project's venv, for Flink's Python workers and client."""
+    return sys.executable
+
+
+def flink_home() -> Path:
+    import pyflink  # the wheel ships bin/, lib/, conf/ of a Flink distribution
+
+    return Path(pyflink.__file__).resolve().parent

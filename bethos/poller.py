@@ -1,0 +1,170 @@
+"""The per-pod polling logic of the ETL job, free of Flink, clocks and sleeps.
+
+A poll is handed `now`, the pod's saved progress and a fetch function, and returns what to emit,
+the new progress and when to poll next (bytewax's SimplePollingSource shape). Progress is the end
+of the pod's last completed window; it advances only when every chunk of a window was read.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from bethos.exceptions import SourceError
+from bethos.merge import value_order_key
+from bethos.record import AggregatedRecord, Signal, SignalValue
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """A half-open time range [start, end) in epoch milliseconds."""
+
+    start: int
+    end: int
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    vin: str
+    signal: str
+    value: SignalValue
+    ts: int
+
+
+@dataclass(frozen=True, slots=True)
+class Reject:
+    """A row that cannot become a reading, for the dead-letter topic."""
+
+    reason: str
+    detail: str
+    row: str
+
+
+@dataclass(slots=True)
+class FetchResult:
+    readings: list[Reading] = field(default_factory=list)
+    rejects: list[Reject] = field(default_factory=list)
+
+
+Fetch = Callable[[str, Window], FetchResult]
+
+
+@dataclass(frozen=True, slots=True)
+class PollPlan:
+    poll_interval: int
+    chunk_duration: int
+    lookback: int
+    ingest_delay: int
+    max_window: int
+    retry_max_attempts: int
+    retry_initial_interval: int
+    retry_max_interval: int
+
+
+@dataclass(frozen=True, slots=True)
+class PodProgress:
+    completed_until: int
+    failed_attempts: int = 0
+
+
+@dataclass(slots=True)
+class PollResult:
+    progress: PodProgress
+    next_poll_at: int
+    window: Window | None = None
+    records: list[AggregatedRecord] = field(default_factory=list)
+    rejects: list[Reject] = field(default_factory=list)
+    rows: int = 0
+    error: str | None = None
+    gave_up: bool = False
+
+
+def plan_window(progress: int, now: int, plan: PollPlan) -> Window | None:
+    """The next window: from the progress minus the lookback, up to `now - ingest_delay`.
+
+    A catch-up is bounded by `max_window` so that no single poll issues a huge query.
+    """
+    end_limit = now - plan.ingest_delay
+    if end_limit <= progress:
+        return None
+    return Window(progress - plan.lookback, min(end_limit, progress + plan.max_window))
+
+
+def split_chunks(window: Window, chunk_duration: int) -> list[Window]:
+    """Chunks that tile the window with no gap and no overlap."""
+    if chunk_duration <= 0:
+        raise ValueError("chunk_duration must be positive")
+    starts = range(window.start, window.end, chunk_duration)
+    return [Window(s, min(s + chunk_duration, window.end)) for s in starts]
+
+
+def backoff_delay(attempt: int, initial: int, maximum: int, rng: random.Random) -> int:
+    """Exponential backoff with full jitter: a delay in [initial/2, min(max, initial*2^(n-1))]."""
+    ceiling = min(maximum, initial * (2 ** max(0, attempt - 1)))
+    return int(rng.uniform(min(initial, ceiling) / 2, ceiling))
+
+
+def aggregate(
+    readings: Iterable[Reading], pod: str, received_at: int, produced_at: int
+) -> list[AggregatedRecord]:
+    """One record per VIN, each signal's newest reading (ties broken by the value order)."""
+    per_vin: dict[str, dict[str, Signal]] = {}
+    for reading in readings:
+        signals = per_vin.setdefault(reading.vin, {})
+        current = signals.get(reading.signal)
+        if current is None or (reading.ts, value_order_key(reading.value)) > (
+            current.ts,
+            value_order_key(current.value),
+        ):
+            signals[reading.signal] = Signal(reading.value, reading.ts)
+    return [
+        AggregatedRecord(vin, signals, pod, received_at, produced_at)
+        for vin, signals in per_vin.items()
+    ]
+
+
+def poll(
+    pod: str,
+    now: int,
+    progress: PodProgress,
+    fetch: Fetch,
+    plan: PollPlan,
+    rng: random.Random,
+) -> PollResult:
+    window = plan_window(progress.completed_until, now, plan)
+    if window is None:
+        return PollResult(progress, now + plan.poll_interval)
+    combined = FetchResult()
+    try:
+        for chunk in split_chunks(window, plan.chunk_duration):
+            part = fetch(pod, chunk)
+            combined.readings.extend(part.readings)
+            combined.rejects.extend(part.rejects)
+    except SourceError as exc:
+        attempts = progress.failed_attempts + 1
+        if attempts >= plan.retry_max_attempts:
+            # The window is kept (progress unchanged) and tried again at the next regular poll.
+            return PollResult(
+                PodProgress(progress.completed_until, 0),
+                now + plan.poll_interval,
+                window,
+                error=str(exc),
+                gave_up=True,
+            )
+        delay = backoff_delay(
+            attempts, plan.retry_initial_interval, plan.retry_max_interval, rng
+        )
+        return PollResult(
+            PodProgress(progress.completed_until, attempts), now + delay, window, error=str(exc)
+        )
+    records = aggregate(combined.readings, pod, received_at=now, produced_at=now)
+    caught_up = window.end >= now - plan.ingest_delay
+    return PollResult(
+        PodProgress(window.end, 0),
+        now + plan.poll_interval if caught_up else now,
+        window,
+        records,
+        combined.rejects,
+        rows=len(combined.readings),
+    )

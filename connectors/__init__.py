@@ -1,0 +1,1 @@
+"""Connectors of bethos: the InfluxDB source and the Kafka topics."""

@@ -1,0 +1,30 @@
+"""InfluxQL text built from user-supplied names: identifiers are quoted and escaped, values bound."""
+
+from __future__ import annotations
+
+NS_PER_MS = 1_000_000
+
+
+def quote_identifier(name: str) -> str:
+    """A double-quoted InfluxQL identifier; backslashes and quotes are escaped."""
+    if not name:
+        raise ValueError("identifier must not be empty")
+    if "\n" in name or "\x00" in name:
+        raise ValueError(f"identifier contains a forbidden character: {name!r}")
+    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def wide_window_query(measurement: str, pod_tag: str, vin_tag: str) -> str:
+    """Every field of one pod's points in [$start, $end), one series per VIN.
+
+    The pod is bound as `$pod`; times are integer nanoseconds bound as `$start` and `$end`.
+    """
+    return (
+        f"SELECT *::field FROM {quote_identifier(measurement)} "
+        f"WHERE {quote_identifier(pod_tag)} = $pod AND time >= $start AND time < $end "
+        f"GROUP BY {quote_identifier(vin_tag)}"
+    )
+
+
+def window_params(pod: str, start_ms: int, end_ms: int) -> dict[str, object]:
+    return {"pod": pod, "start": start_ms * NS_PER_MS, "end": end_ms * NS_PER_MS}

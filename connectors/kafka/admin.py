@@ -1,0 +1,64 @@
+"""Topic creation (idempotent) for the topics of SPEC section 2."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
+
+from bethos.config import KafkaSettings, TopicSettings
+from bethos.exceptions import BethosError
+
+SEVEN_DAYS_MS = 7 * 24 * 3600 * 1000
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    config: dict[str, str]
+
+
+def topic_specs(topics: TopicSettings) -> list[TopicSpec]:
+    compact = {"cleanup.policy": "compact", "min.compaction.lag.ms": "0"}
+    return [
+        TopicSpec(topics.aggregated, compact),
+        TopicSpec(topics.latest, compact),
+        TopicSpec(topics.dlq, {"cleanup.policy": "delete", "retention.ms": str(SEVEN_DAYS_MS)}),
+    ]
+
+
+def create_topics(
+    kafka: KafkaSettings, topics: TopicSettings, timeout: float = 30.0
+) -> dict[str, str]:
+    """Create missing topics and set the listed configs on existing ones; name -> outcome."""
+    admin = AdminClient(kafka.client_properties())
+    metadata = admin.list_topics(timeout=timeout)
+    replication = min(3, len(metadata.brokers))
+    outcome: dict[str, str] = {}
+    wanted = topic_specs(topics)
+    new = [
+        NewTopic(spec.name, topics.partitions, replication, config=spec.config)
+        for spec in wanted
+        if spec.name not in metadata.topics
+    ]
+    for name, future in (admin.create_topics(new, operation_timeout=timeout).items() if new else []):
+        try:
+            future.result()
+            outcome[name] = "created"
+        except Exception as exc:  # noqa: BLE001 - the client raises KafkaException
+            if "TOPIC_ALREADY_EXISTS" not in str(exc):
+                raise BethosError(f"cannot create topic {name}: {exc}") from None
+            outcome[name] = "exists"
+    existing = [spec for spec in wanted if spec.name not in outcome]
+    if existing:
+        resources = [
+            ConfigResource(ConfigResource.Type.TOPIC, spec.name, set_config=spec.config)
+            for spec in existing
+        ]
+        for resource, future in admin.alter_configs(resources).items():
+            try:
+                future.result()
+            except Exception as exc:  # noqa: BLE001
+                raise BethosError(f"cannot configure topic {resource.name}: {exc}") from None
+            outcome[resource.name] = "exists"
+    return outcome

@@ -1,0 +1,89 @@
+"""Flink SQL DDL for the Kafka topics, used by both jobs through the Table API.
+
+The Table connectors are used because they map a column to the message key (the Python
+`KafkaSink` serializes the whole element as the key) and DELETE rows to tombstones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from bethos.config import KafkaSettings
+
+
+def _literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _identifier(name: str) -> str:
+    return "`" + name.replace("`", "``") + "`"
+
+
+def _with(options: Mapping[str, str]) -> str:
+    return ",\n  ".join(f"{_literal(k)} = {_literal(v)}" for k, v in options.items())
+
+
+def _client_options(kafka: KafkaSettings) -> dict[str, str]:
+    return {f"properties.{k}": v for k, v in kafka.client_properties().items()}
+
+
+def source_table_ddl(
+    table: str, topic: str, kafka: KafkaSettings, group_id: str, from_earliest: bool
+) -> str:
+    """Raw key and value bytes plus the record's origin, for decoding and dead letters."""
+    options = {
+        "connector": "kafka",
+        "topic": topic,
+        **_client_options(kafka),
+        "properties.group.id": group_id,
+        "scan.startup.mode": "earliest-offset" if from_earliest else "latest-offset",
+        "key.format": "raw",
+        "key.fields": "key",
+        "value.format": "raw",
+        "value.fields-include": "EXCEPT_KEY",
+    }
+    return (
+        f"CREATE TEMPORARY TABLE {_identifier(table)} (\n"
+        "  `key` BYTES,\n  `value` BYTES,\n"
+        "  `topic` STRING METADATA VIRTUAL,\n"
+        "  `partition` INT METADATA VIRTUAL,\n"
+        "  `offset` BIGINT METADATA VIRTUAL\n"
+        f") WITH (\n  {_with(options)}\n)"
+    )
+
+
+def upsert_sink_ddl(table: str, topic: str, kafka: KafkaSettings) -> str:
+    """Key = the `key` column (the VIN), value = the `value` column; DELETE -> tombstone."""
+    options = {
+        "connector": "upsert-kafka",
+        "topic": topic,
+        **_client_options(kafka),
+        "key.format": "raw",
+        "value.format": "raw",
+        "value.fields-include": "EXCEPT_KEY",
+    }
+    return (
+        f"CREATE TEMPORARY TABLE {_identifier(table)} (\n"
+        "  `key` STRING,\n  `value` STRING,\n"
+        "  PRIMARY KEY (`key`) NOT ENFORCED\n"
+        f") WITH (\n  {_with(options)}\n)"
+    )
+
+
+def append_sink_ddl(table: str, topic: str, kafka: KafkaSettings) -> str:
+    """An append-only topic with an optional key (the dead-letter topic)."""
+    options = {
+        "connector": "kafka",
+        "topic": topic,
+        **_client_options(kafka),
+        "sink.delivery-guarantee": "at-least-once",
+        "key.format": "raw",
+        "key.fields": "key",
+        "value.format": "raw",
+        "value.fields-include": "EXCEPT_KEY",
+    }
+    return (
+        f"CREATE TEMPORARY TABLE {_identifier(table)} (\n"
+        "  `key` BYTES,\n  `value` STRING\n"
+        f") WITH (\n  {_with(options)}\n)"
+    )

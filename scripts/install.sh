@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Installs everything bethos needs, idempotently; a second run downloads nothing.
+#  - Debian packages: a JDK (Kafka and Flink), Maven, InfluxDB 1.x, Redis
+#  - .venv with the Python dependencies of pyproject.toml (PyFlink pinned)
+#  - the Kafka broker and its tools, and the Flink Kafka connector jar, resolved with mvn
+#    into the cache (BETHOS_CACHE, default ~/.cache/bethos)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+CACHE=${BETHOS_CACHE:-$HOME/.cache/bethos}
+KAFKA_VERSION=4.1.1
+CONNECTOR=org.apache.flink:flink-sql-connector-kafka:5.0.0-2.2
+CONNECTOR_JAR=flink-sql-connector-kafka-5.0.0-2.2.jar
+
+step() { printf '\n==> %s\n' "$*"; }
+
+missing=()
+command -v java >/dev/null || missing+=(openjdk-17-jdk-headless)
+command -v mvn >/dev/null || missing+=(maven)
+command -v influxd >/dev/null || missing+=(influxdb)
+command -v redis-server >/dev/null || missing+=(redis-server)
+if ((${#missing[@]})); then
+  step "installing Debian packages: ${missing[*]}"
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
+  $SUDO apt-get update -q
+  # Debian's service scripts must not start the daemons: bethos runs its own on loopback.
+  printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
+  $SUDO chmod +x /usr/sbin/policy-rc.d
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q "${missing[@]}"
+  $SUDO rm -f /usr/sbin/policy-rc.d
+else
+  step "Debian packages: present (java, mvn, influxd, redis-server)"
+fi
+
+PY=${PYTHON:-python3.11}
+command -v "$PY" >/dev/null || PY=python3
+stamp=.venv/.bethos-installed
+want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+  step "creating .venv and installing Python dependencies (apache-flink is large: a few minutes)"
+  [ -x .venv/bin/python ] || "$PY" -m venv .venv
+  .venv/bin/pip install -q --upgrade pip
+  .venv/bin/pip install --progress-bar on -e ".[dev]" --config-settings editable_mode=compat
+  echo "$want" > "$stamp"
+else
+  step ".venv: up to date"
+fi
+
+libs="$CACHE/kafka-$KAFKA_VERSION/libs"
+if [ ! -f "$libs/kafka_2.13-$KAFKA_VERSION.jar" ]; then
+  step "resolving Apache Kafka $KAFKA_VERSION (broker and tools) with mvn"
+  mkdir -p "$libs.tmp"
+  mvn -B -q -f scripts/maven/pom.xml -Dkafka.version="$KAFKA_VERSION" \
+    dependency:copy-dependencies -DoutputDirectory="$libs.tmp" -DincludeScope=runtime
+  rm -rf "$libs" && mv "$libs.tmp" "$libs"
+else
+  step "Kafka $KAFKA_VERSION: cached in $libs"
+fi
+
+if [ ! -f "$CACHE/jars/$CONNECTOR_JAR" ]; then
+  step "resolving the Flink Kafka connector $CONNECTOR with mvn"
+  mkdir -p "$CACHE/jars"
+  mvn -B -q -f scripts/maven/pom.xml dependency:copy -Dartifact="$CONNECTOR" \
+    -DoutputDirectory="$CACHE/jars"
+else
+  step "Flink Kafka connector: cached"
+fi
+step "install complete ($ROOT)"
