@@ -216,7 +216,7 @@ class Stack:
     def _kafka_healthy(self) -> bool:
         from confluent_kafka.admin import AdminClient
 
-        admin = AdminClient({"bootstrap.servers": self.bootstrap_servers()})
+        admin = AdminClient({"bootstrap.servers": self.bootstrap_servers(), "log_level": 0})
         metadata = admin.list_topics(timeout=3)
         return len(metadata.brokers) >= self.broker_count and metadata.controller_id >= 0
 
@@ -284,17 +284,35 @@ class Stack:
             .replace("@CONNECTOR_JAR@", str(paths.connector_jar()))
         )
         (conf / "config.yaml").write_text(text)
+        self._write_flink_lib()
         (conf / "masters").write_text(f"localhost:{FLINK_REST_PORT}\n")
         (conf / "workers").write_text("localhost\n")
         for sub in ("logs/flink", "flink/checkpoints", "flink/savepoints", "run"):
             (self.state / sub).mkdir(parents=True, exist_ok=True)
         return conf
 
+    def _write_flink_lib(self) -> None:
+        """The wheel's lib/ plus flink-python from opt/.
+
+        With flink-python on the cluster's own classpath, pemja loads libpython once per
+        TaskManager; loaded per job instead, a second Python job on the same TaskManager fails
+        (`NoSuchFieldException: loadedLibraryNames` on Java 17).
+        """
+        lib = self.state / "flink-lib"
+        if lib.exists():
+            shutil.rmtree(lib)
+        lib.mkdir(parents=True)
+        home = paths.flink_home()
+        jars = [*(home / "lib").glob("*.jar"), *(home / "opt").glob("flink-python-*.jar")]
+        for jar in jars:
+            (lib / jar.name).symlink_to(jar)
+
     def flink_env(self) -> dict[str, str]:
         env = dict(os.environ)
         venv_bin = str(Path(paths.python_executable()).parent)
         env["PATH"] = venv_bin + os.pathsep + env.get("PATH", "")
         env["FLINK_CONF_DIR"] = str(self.flink_conf_dir())
+        env["FLINK_LIB_DIR"] = str(self.state / "flink-lib")
         env["FLINK_LOG_DIR"] = str(self.log_dir / "flink")
         env["FLINK_PID_DIR"] = str(self.run_dir)
         return env

@@ -55,7 +55,7 @@ class MergeFunction(KeyedProcessFunction):  # type: ignore[misc]
         self.dead_lettered = metrics.counter("dead_lettered")
         self.emitted = metrics.counter("emitted")
         self._flush_ts = 0
-        self._flush_started = 0.0
+        self._flush_started = self._flush_last = 0.0
         self._flush_count = 0
         self._flush_emitted = 0
         self._last_flush_ms = 0
@@ -97,6 +97,7 @@ class MergeFunction(KeyedProcessFunction):  # type: ignore[misc]
             self._finish_flush_log()
             self._flush_ts, self._flush_started = timestamp, time.monotonic()
         self._flush_count += 1
+        self._flush_last = time.monotonic()
         vin = ctx.get_current_key()
         if self.emit_all or self.dirty.value():
             state = VinState.from_tuple(self.vin_state.value())
@@ -112,7 +113,7 @@ class MergeFunction(KeyedProcessFunction):  # type: ignore[misc]
 
     def _finish_flush_log(self) -> None:
         if self._flush_count:
-            self._last_flush_ms = int((time.monotonic() - self._flush_started) * 1000)
+            self._last_flush_ms = int((self._flush_last - self._flush_started) * 1000)
             log_event(log, COMPONENT, "flush", flush_duration_ms=self._last_flush_ms,
                       vin_count=self._flush_count, message_count=self._flush_emitted,
                       emitted=self._flush_emitted)

@@ -1,0 +1,147 @@
+"""Flink wiring of the ETL job: ticks -> per-pod poller (keyed state) -> Kafka.
+
+A Flink source cannot be written in Python, so a once-a-second `datagen` tick drives a
+KeyedProcessFunction keyed by pod; the pod's progress lives in keyed state, so checkpoints and
+savepoints carry it and pods spread over the parallel subtasks.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+
+from pyflink.common import Row, Types
+from pyflink.datastream import KeyedProcessFunction, OutputTag, RuntimeContext
+from pyflink.datastream.state import ValueStateDescriptor
+
+from bethos.config import EtlSettings
+from bethos.deadletter import dead_letter
+from bethos.exceptions import ConfigError
+from bethos.flink.common import (
+    ROW_DEAD_LETTER,
+    ROW_KEY_VALUE,
+    add_sink,
+    create_environments,
+    ensure_logging,
+)
+from bethos.logevents import log_event
+from bethos.poller import PodProgress, PollPlan, poll
+from bethos.record import encode_aggregated
+from connectors.influxdb.client import InfluxClient
+from connectors.kafka.tables import append_sink_ddl, upsert_sink_ddl
+
+log = logging.getLogger("bethos.influxdb_source")
+COMPONENT = "influxdb_source"
+POLLER_UID = "influxdb-pod-poller"
+DEAD_LETTERS = OutputTag("dead-letters", ROW_DEAD_LETTER)
+
+
+def poll_plan(settings: EtlSettings) -> PollPlan:
+    return PollPlan(
+        poll_interval=settings.poll_interval,
+        chunk_duration=settings.chunk_duration,
+        lookback=settings.lookback,
+        ingest_delay=settings.ingest_delay,
+        max_window=settings.max_window,
+        retry_max_attempts=settings.retry_max_attempts,
+        retry_initial_interval=settings.retry_initial_interval,
+        retry_max_interval=settings.retry_max_interval,
+    )
+
+
+class PodPollFunction(KeyedProcessFunction):  # type: ignore[misc]
+    def __init__(self, settings: EtlSettings) -> None:
+        self.settings = settings
+
+    def open(self, runtime_context: RuntimeContext) -> None:
+        ensure_logging()
+        self.plan = poll_plan(self.settings)
+        self.client = InfluxClient(self.settings.influxdb, chunk_size=self.settings.batch_size)
+        self.rng = random.Random()
+        # (completed_until, failed_attempts, next_poll_at)
+        self.progress = runtime_context.get_state(
+            ValueStateDescriptor("pod_progress", Types.PICKLED_BYTE_ARRAY())
+        )
+        metrics = runtime_context.get_metrics_group()
+        self.rows_read = metrics.counter("rows_read")
+        self.retries = metrics.counter("retries")
+        self.failures = metrics.counter("failures")
+        self.records_out = metrics.counter("records_out")
+        self.dead_lettered = metrics.counter("dead_lettered")
+        self._lag_ms = 0
+        metrics.gauge("lag_ms", lambda: self._lag_ms)
+
+    def close(self) -> None:
+        self.client.close()
+
+    def process_element(self, tick: object, ctx: KeyedProcessFunction.Context):  # type: ignore[no-untyped-def]
+        pod = ctx.get_current_key()
+        now = ctx.timer_service().current_processing_time()
+        saved = self.progress.value()
+        if saved is None:
+            saved = (now - self.settings.backfill, 0, now)
+        completed_until, attempts, next_poll_at = saved
+        if now < next_poll_at:
+            return
+        started = time.monotonic()
+        result = poll(pod, now, PodProgress(completed_until, attempts), self.client.fetch_window,
+                      self.plan, self.rng)
+        progress = result.progress
+        self.progress.update((progress.completed_until, progress.failed_attempts,
+                              result.next_poll_at))
+        self._lag_ms = now - progress.completed_until
+        window = result.window
+        if result.error is not None:
+            if result.gave_up:
+                self.failures.inc()
+                log_event(log, COMPONENT, "error", logging.ERROR, pod=pod, err=result.error,
+                          window_start=window.start if window else "", lag_ms=self._lag_ms)
+            else:
+                self.retries.inc()
+                log_event(log, COMPONENT, "retry", logging.WARNING, pod=pod,
+                          attempt=progress.failed_attempts, err=result.error,
+                          retry_in_ms=result.next_poll_at - now)
+            return
+        if window is None:
+            return
+        self.rows_read.inc(result.rows)
+        for record in result.records:
+            self.records_out.inc()
+            yield Row(record.vin, encode_aggregated(record).decode())
+        for reject in result.rejects:
+            self.dead_lettered.inc()
+            origin = {"pod": pod, "window_start": window.start, "window_end": window.end}
+            yield DEAD_LETTERS, Row(None, dead_letter(reject.row, reject.reason, reject.detail,
+                                                      origin, now))
+        log_event(log, COMPONENT, "poll", pod=pod, window_start=window.start,
+                  window_end=window.end, rows=result.rows, records=len(result.records),
+                  rejected=len(result.rejects), lag_ms=self._lag_ms,
+                  duration_ms=int((time.monotonic() - started) * 1000))
+
+
+def build(settings: EtlSettings):  # type: ignore[no-untyped-def]
+    if settings.influxdb.layout != "wide":
+        raise ConfigError("influxdb.layout: only 'wide' is available yet")
+    env, t_env = create_environments(settings.flink)
+    t_env.execute_sql(
+        "CREATE TEMPORARY TABLE ticks (n INT) WITH ("
+        "'connector' = 'datagen', 'rows-per-second' = '1')"
+    )
+    t_env.execute_sql(upsert_sink_ddl("aggregated_out", settings.topics.aggregated,
+                                      settings.kafka))
+    t_env.execute_sql(append_sink_ddl("dead_letters_out", settings.topics.dlq, settings.kafka))
+    pods = list(settings.influxdb.pods)
+    ticks = t_env.to_data_stream(t_env.from_path("ticks"))
+    records = (
+        ticks.flat_map(lambda _: pods, output_type=Types.STRING())
+        .name("tick every pod")
+        .key_by(lambda pod: pod, key_type=Types.STRING())
+        .process(PodPollFunction(settings), output_type=ROW_KEY_VALUE)
+        .uid(POLLER_UID)
+        .name("poll InfluxDB per pod")
+    )
+    statements = t_env.create_statement_set()
+    add_sink(t_env, statements, records, "aggregated_out")
+    add_sink(t_env, statements, records.get_side_output(DEAD_LETTERS), "dead_letters_out")
+    return env, statements

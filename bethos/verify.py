@@ -1,0 +1,52 @@
+"""Compare the latest topic with the ground truth: every VIN, every signal, newest value wins."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from bethos.record import Signal, SignalValue
+
+
+@dataclass(frozen=True, slots=True)
+class Difference:
+    vin: str
+    signal: str
+    expected: str
+    actual: str
+
+
+def same_value(a: SignalValue, b: SignalValue) -> bool:
+    """Equal as InfluxDB values: numbers by value (JSON may print 42.0 as 42), others exactly."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b
+    if isinstance(a, int | float) and isinstance(b, int | float):
+        return float(a) == float(b)
+    return type(a) is type(b) and a == b
+
+
+def _show(signal: Signal | None) -> str:
+    return "(missing)" if signal is None else f"{signal.value!r} @ {signal.ts}"
+
+
+def compare(
+    truth: Mapping[str, Mapping[str, Signal]], latest: Mapping[str, Mapping[str, Signal]]
+) -> list[Difference]:
+    differences: list[Difference] = []
+    for vin in sorted(truth):
+        if vin not in latest:
+            differences.append(Difference(vin, "*", "record", "(missing VIN)"))
+            continue
+        expected_signals, actual_signals = truth[vin], latest[vin]
+        for name in sorted(set(expected_signals) | set(actual_signals)):
+            expected, actual = expected_signals.get(name), actual_signals.get(name)
+            if (
+                expected is None
+                or actual is None
+                or expected.ts != actual.ts
+                or not same_value(expected.value, actual.value)
+            ):
+                differences.append(Difference(vin, name, _show(expected), _show(actual)))
+    for vin in sorted(set(latest) - set(truth)):
+        differences.append(Difference(vin, "*", "(no such VIN in InfluxDB)", "record"))
+    return differences

@@ -1,0 +1,68 @@
+"""Reading a whole compacted topic as it stands: the last value per key (verify, tests)."""
+
+from __future__ import annotations
+
+import uuid
+
+from confluent_kafka import Consumer, TopicPartition
+
+from bethos.config import KafkaSettings
+from bethos.exceptions import BethosError
+
+
+def read_topic(
+    kafka: KafkaSettings, topic: str, timeout: float = 60.0
+) -> list[tuple[bytes | None, bytes | None]]:
+    """Every (key, value) from the beginning up to the end offsets seen at the start."""
+    consumer = Consumer(
+        {
+            **kafka.client_properties(),
+            "group.id": f"bethos-reader-{uuid.uuid4()}",
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            "isolation.level": "read_committed",
+        }
+    )
+    try:
+        metadata = consumer.list_topics(topic, timeout=timeout)
+        if topic not in metadata.topics or metadata.topics[topic].error is not None:
+            raise BethosError(f"topic {topic} does not exist")
+        partitions = list(metadata.topics[topic].partitions)
+        ends: dict[int, int] = {}
+        for partition in partitions:
+            low, high = consumer.get_watermark_offsets(
+                TopicPartition(topic, partition), timeout=timeout
+            )
+            if high > low:
+                ends[partition] = high
+        consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
+        messages: list[tuple[bytes | None, bytes | None]] = []
+        done: set[int] = set()
+        while len(done) < len(ends):
+            message = consumer.poll(timeout)
+            if message is None:
+                raise BethosError(f"timed out reading {topic}")
+            if message.error():
+                raise BethosError(f"reading {topic}: {message.error()}")
+            partition, offset = message.partition(), message.offset()
+            if partition in ends and offset < ends[partition]:
+                messages.append((message.key(), message.value()))
+            if partition in ends and offset >= ends[partition] - 1:
+                done.add(partition)
+        return messages
+    finally:
+        consumer.close()
+
+
+def latest_by_key(messages: list[tuple[bytes | None, bytes | None]]) -> dict[str, bytes]:
+    """The compacted view: the last value per key; a tombstone removes the key."""
+    latest: dict[str, bytes] = {}
+    for key, value in messages:
+        if key is None:
+            continue
+        name = key.decode("utf-8", "replace")
+        if value is None:
+            latest.pop(name, None)
+        else:
+            latest[name] = value
+    return latest
