@@ -22,7 +22,15 @@ DEFAULT_BROKERS = "localhost:19091,localhost:19092,localhost:19093"
 STRATEGIES = ("log_compacted", "inline", "state_store", "window_stream")
 IMPLEMENTED_STRATEGIES = ("log_compacted",)
 
-DurationMs = Annotated[int, BeforeValidator(parse_duration_ms)]
+
+def _duration(value: str | int) -> int:
+    try:
+        return parse_duration_ms(value)
+    except ConfigError as exc:  # pydantic reports ValueErrors with the key's location
+        raise ValueError(str(exc)) from None
+
+
+DurationMs = Annotated[int, BeforeValidator(_duration)]
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::([^}]*))?\}")
 
 

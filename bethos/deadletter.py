@@ -22,7 +22,7 @@ def dead_letter(
         except UnicodeDecodeError:
             text, encoding = base64.b64encode(original).decode("ascii"), "base64"
     else:
-        text, encoding = original, "utf-8"
+        text, encoding = original or "", "utf-8"
     return orjson.dumps(
         {
             "reason": reason,

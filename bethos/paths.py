@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 from pathlib import Path
@@ -37,6 +38,8 @@ def python_executable() -> str:
 
 
 def flink_home() -> Path:
-    import pyflink  # the wheel ships bin/, lib/, conf/ of a Flink distribution
-
-    return Path(pyflink.__file__).resolve().parent
+    """The apache-flink wheel's folder: it ships bin/, lib/, opt/, conf/ of a distribution."""
+    spec = importlib.util.find_spec("pyflink")
+    if spec is None or spec.origin is None:
+        raise ModuleNotFoundError("apache-flink is not installed; run scripts/install.sh")
+    return Path(spec.origin).resolve().parent

@@ -152,9 +152,7 @@ def poll(
                 error=str(exc),
                 gave_up=True,
             )
-        delay = backoff_delay(
-            attempts, plan.retry_initial_interval, plan.retry_max_interval, rng
-        )
+        delay = backoff_delay(attempts, plan.retry_initial_interval, plan.retry_max_interval, rng)
         return PollResult(
             PodProgress(progress.completed_until, attempts), now + delay, window, error=str(exc)
         )

@@ -64,7 +64,7 @@ def _require_int(obj: Mapping[str, Any], key: str, where: str) -> int:
     value = obj.get(key)
     if not _is_int(value):
         raise RecordError("schema", f"{where}{key} must be an integer (epoch ms)")
-    return int(value)
+    return int(value)  # type: ignore[arg-type]
 
 
 def decode_aggregated(raw: bytes | str | None) -> AggregatedRecord:

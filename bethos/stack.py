@@ -6,6 +6,7 @@ exactly those. Data and logs live under the same directory.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -52,7 +53,7 @@ def wait_until(check: Callable[[], bool], timeout: float, what: str, log_file: P
         try:
             if check():
                 return
-        except Exception:  # noqa: BLE001 - a service that is starting answers with anything
+        except Exception:
             pass
         time.sleep(0.5)
     tail = ""
@@ -107,18 +108,14 @@ class Stack:
     def _kill(self, name: str, timeout: float = 30.0) -> None:
         pid = self._pid(name)
         if pid is not None:
-            try:
+            with contextlib.suppress(OSError):
                 os.killpg(pid, signal.SIGTERM)
-            except OSError:
-                pass
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline and self._pid(name) is not None:
                 time.sleep(0.2)
             if self._pid(name) is not None:
-                try:
+                with contextlib.suppress(OSError):
                     os.killpg(pid, signal.SIGKILL)
-                except OSError:
-                    pass
         self._pid_file(name).unlink(missing_ok=True)
 
     @property
@@ -203,15 +200,19 @@ class Stack:
             if not (kafka_dir / f"broker-{node}" / "meta.properties").exists():
                 subprocess.run(
                     self._kafka_java(
-                        "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config),
-                        "--ignore-formatted", heap="256m",
+                        "kafka.tools.StorageTool",
+                        "format",
+                        "-t",
+                        cluster_id,
+                        "-c",
+                        str(config),
+                        "--ignore-formatted",
+                        heap="256m",
                     ),
                     check=True,
                     capture_output=True,
                 )
-            self._spawn(
-                f"kafka-{node}", self._kafka_java("kafka.Kafka", str(config), heap="768m")
-            )
+            self._spawn(f"kafka-{node}", self._kafka_java("kafka.Kafka", str(config), heap="768m"))
 
     def _kafka_healthy(self) -> bool:
         from confluent_kafka.admin import AdminClient
@@ -221,9 +222,7 @@ class Stack:
         return len(metadata.brokers) >= self.broker_count and metadata.controller_id >= 0
 
     def bootstrap_servers(self) -> str:
-        return ",".join(
-            f"localhost:{KAFKA_PORT_BASE + i}" for i in range(1, self.broker_count + 1)
-        )
+        return ",".join(f"localhost:{KAFKA_PORT_BASE + i}" for i in range(1, self.broker_count + 1))
 
     # -- InfluxDB and Redis ---------------------------------------------------------------
     def _start_influxdb(self) -> None:
@@ -257,8 +256,21 @@ class Stack:
         base.mkdir(parents=True, exist_ok=True)
         self._spawn(
             "redis",
-            [binary, "--bind", "127.0.0.1", "--port", str(REDIS_PORT), "--dir", str(base),
-             "--save", "", "--appendonly", "no", "--daemonize", "no"],
+            [
+                binary,
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                str(REDIS_PORT),
+                "--dir",
+                str(base),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--daemonize",
+                "no",
+            ],
         )
 
     def _redis_healthy(self) -> bool:
@@ -347,15 +359,11 @@ class Stack:
             text=True,
         )
         deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and (
-            port_open(FLINK_REST_PORT) or self._flink_pids()
-        ):
+        while time.monotonic() < deadline and (port_open(FLINK_REST_PORT) or self._flink_pids()):
             time.sleep(0.5)
         for pid in self._flink_pids():
-            try:
+            with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
 
     def _flink_pids(self) -> list[int]:
         pids = []
@@ -374,11 +382,19 @@ class Stack:
         kafka_log = self.log_dir / "kafka-1.log"
         return [
             ("kafka", self._start_kafka, self._kafka_healthy, kafka_log),
-            ("influxdb", self._start_influxdb, self._influxdb_healthy,
-             self.log_dir / "influxdb.log"),
+            (
+                "influxdb",
+                self._start_influxdb,
+                self._influxdb_healthy,
+                self.log_dir / "influxdb.log",
+            ),
             ("redis", self._start_redis, self._redis_healthy, self.log_dir / "redis.log"),
-            ("flink", self._start_flink, self._flink_healthy,
-             self.log_dir / "flink" / "flink-standalonesession.log"),
+            (
+                "flink",
+                self._start_flink,
+                self._flink_healthy,
+                self.log_dir / "flink" / "flink-standalonesession.log",
+            ),
         ]
 
     def up(self, progress: Callable[[str], None] = print) -> None:
@@ -395,9 +411,7 @@ class Stack:
     def down(self, progress: Callable[[str], None] = print, purge: bool = False) -> None:
         progress("stopping flink ...")
         self._stop_flink()
-        for name in ["redis", "influxdb"] + [
-            f"kafka-{i}" for i in range(self.broker_count, 0, -1)
-        ]:
+        for name in ["redis", "influxdb"] + [f"kafka-{i}" for i in range(self.broker_count, 0, -1)]:
             if self._pid(name) is not None:
                 progress(f"stopping {name} ...")
             self._kill(name)
@@ -410,21 +424,33 @@ class Stack:
         for node in range(1, self.broker_count + 1):
             pid = self._pid(f"kafka-{node}")
             port = KAFKA_PORT_BASE + node
-            result.append(ServiceStatus(
-                f"kafka-{node}", pid is not None and port_open(port),
-                f"pid {pid}, 127.0.0.1:{port}" if pid else "stopped"))
+            result.append(
+                ServiceStatus(
+                    f"kafka-{node}",
+                    pid is not None and port_open(port),
+                    f"pid {pid}, 127.0.0.1:{port}" if pid else "stopped",
+                )
+            )
         for name, port in (("influxdb", INFLUXDB_PORT), ("redis", REDIS_PORT)):
             pid = self._pid(name)
-            result.append(ServiceStatus(
-                name, pid is not None and port_open(port),
-                f"pid {pid}, 127.0.0.1:{port}" if pid else "stopped"))
+            result.append(
+                ServiceStatus(
+                    name,
+                    pid is not None and port_open(port),
+                    f"pid {pid}, 127.0.0.1:{port}" if pid else "stopped",
+                )
+            )
         try:
             healthy = self._flink_healthy()
         except OSError:
             healthy = False
-        result.append(ServiceStatus(
-            "flink", healthy,
-            f"dashboard http://localhost:{FLINK_REST_PORT}" if healthy else "stopped"))
+        result.append(
+            ServiceStatus(
+                "flink",
+                healthy,
+                f"dashboard http://localhost:{FLINK_REST_PORT}" if healthy else "stopped",
+            )
+        )
         return result
 
     def jobs(self) -> list[dict[str, object]]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from bethos.config import EtlSettings
 from bethos.generate import varied_points
@@ -28,8 +28,12 @@ def generate(
     try:
         writer.create_database()
         points = (
-            Point(influx.measurement, {influx.pod_tag: p.pod, influx.vin_tag: p.vin}, p.fields,
-                  p.ts_ms)
+            Point(
+                influx.measurement,
+                {influx.pod_tag: p.pod, influx.vin_tag: p.vin},
+                p.fields,
+                p.ts_ms,
+            )
             for p in varied_points(vins, rounds, influx.pods, start, round_interval_ms, seed)
         )
         return writer.write(points)
@@ -55,8 +59,7 @@ def ground_truth(settings: EtlSettings) -> dict[str, dict[str, Signal]]:
 
 def latest_records(settings: EtlSettings) -> dict[str, dict[str, Signal]]:
     messages = read_topic(settings.kafka, settings.topics.latest)
-    return {vin: decode_latest_signals(value)[1]
-            for vin, value in latest_by_key(messages).items()}
+    return {vin: decode_latest_signals(value)[1] for vin, value in latest_by_key(messages).items()}
 
 
 def verify(settings: EtlSettings) -> tuple[int, int, list[Difference]]:
@@ -84,9 +87,11 @@ def format_latest(latest: Mapping[str, Mapping[str, Signal]]) -> str:
     return _table(rows)
 
 
-def _table(rows: list[tuple[str, ...]]) -> str:
+def _table(rows: Sequence[tuple[str, ...]]) -> str:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
-             for row in rows]
+    lines = [
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    ]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)

@@ -13,6 +13,7 @@ from bethos.config import EtlSettings, MergerSettings, load_settings
 from bethos.durations import parse_duration_ms
 from bethos.exceptions import BethosError
 from bethos.stack import Stack
+from bethos.verify import Difference
 from connectors.kafka.admin import create_topics
 
 
@@ -50,10 +51,13 @@ def cmd_topics(args: argparse.Namespace) -> int:
 
 def cmd_generate(args: argparse.Namespace) -> int:
     settings = _etl_settings(args)
-    count = data.generate(settings, args.vins, args.rounds, parse_duration_ms(args.interval),
-                          args.seed)
-    print(f"wrote {count} points ({args.vins} VINs x {args.rounds} rounds) to "
-          f"{settings.influxdb.url} database {settings.influxdb.database}")
+    count = data.generate(
+        settings, args.vins, args.rounds, parse_duration_ms(args.interval), args.seed
+    )
+    print(
+        f"wrote {count} points ({args.vins} VINs x {args.rounds} rounds) to "
+        f"{settings.influxdb.url} database {settings.influxdb.database}"
+    )
     return 0
 
 
@@ -114,20 +118,24 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(f"   submitting {job} ...", flush=True)
         job_id = jobs.submit(stack, job, extra_env=demo_env)
         print(f"   {job}: {job_id}")
-    say(f"waiting for a flush (flush interval {args.flush_interval}) until the latest topic "
-        "matches InfluxDB")
+    say(
+        f"waiting for a flush (flush interval {args.flush_interval}) until the latest topic "
+        "matches InfluxDB"
+    )
     deadline = time.monotonic() + args.timeout
-    differences: list[data.Difference] = []
+    differences: list[Difference] = []
     vins = signals = 0
     while time.monotonic() < deadline:
         try:
             vins, signals, differences = data.verify(settings)
         except BethosError as exc:
-            differences = [data.Difference("*", "*", "readable topic", str(exc))]
+            differences = [Difference("*", "*", "readable topic", str(exc))]
         if not differences:
             break
-        print(f"   {len(differences)} difference(s) left, "
-              f"{int(deadline - time.monotonic())}s to go", flush=True)
+        print(
+            f"   {len(differences)} difference(s) left, {int(deadline - time.monotonic())}s to go",
+            flush=True,
+        )
         time.sleep(5)
     say("verify")
     if differences:
@@ -137,8 +145,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"   verify: OK, {vins} VINs and {signals} signals equal the newest values in InfluxDB")
     say("the latest record of every VIN")
     print(data.format_latest(data.latest_records(settings)))
-    print("\nFlink dashboard: http://localhost:8081  (both jobs keep running; "
-          "`bethos status`, `bethos down` to stop)")
+    print(
+        "\nFlink dashboard: http://localhost:8081  (both jobs keep running; "
+        "`bethos status`, `bethos down` to stop)"
+    )
     return 0
 
 
@@ -147,8 +157,13 @@ def parser() -> argparse.ArgumentParser:
     sub = root.add_subparsers(dest="command", required=True)
 
     up = sub.add_parser("up", help="start the local stack on loopback, installing nothing")
-    up.add_argument("--brokers", type=int, choices=(1, 2, 3), default=None,
-                    help="Kafka brokers (default 3; 1 for small machines and tests)")
+    up.add_argument(
+        "--brokers",
+        type=int,
+        choices=(1, 2, 3),
+        default=None,
+        help="Kafka brokers (default 3; 1 for small machines and tests)",
+    )
     up.set_defaults(func=cmd_up)
     down = sub.add_parser("down", help="stop exactly what `up` started")
     down.add_argument("--purge", action="store_true", help=f"also delete {paths.state_dir()}")

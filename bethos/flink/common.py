@@ -16,8 +16,9 @@ from bethos import paths
 from bethos.config import FlinkSettings
 
 ROW_KEY_VALUE = Types.ROW_NAMED(["key", "value"], [Types.STRING(), Types.STRING()])
-ROW_DEAD_LETTER = Types.ROW_NAMED(["key", "value"], [Types.PRIMITIVE_ARRAY(Types.BYTE()),
-                                                     Types.STRING()])
+ROW_DEAD_LETTER = Types.ROW_NAMED(
+    ["key", "value"], [Types.PRIMITIVE_ARRAY(Types.BYTE()), Types.STRING()]
+)
 
 
 def ensure_logging() -> None:

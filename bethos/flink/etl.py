@@ -85,23 +85,45 @@ class PodPollFunction(KeyedProcessFunction):  # type: ignore[misc]
         if now < next_poll_at:
             return
         started = time.monotonic()
-        result = poll(pod, now, PodProgress(completed_until, attempts), self.client.fetch_window,
-                      self.plan, self.rng)
+        result = poll(
+            pod,
+            now,
+            PodProgress(completed_until, attempts),
+            self.client.fetch_window,
+            self.plan,
+            self.rng,
+        )
         progress = result.progress
-        self.progress.update((progress.completed_until, progress.failed_attempts,
-                              result.next_poll_at))
+        self.progress.update(
+            (progress.completed_until, progress.failed_attempts, result.next_poll_at)
+        )
         self._lag_ms = now - progress.completed_until
         window = result.window
         if result.error is not None:
             if result.gave_up:
                 self.failures.inc()
-                log_event(log, COMPONENT, "error", logging.ERROR, pod=pod, err=result.error,
-                          window_start=window.start if window else "", lag_ms=self._lag_ms)
+                log_event(
+                    log,
+                    COMPONENT,
+                    "error",
+                    logging.ERROR,
+                    pod=pod,
+                    err=result.error,
+                    window_start=window.start if window else "",
+                    lag_ms=self._lag_ms,
+                )
             else:
                 self.retries.inc()
-                log_event(log, COMPONENT, "retry", logging.WARNING, pod=pod,
-                          attempt=progress.failed_attempts, err=result.error,
-                          retry_in_ms=result.next_poll_at - now)
+                log_event(
+                    log,
+                    COMPONENT,
+                    "retry",
+                    logging.WARNING,
+                    pod=pod,
+                    attempt=progress.failed_attempts,
+                    err=result.error,
+                    retry_in_ms=result.next_poll_at - now,
+                )
             return
         if window is None:
             return
@@ -112,12 +134,23 @@ class PodPollFunction(KeyedProcessFunction):  # type: ignore[misc]
         for reject in result.rejects:
             self.dead_lettered.inc()
             origin = {"pod": pod, "window_start": window.start, "window_end": window.end}
-            yield DEAD_LETTERS, Row(None, dead_letter(reject.row, reject.reason, reject.detail,
-                                                      origin, now))
-        log_event(log, COMPONENT, "poll", pod=pod, window_start=window.start,
-                  window_end=window.end, rows=result.rows, records=len(result.records),
-                  rejected=len(result.rejects), lag_ms=self._lag_ms,
-                  duration_ms=int((time.monotonic() - started) * 1000))
+            yield (
+                DEAD_LETTERS,
+                Row(None, dead_letter(reject.row, reject.reason, reject.detail, origin, now)),
+            )
+        log_event(
+            log,
+            COMPONENT,
+            "poll",
+            pod=pod,
+            window_start=window.start,
+            window_end=window.end,
+            rows=result.rows,
+            records=len(result.records),
+            rejected=len(result.rejects),
+            lag_ms=self._lag_ms,
+            duration_ms=int((time.monotonic() - started) * 1000),
+        )
 
 
 def build(settings: EtlSettings):  # type: ignore[no-untyped-def]
@@ -128,8 +161,7 @@ def build(settings: EtlSettings):  # type: ignore[no-untyped-def]
         "CREATE TEMPORARY TABLE ticks (n INT) WITH ("
         "'connector' = 'datagen', 'rows-per-second' = '1')"
     )
-    t_env.execute_sql(upsert_sink_ddl("aggregated_out", settings.topics.aggregated,
-                                      settings.kafka))
+    t_env.execute_sql(upsert_sink_ddl("aggregated_out", settings.topics.aggregated, settings.kafka))
     t_env.execute_sql(append_sink_ddl("dead_letters_out", settings.topics.dlq, settings.kafka))
     pods = list(settings.influxdb.pods)
     ticks = t_env.to_data_stream(t_env.from_path("ticks"))

@@ -75,8 +75,15 @@ class MergeFunction(KeyedProcessFunction):  # type: ignore[misc]
             self.dead_lettered.inc()
             if exc.reason == "empty_id":
                 self.skipped.inc()
-                log_event(log, COMPONENT, "skip", reason=exc.reason, topic=topic,
-                          partition=partition, offset=offset)
+                log_event(
+                    log,
+                    COMPONENT,
+                    "skip",
+                    reason=exc.reason,
+                    topic=topic,
+                    partition=partition,
+                    offset=offset,
+                )
             now = int(time.time() * 1000)
             origin = {"topic": topic, "partition": partition, "offset": offset}
             yield DEAD_LETTERS, Row(key, dead_letter(raw, exc.reason, exc.detail, origin, now))
@@ -101,8 +108,13 @@ class MergeFunction(KeyedProcessFunction):  # type: ignore[misc]
         vin = ctx.get_current_key()
         if self.emit_all or self.dirty.value():
             state = VinState.from_tuple(self.vin_state.value())
-            value = encode_latest(vin, state.latest_signals(), state.pod, state.received_at,
-                                  produced_at=int(time.time() * 1000))
+            value = encode_latest(
+                vin,
+                state.latest_signals(),
+                state.pod,
+                state.received_at,
+                produced_at=int(time.time() * 1000),
+            )
             self.dirty.update(False)
             self.emitted.inc()
             self._flush_emitted += 1
@@ -114,9 +126,15 @@ class MergeFunction(KeyedProcessFunction):  # type: ignore[misc]
     def _finish_flush_log(self) -> None:
         if self._flush_count:
             self._last_flush_ms = int((self._flush_last - self._flush_started) * 1000)
-            log_event(log, COMPONENT, "flush", flush_duration_ms=self._last_flush_ms,
-                      vin_count=self._flush_count, message_count=self._flush_emitted,
-                      emitted=self._flush_emitted)
+            log_event(
+                log,
+                COMPONENT,
+                "flush",
+                flush_duration_ms=self._last_flush_ms,
+                vin_count=self._flush_count,
+                message_count=self._flush_emitted,
+                emitted=self._flush_emitted,
+            )
         self._flush_count = self._flush_emitted = 0
 
 
@@ -124,18 +142,27 @@ def build(settings: MergerSettings):  # type: ignore[no-untyped-def]
     """The merger's job graph; returns the environment and the statement set to execute."""
     env, t_env = create_environments(settings.flink)
     topics, kafka = settings.topics, settings.kafka
-    t_env.execute_sql(source_table_ddl("aggregated_in", topics.aggregated, kafka,
-                                       settings.consumer_group, settings.start_from_oldest))
+    t_env.execute_sql(
+        source_table_ddl(
+            "aggregated_in",
+            topics.aggregated,
+            kafka,
+            settings.consumer_group,
+            settings.start_from_oldest,
+        )
+    )
     t_env.execute_sql(upsert_sink_ddl("latest_out", topics.latest, kafka))
     t_env.execute_sql(append_sink_ddl("dead_letters_out", topics.dlq, kafka))
 
     records = t_env.to_data_stream(t_env.from_path("aggregated_in"))
     options = settings.latest_merger
     merged = (
-        records.key_by(lambda row: row[0].decode("utf-8", "replace") if row[0] else "",
-                       key_type=Types.STRING())
-        .process(MergeFunction(options.flush_interval, options.emit == "all"),
-                 output_type=ROW_KEY_VALUE)
+        records.key_by(
+            lambda row: row[0].decode("utf-8", "replace") if row[0] else "", key_type=Types.STRING()
+        )
+        .process(
+            MergeFunction(options.flush_interval, options.emit == "all"), output_type=ROW_KEY_VALUE
+        )
         .uid(MERGE_UID)
         .name("merge per VIN")
     )

@@ -14,10 +14,10 @@ import orjson
 import requests
 
 from bethos.config import InfluxSettings
-from bethos.exceptions import SourceError
+from bethos.exceptions import RecordError, SourceError
 from bethos.poller import FetchResult, Reading, Reject, Window
-from bethos.record import RecordError, check_signal_value
-from connectors.influxdb.influxql import NS_PER_MS, window_params, wide_window_query
+from bethos.record import check_signal_value
+from connectors.influxdb.influxql import NS_PER_MS, wide_window_query, window_params
 
 log = logging.getLogger(__name__)
 
@@ -96,8 +96,11 @@ class InfluxClient:
                 for row in series["values"]:
                     if not vin:
                         result.rejects.append(
-                            Reject("no_vin", f"series has no {vin_tag!r} tag", orjson.dumps(
-                                dict(zip(columns, row, strict=True))).decode())
+                            Reject(
+                                "no_vin",
+                                f"series has no {vin_tag!r} tag",
+                                orjson.dumps(dict(zip(columns, row, strict=True))).decode(),
+                            )
                         )
                         continue
                     ts = row[0] // NS_PER_MS
@@ -108,8 +111,13 @@ class InfluxClient:
                             checked = check_signal_value(name, value)
                         except RecordError as exc:
                             result.rejects.append(
-                                Reject(exc.reason, exc.detail, orjson.dumps(
-                                    {"vin": vin, "time": row[0], name: value}).decode())
+                                Reject(
+                                    exc.reason,
+                                    exc.detail,
+                                    orjson.dumps(
+                                        {"vin": vin, "time": row[0], name: value}
+                                    ).decode(),
+                                )
                             )
                             continue
                         result.readings.append(Reading(vin, name, checked, ts))

@@ -1,4 +1,4 @@
-"""InfluxQL text built from user-supplied names: identifiers are quoted and escaped, values bound."""
+"""InfluxQL text from user-supplied names: identifiers quoted and escaped, values bound."""
 
 from __future__ import annotations
 

@@ -31,7 +31,8 @@ def create_topics(
     kafka: KafkaSettings, topics: TopicSettings, timeout: float = 30.0
 ) -> dict[str, str]:
     """Create missing topics and set the listed configs on existing ones; name -> outcome."""
-    admin = AdminClient(kafka.client_properties())
+    client_config: dict[str, str | int | float | bool] = {**kafka.client_properties()}
+    admin = AdminClient(client_config)
     metadata = admin.list_topics(timeout=timeout)
     replication = min(3, len(metadata.brokers))
     outcome: dict[str, str] = {}
@@ -41,11 +42,12 @@ def create_topics(
         for spec in wanted
         if spec.name not in metadata.topics
     ]
-    for name, future in (admin.create_topics(new, operation_timeout=timeout).items() if new else []):
+    futures = admin.create_topics(new, operation_timeout=timeout) if new else {}
+    for name, future in futures.items():
         try:
             future.result()
             outcome[name] = "created"
-        except Exception as exc:  # noqa: BLE001 - the client raises KafkaException
+        except Exception as exc:
             if "TOPIC_ALREADY_EXISTS" not in str(exc):
                 raise BethosError(f"cannot create topic {name}: {exc}") from None
             outcome[name] = "exists"
@@ -58,7 +60,7 @@ def create_topics(
         for resource, future in admin.alter_configs(resources).items():
             try:
                 future.result()
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 raise BethosError(f"cannot configure topic {resource.name}: {exc}") from None
             outcome[resource.name] = "exists"
     return outcome

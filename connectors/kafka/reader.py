@@ -45,6 +45,8 @@ def read_topic(
             if message.error():
                 raise BethosError(f"reading {topic}: {message.error()}")
             partition, offset = message.partition(), message.offset()
+            if partition is None or offset is None:
+                continue
             if partition in ends and offset < ends[partition]:
                 messages.append((message.key(), message.value()))
             if partition in ends and offset >= ends[partition] - 1:
