@@ -76,10 +76,10 @@ def stop(stack: Stack, job_id: str, savepoint_dir: str | None = None) -> str | N
     return match.group(1)
 
 
-def running_jobs(stack: Stack) -> dict[str, str]:
-    """name -> job id of the running jobs."""
-    return {
-        str(job["name"]): str(job["jid"])
+def running_jobs(stack: Stack) -> list[tuple[str, str]]:
+    """(name, job id) of every job that is not finished."""
+    return [
+        (str(job["name"]), str(job["jid"]))
         for job in stack.jobs()
         if job.get("state") in ("RUNNING", "CREATED", "INITIALIZING", "RESTARTING")
-    }
+    ]

@@ -109,7 +109,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     count = data.generate(settings, vins=10, rounds=6, round_interval_ms=10_000)
     print(f"   wrote {count} points")
     say("starting the ETL and latest merger jobs on the Flink cluster")
-    for name, job_id in jobs.running_jobs(stack).items():
+    for name, job_id in jobs.running_jobs(stack):
         if name.startswith("bethos"):
             print(f"   cancelling the previous {name} ({job_id})")
             jobs.stop(stack, job_id)

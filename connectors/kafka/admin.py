@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
+from confluent_kafka.admin import (
+    AdminClient,
+    AlterConfigOpType,
+    ConfigEntry,
+    ConfigResource,
+    NewTopic,
+)
 
 from bethos.config import KafkaSettings, TopicSettings
 from bethos.exceptions import BethosError
@@ -54,10 +60,17 @@ def create_topics(
     existing = [spec for spec in wanted if spec.name not in outcome]
     if existing:
         resources = [
-            ConfigResource(ConfigResource.Type.TOPIC, spec.name, set_config=spec.config)
+            ConfigResource(
+                ConfigResource.Type.TOPIC,
+                spec.name,
+                incremental_configs=[
+                    ConfigEntry(key, value, incremental_operation=AlterConfigOpType.SET)
+                    for key, value in spec.config.items()
+                ],
+            )
             for spec in existing
         ]
-        for resource, future in admin.alter_configs(resources).items():
+        for resource, future in admin.incremental_alter_configs(resources).items():
             try:
                 future.result()
             except Exception as exc:

@@ -1,0 +1,40 @@
+# The task runner is the CI contract: the README names `make demo` and `make test`,
+# and .ci/run calls `make test`.
+VENV := .venv
+BIN := $(VENV)/bin
+PYTEST_ARGS ?=
+
+.PHONY: help install demo test lint typecheck unit integration up down status
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-13s %s\n", $$1, $$2}'
+
+install: ## install everything bethos needs (idempotent, cached)
+	@bash scripts/install.sh
+
+demo: install ## run the whole pipeline end to end on local defaults
+	@$(BIN)/bethos demo
+
+test: install lint typecheck ## the whole test suite: lint, types, unit and integration tests
+	@$(BIN)/pytest -ra $(PYTEST_ARGS)
+
+lint: ## ruff
+	@$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+typecheck: ## mypy
+	@$(BIN)/mypy
+
+unit: ## unit and property tests only (no servers)
+	@$(BIN)/pytest -ra -m "not integration" $(PYTEST_ARGS)
+
+integration: ## integration tests against the real servers
+	@$(BIN)/pytest -ra -m integration $(PYTEST_ARGS)
+
+up: install ## start the local stack
+	@$(BIN)/bethos up
+
+down: ## stop the local stack
+	@$(BIN)/bethos down
+
+status: ## show the local stack and its jobs
+	@$(BIN)/bethos status

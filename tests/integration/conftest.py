@@ -1,0 +1,102 @@
+"""The real stack on loopback: started for the session when not already up, stopped after."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from bethos.cli import jobs
+from bethos.config import EtlSettings, MergerSettings, load_settings
+from bethos.stack import (
+    FLINK_REST_PORT,
+    INFLUXDB_PORT,
+    KAFKA_PORT_BASE,
+    REDIS_PORT,
+    Stack,
+    port_open,
+)
+from connectors.kafka.admin import create_topics
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[Stack]:
+    existing = Stack()
+    if all(status.running for status in existing.status()):
+        yield existing  # someone's stack (a demo): use it, leave it running
+        return
+    started = Stack(brokers=1)
+    started.up()
+    yield started
+    started.down()
+    ports = [KAFKA_PORT_BASE + 1, INFLUXDB_PORT, REDIS_PORT, FLINK_REST_PORT]
+    still_open = [port for port in ports if port_open(port)]
+    assert still_open == [], f"`down` left ports open: {still_open}"
+
+
+@pytest.fixture
+def unique() -> str:
+    return uuid.uuid4().hex[:10]
+
+
+@pytest.fixture
+def pipeline_configs(stack: Stack, unique: str, tmp_path: Path) -> tuple[Path, Path]:
+    """An ETL and a merger config on topics, database and group of this test alone."""
+    topics = {
+        "aggregated": f"test-{unique}.aggregated",
+        "latest": f"test-{unique}.latest",
+        "dlq": f"test-{unique}.dlq",
+        "partitions": 2,
+    }
+    kafka = {"brokers": stack.bootstrap_servers()}
+    etl = {
+        "kafka": kafka,
+        "topics": topics,
+        "influxdb": {
+            "url": f"http://127.0.0.1:{INFLUXDB_PORT}",
+            "database": f"test_{unique}",
+            "pods": ["pod-a", "pod-b", "pod 'c'"],
+        },
+        "poll_interval": "2s",
+        "chunk_duration": "10s",
+        "lookback": "10s",
+        "backfill": "15m",
+    }
+    merger = {
+        "kafka": kafka,
+        "topics": topics,
+        "latest_merger": {"flush_interval": "3s"},
+        "consumer_group": f"test-{unique}",
+        "flink": {"checkpoint_interval": "2s"},
+    }
+    etl_path, merger_path = tmp_path / "etl.yaml", tmp_path / "merger.yaml"
+    etl_path.write_text(yaml.safe_dump(etl))
+    merger_path.write_text(yaml.safe_dump(merger))
+    settings = load_settings(MergerSettings, merger_path)
+    create_topics(settings.kafka, settings.topics)
+    return etl_path, merger_path
+
+
+@pytest.fixture
+def etl_settings(pipeline_configs: tuple[Path, Path]) -> EtlSettings:
+    return load_settings(EtlSettings, pipeline_configs[0])
+
+
+@pytest.fixture
+def submit(stack: Stack) -> Iterator[Callable[..., str]]:
+    """Submit jobs; every job submitted is cancelled at the end of the test."""
+    submitted: list[str] = []
+
+    def run(job: str, config: Path, **kwargs: object) -> str:
+        job_id = jobs.submit(stack, job, str(config), **kwargs)  # type: ignore[arg-type]
+        submitted.append(job_id)
+        return job_id
+
+    yield run
+    running = {job_id for _, job_id in jobs.running_jobs(stack)}
+    for job_id in submitted:
+        if job_id in running:
+            jobs.stop(stack, job_id)

@@ -1,0 +1,46 @@
+"""The stack and the topics command against the real servers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from confluent_kafka.admin import AdminClient, ConfigResource
+
+from bethos.config import MergerSettings, load_settings
+from bethos.stack import Stack
+from connectors.kafka.admin import create_topics
+
+pytestmark = pytest.mark.integration
+
+
+def test_every_service_is_up(stack: Stack) -> None:
+    assert {s.name: s.running for s in stack.status()} == {
+        **{f"kafka-{i}": True for i in range(1, stack.broker_count + 1)},
+        "influxdb": True,
+        "redis": True,
+        "flink": True,
+    }
+
+
+def test_topics_are_created_idempotently_with_compaction(
+    pipeline_configs: tuple[Path, Path],
+) -> None:
+    settings = load_settings(MergerSettings, pipeline_configs[1])
+    again = create_topics(settings.kafka, settings.topics)
+    assert set(again.values()) == {"exists"}
+    admin = AdminClient({"bootstrap.servers": settings.kafka.brokers})
+    topics = settings.topics
+    resources = [
+        ConfigResource(ConfigResource.Type.TOPIC, t)
+        for t in (topics.aggregated, topics.latest, topics.dlq)
+    ]
+    policies = {
+        resource.name: future.result()["cleanup.policy"].value
+        for resource, future in admin.describe_configs(resources).items()
+    }
+    assert policies == {
+        topics.aggregated: "compact",
+        topics.latest: "compact",
+        topics.dlq: "delete",
+    }
