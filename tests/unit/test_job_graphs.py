@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 from pathlib import Path
 
 import pytest
@@ -12,27 +13,29 @@ from bethos.config import EtlSettings, MergerSettings, load_settings
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def plan_of(build, settings) -> dict[str, object]:  # type: ignore[no-untyped-def]
+def plan_of(build, settings) -> dict[str, Any]:  # type: ignore[no-untyped-def]
     env, statements = build(settings)
     statements.attach_as_datastream()
     return json.loads(env.get_execution_plan())  # type: ignore[no-any-return]
 
 
-def operator_names(plan: dict[str, object]) -> str:
-    return " | ".join(str(node["type"]) + ":" + str(node["pact"]) + ":" + str(node["contents"])
-                      for node in plan["nodes"])  # type: ignore[attr-defined]
+def operator_names(plan: dict[str, Any]) -> str:
+    nodes = plan["nodes"]
+    return " | ".join(f"{node['type']}:{node['pact']}:{node['contents']}" for node in nodes)
 
 
 @pytest.mark.timeout(300)
 def test_merger_and_etl_graphs_compile() -> None:
     from bethos.flink import etl, merger
 
-    merger_plan = operator_names(plan_of(
-        merger.build, load_settings(MergerSettings, ROOT / "config/latest_merger.yaml", {})))
+    merger_plan = operator_names(
+        plan_of(merger.build, load_settings(MergerSettings, ROOT / "config/latest_merger.yaml", {}))
+    )
     assert "merge per VIN" in merger_plan
     assert "latest_out" in merger_plan and "dead_letters_out" in merger_plan
 
-    etl_plan = operator_names(plan_of(
-        etl.build, load_settings(EtlSettings, ROOT / "config/etl.yaml", {})))
+    etl_plan = operator_names(
+        plan_of(etl.build, load_settings(EtlSettings, ROOT / "config/etl.yaml", {}))
+    )
     assert "poll InfluxDB per pod" in etl_plan
     assert "aggregated_out" in etl_plan
