@@ -69,6 +69,12 @@ class InfluxSettings(_Settings):
     pod_tag: str = "pod"
     vin_tag: str = "vin"
     layout: Literal["wide", "narrow"] = "wide"
+    # Narrow layout only: the tag naming the resource and the field holding its value; the
+    # resource is mapped to a signal name by the `resource_map_path` file. A resource missing
+    # from the map is either kept under its raw name or dead-lettered (`unmapped_resource`).
+    resource_tag: str = Field(default="resource", min_length=1)
+    value_field: str = Field(default="value", min_length=1)
+    unmapped: Literal["keep", "drop"] = "drop"
     pods: list[str] = Field(min_length=1)
     timeout: DurationMs = 30_000
 
@@ -170,6 +176,15 @@ def parse_settings(model: type[M], doc: Any, source: str, environ: Mapping[str, 
         first = exc.errors()[0]
         key = ".".join(str(part) for part in first["loc"]) or "(top level)"
         raise ConfigError(f"{source}: {key}: {first['msg']}") from None
+    if (
+        isinstance(settings, EtlSettings)
+        and settings.influxdb.layout == "narrow"
+        and not settings.resource_map_path
+    ):
+        raise ConfigError(
+            f"{source}: resource_map_path: required when influxdb.layout is 'narrow' "
+            "(the file mapping resources to signal names)"
+        )
     if isinstance(settings, MergerSettings):
         strategy = settings.latest_merger.strategy
         if strategy not in STRATEGIES:

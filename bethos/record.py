@@ -6,7 +6,9 @@ ever seen for the VIN. Both share one envelope. Times are integer epoch millisec
 
 from __future__ import annotations
 
+import json
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -19,9 +21,27 @@ SCHEMA_VERSION = 1
 MAX_RECORD_BYTES = 1_048_576
 MAX_SIGNALS = 10_000
 MAX_NAME_LENGTH = 256
+MAX_VIN_LENGTH = 64
 MAX_STRING_VALUE_LENGTH = 65_536
+MAX_FUTURE_MS = 86_400_000
+"""With `now_ms`, a signal `ts` more than this (1 day) after it is rejected as `future_ts`."""
+INT64_MIN = -(2**63)
+INT64_MAX = 2**63 - 1
+_TWO_63 = float(2**63)
 
 SignalValue = bool | int | float | str
+
+# C0, DEL and C1 control characters. Only consulted when str.isprintable() fails (rare), so
+# the hot path pays for one C call per name.
+_CONTROL_CHARS = re.compile("[\x00-\x1f\x7f-\x9f]")
+_UTF8_BOM = b"\xef\xbb\xbf"
+# UTF-32 first: its little-endian BOM starts with the UTF-16 one.
+_UTF_BOMS = (
+    (b"\x00\x00\xfe\xff", "UTF-32-BE"),
+    (b"\xff\xfe\x00\x00", "UTF-32-LE"),
+    (b"\xfe\xff", "UTF-16-BE"),
+    (b"\xff\xfe", "UTF-16-LE"),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +65,10 @@ def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def _has_control_chars(text: str) -> bool:
+    return not text.isprintable() and _CONTROL_CHARS.search(text) is not None
+
+
 def check_signal_value(name: str, value: object) -> SignalValue:
     """Accept the InfluxDB field types only: number, string, boolean."""
     if isinstance(value, bool | str):
@@ -52,6 +76,8 @@ def check_signal_value(name: str, value: object) -> SignalValue:
             raise RecordError("too_large", f"signal {name!r} string value too long")
         return value
     if _is_int(value):
+        if not INT64_MIN <= value <= INT64_MAX:  # type: ignore[operator]
+            raise RecordError("schema", f"signal {name!r} integer value outside signed 64-bit")
         return value  # type: ignore[return-value]
     if isinstance(value, float):
         if not math.isfinite(value):
@@ -60,26 +86,96 @@ def check_signal_value(name: str, value: object) -> SignalValue:
     raise RecordError("schema", f"signal {name!r} value has type {type(value).__name__}")
 
 
-def _require_int(obj: Mapping[str, Any], key: str, where: str) -> int:
+def _require_time(obj: Mapping[str, Any], key: str, where: str) -> int:
+    """An epoch-ms field: a JSON integer (not a boolean), in int64 range, not before 1970."""
     value = obj.get(key)
-    if not _is_int(value):
+    if type(value) is not int:  # exact type: bool is an int subclass, orjson makes no others
         raise RecordError("schema", f"{where}{key} must be an integer (epoch ms)")
-    return int(value)  # type: ignore[arg-type]
+    if value < 0:
+        raise RecordError("before_epoch", f"{where}{key} {value} is before 1970")
+    if value > INT64_MAX:
+        raise RecordError("schema", f"{where}{key} is outside signed 64-bit")
+    return value
 
 
-def decode_aggregated(raw: bytes | str | None) -> AggregatedRecord:
-    """Parse and validate one aggregated record; raise RecordError with a reason code."""
+def _parse_error(raw: bytes | str, exc: Exception) -> RecordError:
+    """Classify a failed parse. Runs only on the error path, so valid records pay nothing.
+
+    orjson never accepts text that is not UTF-8 (nor a BOM, nor UTF-16/32, whose ASCII
+    characters carry NUL bytes that JSON forbids), so looking here gives the same answer as
+    looking before the parse.
+    """
+    if isinstance(raw, str):
+        if raw.startswith("\ufeff"):
+            return RecordError("encoding", "text starts with a byte order mark")
+        try:
+            raw.encode("utf-8")
+        except UnicodeEncodeError as err:
+            return RecordError("encoding", f"text is not encodable as UTF-8: {err.reason}")
+    else:
+        if raw.startswith(_UTF8_BOM):
+            return RecordError("encoding", "UTF-8 byte order mark is not allowed")
+        for bom, name in _UTF_BOMS:
+            if raw.startswith(bom):
+                return RecordError("encoding", f"{name} byte order mark: record must be UTF-8")
+        # RFC 4627 section 3: JSON text starts with an ASCII character, so a NUL among the
+        # first two bytes means UTF-16 or UTF-32 without a BOM.
+        if b"\x00" in raw[:2]:
+            return RecordError("encoding", "looks like UTF-16 or UTF-32: record must be UTF-8")
+        try:
+            bytes(raw).decode("utf-8")
+        except UnicodeDecodeError as err:
+            return RecordError("encoding", f"not valid UTF-8 at byte {err.start}: {err.reason}")
+    if isinstance(exc, RecursionError):
+        return RecordError("too_deep", "document nesting too deep")
+    text = str(exc)
+    if "depth limit" in text or "recursion" in text:
+        return RecordError("too_deep", f"document nested too deep: {text}")
+    return RecordError("invalid_json", text)
+
+
+class _IntLiteral(str):
+    """An integer literal kept as text (see `_big_int_literals`)."""
+
+    __slots__ = ()
+
+
+def _big_int_literals(raw: bytes | str, names: list[str]) -> list[str]:
+    """The names, among `names`, whose value is written as an integer literal.
+
+    orjson turns an integer literal outside [-2**63, 2**64) into a float without a word; only
+    a float of magnitude >= 2**63 can be one, so this (slow) re-parse runs for those alone.
+    """
+    try:
+        doc = json.loads(raw, parse_int=_IntLiteral)
+        signals = doc["data"]["signals"]
+        return [name for name in names if isinstance(signals[name]["value"], _IntLiteral)]
+    except RecursionError:
+        raise RecordError("too_deep", "document nested too deep to check") from None
+    except (ValueError, LookupError, TypeError):
+        return []
+
+
+def decode_aggregated(raw: bytes | str | None, *, now_ms: int | None = None) -> AggregatedRecord:
+    """Parse and validate one aggregated record; raise RecordError with a reason code.
+
+    With `now_ms` (epoch ms), a signal `ts` more than MAX_FUTURE_MS after it is `future_ts`.
+    Duplicate keys: orjson keeps the last occurrence.
+    """
     if raw is None:
         raise RecordError("schema", "record has no value")
+    if not isinstance(raw, bytes | str):
+        raise RecordError("schema", f"record has type {type(raw).__name__}, not bytes or str")
     if len(raw) > MAX_RECORD_BYTES:
         raise RecordError("too_large", f"record is {len(raw)} bytes, limit {MAX_RECORD_BYTES}")
     try:
         doc = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise RecordError("invalid_json", str(exc)) from None
+    except (orjson.JSONDecodeError, RecursionError) as exc:
+        raise _parse_error(raw, exc) from None
     if not isinstance(doc, dict):
         raise RecordError("schema", "record must be a JSON object")
-    if doc.get("schema") != SCHEMA_VERSION:
+    schema = doc.get("schema")
+    if type(schema) is not int or schema != SCHEMA_VERSION:
         raise RecordError("schema", f"schema must be {SCHEMA_VERSION}")
     data = doc.get("data")
     if not isinstance(data, dict):
@@ -92,21 +188,44 @@ def decode_aggregated(raw: bytes | str | None) -> AggregatedRecord:
     vin = doc.get("vin")
     if not isinstance(vin, str) or not vin:
         raise RecordError("schema", "vin must be a non-empty string")
+    if len(vin) > MAX_VIN_LENGTH:
+        raise RecordError("schema", f"vin has {len(vin)} characters, limit {MAX_VIN_LENGTH}")
+    if _has_control_chars(vin):
+        raise RecordError("schema", f"vin {vin!r} contains control characters")
     if vin != data_id:
-        raise RecordError("vin_mismatch", f"vin {vin!r} differs from data.id {data_id!r}")
+        raise RecordError(
+            "vin_mismatch", f"vin {vin!r} differs from data.id {data_id[:MAX_VIN_LENGTH]!r}"
+        )
     raw_signals = data.get("signals")
     if not isinstance(raw_signals, dict):
         raise RecordError("schema", "data.signals must be an object")
     if len(raw_signals) > MAX_SIGNALS:
         raise RecordError("too_large", f"{len(raw_signals)} signals, limit {MAX_SIGNALS}")
+    ts_limit = INT64_MAX if now_ms is None else min(now_ms + MAX_FUTURE_MS, INT64_MAX)
     signals: dict[str, Signal] = {}
+    suspect: list[str] | None = None
     for name, body in raw_signals.items():
         if not name or len(name) > MAX_NAME_LENGTH:
             raise RecordError("schema", "signal names must have 1 to 256 characters")
+        if _has_control_chars(name):
+            raise RecordError("schema", f"signal name {name!r} contains control characters")
         if not isinstance(body, dict) or "value" not in body:
             raise RecordError("schema", f"signal {name!r} must be an object with value and ts")
-        ts = _require_int(body, "ts", f"signal {name!r} ")
-        signals[name] = Signal(check_signal_value(name, body["value"]), ts)
+        ts = _require_time(body, "ts", f"signal {name!r} ")
+        if ts > ts_limit:
+            raise RecordError(
+                "future_ts", f"signal {name!r} ts {ts} is more than 1 day after now {now_ms}"
+            )
+        value = check_signal_value(name, body["value"])
+        if type(value) is float and not -_TWO_63 < value < _TWO_63:
+            if suspect is None:
+                suspect = []
+            suspect.append(name)
+        signals[name] = Signal(value, ts)
+    if suspect is not None:
+        big = _big_int_literals(raw, suspect)
+        if big:
+            raise RecordError("schema", f"signal {big[0]!r} integer value outside signed 64-bit")
     pod = doc.get("pod", "")
     if not isinstance(pod, str):
         raise RecordError("schema", "pod must be a string")
@@ -114,8 +233,8 @@ def decode_aggregated(raw: bytes | str | None) -> AggregatedRecord:
         vin=vin,
         signals=signals,
         pod=pod,
-        received_at=_require_int(doc, "received_at", ""),
-        produced_at=_require_int(doc, "produced_at", ""),
+        received_at=_require_time(doc, "received_at", ""),
+        produced_at=_require_time(doc, "produced_at", ""),
     )
 
 

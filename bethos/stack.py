@@ -67,6 +67,26 @@ def http_json(url: str, timeout: float = 2.0) -> object:
         return json.load(response)
 
 
+def write_influxdb_config(
+    base: Path, http_port: int, max_row_limit: int = 0, auth: bool = False
+) -> Path:
+    """An influxd config on loopback with its data under `base`; the RPC port is HTTP + 2."""
+    base.mkdir(parents=True, exist_ok=True)
+    config = base / "influxdb.conf"
+    config.write_text(
+        "reporting-disabled = true\n"
+        f'bind-address = "127.0.0.1:{http_port + 2}"\n'
+        f'[meta]\n  dir = "{base}/meta"\n'
+        f'[data]\n  dir = "{base}/data"\n  wal-dir = "{base}/wal"\n'
+        '  query-log-enabled = false\n  index-version = "tsi1"\n'
+        f'[http]\n  bind-address = "127.0.0.1:{http_port}"\n'
+        "  log-enabled = false\n"
+        f"  max-row-limit = {max_row_limit}\n"
+        f"  auth-enabled = {'true' if auth else 'false'}\n"
+    )
+    return config
+
+
 class Stack:
     def __init__(self, state: Path | None = None, brokers: int | None = None) -> None:
         self.state = state or paths.state_dir()
@@ -229,19 +249,7 @@ class Stack:
         binary = shutil.which("influxd")
         if binary is None:
             raise StackError("influxdb: influxd not installed; run scripts/install.sh")
-        base = self.state / "influxdb"
-        base.mkdir(parents=True, exist_ok=True)
-        config = base / "influxdb.conf"
-        config.write_text(
-            "reporting-disabled = true\n"
-            'bind-address = "127.0.0.1:8088"\n'
-            f'[meta]\n  dir = "{base}/meta"\n'
-            f'[data]\n  dir = "{base}/data"\n  wal-dir = "{base}/wal"\n'
-            '  query-log-enabled = false\n  index-version = "tsi1"\n'
-            f'[http]\n  bind-address = "127.0.0.1:{INFLUXDB_PORT}"\n'
-            "  log-enabled = false\n"
-            f"  max-row-limit = {int(os.environ.get('BETHOS_INFLUXDB_MAX_ROW_LIMIT', '0'))}\n"
-        )
+        config = write_influxdb_config(self.state / "influxdb", INFLUXDB_PORT)
         self._spawn("influxdb", [binary, "-config", str(config)])
 
     def _influxdb_healthy(self) -> bool:
@@ -396,6 +404,25 @@ class Stack:
                 self.log_dir / "flink" / "flink-standalonesession.log",
             ),
         ]
+
+    def start_service(self, name: str) -> None:
+        """Start one service (kafka, influxdb, redis, flink) and wait until it is healthy."""
+        for service, start, healthy, log_file in self.services():
+            if service == name:
+                start()
+                wait_until(healthy, 120, name, log_file)
+                return
+        raise StackError(f"unknown service {name!r}")
+
+    def stop_service(self, name: str) -> None:
+        """Stop one service abruptly (SIGTERM, then SIGKILL): fault tests use this."""
+        if name == "flink":
+            self._stop_flink()
+        elif name == "kafka":
+            for node in range(1, self.broker_count + 1):
+                self._kill(f"kafka-{node}")
+        else:
+            self._kill(name)
 
     def up(self, progress: Callable[[str], None] = print) -> None:
         for name, start, healthy, log_file in self.services():

@@ -9,6 +9,7 @@ from bethos.config import EtlSettings
 from bethos.generate import varied_points
 from bethos.poller import Window, aggregate
 from bethos.record import Signal, decode_latest_signals
+from bethos.resource_map import resource_map_for
 from bethos.verify import Difference, compare
 from connectors.influxdb.client import InfluxClient
 from connectors.influxdb.writer import InfluxWriter, Point
@@ -43,7 +44,11 @@ def generate(
 
 def ground_truth(settings: EtlSettings) -> dict[str, dict[str, Signal]]:
     """The newest value of every signal of every VIN, straight from InfluxDB."""
-    client = InfluxClient(settings.influxdb, chunk_size=settings.batch_size)
+    client = InfluxClient(
+        settings.influxdb,
+        chunk_size=settings.batch_size,
+        resource_map=resource_map_for(settings),
+    )
     readings = []
     try:
         for pod in settings.influxdb.pods:

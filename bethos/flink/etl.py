@@ -10,14 +10,15 @@ from __future__ import annotations
 import logging
 import random
 import time
+from typing import Any
 
 from pyflink.common import Row, Types
 from pyflink.datastream import KeyedProcessFunction, OutputTag, RuntimeContext
 from pyflink.datastream.state import ValueStateDescriptor
 
+from bethos import progress_file
 from bethos.config import EtlSettings
 from bethos.deadletter import dead_letter
-from bethos.exceptions import ConfigError
 from bethos.flink.common import (
     ROW_DEAD_LETTER,
     ROW_KEY_VALUE,
@@ -28,6 +29,7 @@ from bethos.flink.common import (
 from bethos.logevents import log_event
 from bethos.poller import PodProgress, PollPlan, poll
 from bethos.record import encode_aggregated
+from bethos.resource_map import resource_map_for
 from connectors.influxdb.client import InfluxClient
 from connectors.kafka.tables import append_sink_ddl, upsert_sink_ddl
 
@@ -50,6 +52,20 @@ def poll_plan(settings: EtlSettings) -> PollPlan:
     )
 
 
+class PodMetrics:
+    """Per-pod metrics under the `pod` group: rows read, retries, failures and lag."""
+
+    def __init__(self, group: Any, pod: str) -> None:
+        pod_group = group.add_group("pod", pod)
+        self.rows_read = pod_group.counter("rows_read")
+        self.retries = pod_group.counter("retries")
+        self.failures = pod_group.counter("failures")
+        self.records_out = pod_group.counter("records_out")
+        self.dead_lettered = pod_group.counter("dead_lettered")
+        self.lag_ms = 0
+        pod_group.gauge("lag_ms", lambda: self.lag_ms)
+
+
 class PodPollFunction(KeyedProcessFunction):  # type: ignore[misc]
     def __init__(self, settings: EtlSettings) -> None:
         self.settings = settings
@@ -57,31 +73,45 @@ class PodPollFunction(KeyedProcessFunction):  # type: ignore[misc]
     def open(self, runtime_context: RuntimeContext) -> None:
         ensure_logging()
         self.plan = poll_plan(self.settings)
-        self.client = InfluxClient(self.settings.influxdb, chunk_size=self.settings.batch_size)
+        self.client = InfluxClient(
+            self.settings.influxdb,
+            chunk_size=self.settings.batch_size,
+            resource_map=resource_map_for(self.settings),
+        )
         self.rng = random.Random()
         # (completed_until, failed_attempts, next_poll_at)
         self.progress = runtime_context.get_state(
             ValueStateDescriptor("pod_progress", Types.PICKLED_BYTE_ARRAY())
         )
-        metrics = runtime_context.get_metrics_group()
-        self.rows_read = metrics.counter("rows_read")
-        self.retries = metrics.counter("retries")
-        self.failures = metrics.counter("failures")
-        self.records_out = metrics.counter("records_out")
-        self.dead_lettered = metrics.counter("dead_lettered")
-        self._lag_ms = 0
-        metrics.gauge("lag_ms", lambda: self._lag_ms)
+        self.metric_group = runtime_context.get_metrics_group()
+        self.pod_metrics: dict[str, PodMetrics] = {}
 
     def close(self) -> None:
         self.client.close()
+
+    def _initial_progress(self, pod: str, now: int) -> int:
+        """A pod without state resumes from the progress file if any, else `backfill` ago."""
+        if self.settings.checkpoint_path:
+            saved = progress_file.load(self.settings.checkpoint_path).get(pod)
+            if saved is not None:
+                return saved
+        return now - self.settings.backfill
+
+    def _metrics(self, pod: str) -> PodMetrics:
+        metrics = self.pod_metrics.get(pod)
+        if metrics is None:
+            metrics = self.pod_metrics[pod] = PodMetrics(self.metric_group, pod)
+        return metrics
 
     def process_element(self, tick: object, ctx: KeyedProcessFunction.Context):  # type: ignore[no-untyped-def]
         pod = ctx.get_current_key()
         now = ctx.timer_service().current_processing_time()
         saved = self.progress.value()
         if saved is None:
-            saved = (now - self.settings.backfill, 0, now)
+            saved = (self._initial_progress(pod, now), 0, now)
         completed_until, attempts, next_poll_at = saved
+        metrics = self._metrics(pod)
+        metrics.lag_ms = now - completed_until
         if now < next_poll_at:
             return
         started = time.monotonic()
@@ -97,11 +127,11 @@ class PodPollFunction(KeyedProcessFunction):  # type: ignore[misc]
         self.progress.update(
             (progress.completed_until, progress.failed_attempts, result.next_poll_at)
         )
-        self._lag_ms = now - progress.completed_until
+        metrics.lag_ms = now - progress.completed_until
         window = result.window
         if result.error is not None:
             if result.gave_up:
-                self.failures.inc()
+                metrics.failures.inc()
                 log_event(
                     log,
                     COMPONENT,
@@ -110,10 +140,10 @@ class PodPollFunction(KeyedProcessFunction):  # type: ignore[misc]
                     pod=pod,
                     err=result.error,
                     window_start=window.start if window else "",
-                    lag_ms=self._lag_ms,
+                    lag_ms=metrics.lag_ms,
                 )
             else:
-                self.retries.inc()
+                metrics.retries.inc()
                 log_event(
                     log,
                     COMPONENT,
@@ -127,17 +157,20 @@ class PodPollFunction(KeyedProcessFunction):  # type: ignore[misc]
             return
         if window is None:
             return
-        self.rows_read.inc(result.rows)
+        metrics.rows_read.inc(result.rows)
         for record in result.records:
-            self.records_out.inc()
             yield Row(record.vin, encode_aggregated(record).decode())
+        metrics.records_out.inc(len(result.records))
         for reject in result.rejects:
-            self.dead_lettered.inc()
             origin = {"pod": pod, "window_start": window.start, "window_end": window.end}
             yield (
                 DEAD_LETTERS,
                 Row(None, dead_letter(reject.row, reject.reason, reject.detail, origin, now)),
             )
+        metrics.dead_lettered.inc(len(result.rejects))
+        if self.settings.checkpoint_path:
+            progress_file.save(self.settings.checkpoint_path, {pod: progress.completed_until})
+        # duration_ms covers the reads and handing every record to the Kafka sink.
         log_event(
             log,
             COMPONENT,
@@ -148,14 +181,13 @@ class PodPollFunction(KeyedProcessFunction):  # type: ignore[misc]
             rows=result.rows,
             records=len(result.records),
             rejected=len(result.rejects),
-            lag_ms=self._lag_ms,
+            lag_ms=metrics.lag_ms,
             duration_ms=int((time.monotonic() - started) * 1000),
         )
 
 
 def build(settings: EtlSettings):  # type: ignore[no-untyped-def]
-    if settings.influxdb.layout != "wide":
-        raise ConfigError("influxdb.layout: only 'wide' is available yet")
+    resource_map_for(settings)  # a bad resource map fails here, before the job starts
     env, t_env = create_environments(settings.flink)
     t_env.execute_sql(
         "CREATE TEMPORARY TABLE ticks (n INT) WITH ("

@@ -67,8 +67,9 @@ class MergeFunction(KeyedProcessFunction):  # type: ignore[misc]
     def process_element(self, value: Row, ctx: KeyedProcessFunction.Context):  # type: ignore[no-untyped-def]
         self.records_in.inc()
         key, raw, topic, partition, offset = value[0], value[1], value[2], value[3], value[4]
+        now = int(time.time() * 1000)
         try:
-            record = decode_aggregated(raw)
+            record = decode_aggregated(raw, now_ms=now)
             if key is not None and key.decode("utf-8", "replace") != record.vin:
                 raise RecordError("vin_mismatch", f"message key differs from vin {record.vin!r}")
         except RecordError as exc:
@@ -84,7 +85,6 @@ class MergeFunction(KeyedProcessFunction):  # type: ignore[misc]
                     partition=partition,
                     offset=offset,
                 )
-            now = int(time.time() * 1000)
             origin = {"topic": topic, "partition": partition, "offset": offset}
             yield DEAD_LETTERS, Row(key, dead_letter(raw, exc.reason, exc.detail, origin, now))
             return

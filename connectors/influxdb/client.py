@@ -2,34 +2,213 @@
 
 The v1 query API is served by InfluxDB 1.x, 2.x (DBRP mapping) and 3.x; auth is Basic with the
 user and password, or a 2.x/3.x token sent as the password.
+
+Two input layouts share one row loop (`parse_chunk`, pure, testable without a server): *wide*,
+where each field is a signal, and *narrow*, where a resource tag, mapped by the resource map,
+names the signal held in one value field.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import orjson
 import requests
 
 from bethos.config import InfluxSettings
-from bethos.exceptions import RecordError, SourceError
+from bethos.exceptions import ConfigError, RecordError, SourceError
 from bethos.poller import FetchResult, Reading, Reject, Window
-from bethos.record import check_signal_value
-from connectors.influxdb.influxql import NS_PER_MS, wide_window_query, window_params
+from bethos.record import MAX_NAME_LENGTH, check_signal_value
+from bethos.resource_map import ResourceMap
+from connectors.influxdb.influxql import (
+    NS_PER_MS,
+    narrow_window_query,
+    wide_window_query,
+    window_params,
+)
 
 log = logging.getLogger(__name__)
+
+# (column index in a row, signal name): where a series' signal values are.
+SignalColumns = list[tuple[int, str]]
+
+
+class SeriesLayout(Protocol):
+    """How one InfluxDB series (tags + columns) holds signals; shared by the row loop."""
+
+    @property
+    def vin_tag(self) -> str: ...
+
+    def signal_columns(self, tags: Mapping[str, str], columns: Sequence[str]) -> SignalColumns:
+        """The signal columns of a series; RecordError rejects every row of the series."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class WideLayout:
+    """Each field is a signal: every column after `time` is one, named by the column."""
+
+    vin_tag: str
+
+    def signal_columns(self, tags: Mapping[str, str], columns: Sequence[str]) -> SignalColumns:
+        return [(index, name) for index, name in enumerate(columns) if index > 0]
+
+
+@dataclass(frozen=True, slots=True)
+class NarrowLayout:
+    """One value field per point; the series' resource tag, mapped, names the signal."""
+
+    vin_tag: str
+    resource_tag: str
+    value_field: str
+    resource_map: ResourceMap
+    keep_unmapped: bool
+
+    def signal_columns(self, tags: Mapping[str, str], columns: Sequence[str]) -> SignalColumns:
+        resource = tags.get(self.resource_tag) or ""
+        if not resource:
+            raise RecordError("no_resource", f"series has no {self.resource_tag!r} tag")
+        signal = self.resource_map.signal_for(resource)
+        if signal is None:
+            if not self.keep_unmapped:
+                raise RecordError(
+                    "unmapped_resource",
+                    f"resource {resource!r} is not in the resource map {self.resource_map.source}",
+                )
+            signal = resource
+        try:
+            index = list(columns).index(self.value_field)
+        except ValueError:
+            raise SourceError(
+                f"response broken: series has no {self.value_field!r} column: {list(columns)}"
+            ) from None
+        return [(index, signal)]
+
+
+def layout_for(settings: InfluxSettings, resource_map: ResourceMap | None) -> SeriesLayout:
+    if settings.layout == "wide":
+        return WideLayout(settings.vin_tag)
+    if resource_map is None:
+        raise ConfigError(
+            "influxdb.layout 'narrow' needs a resource map (load resource_map_path and pass it)"
+        )
+    return NarrowLayout(
+        settings.vin_tag,
+        settings.resource_tag,
+        settings.value_field,
+        resource_map,
+        keep_unmapped=settings.unmapped == "keep",
+    )
+
+
+def _original(series: Mapping[str, Any], tags: Mapping[str, str], row: Mapping[str, Any]) -> str:
+    """The dead-letter text of a rejected row: measurement, series tags and the row's values."""
+    return orjson.dumps({"measurement": series.get("name"), "tags": tags, "row": row}).decode()
+
+
+def _name_error(name: str) -> RecordError | None:
+    if not name or len(name) > MAX_NAME_LENGTH:
+        return RecordError("schema", f"signal names must have 1 to {MAX_NAME_LENGTH} characters")
+    return None
+
+
+def parse_chunk(
+    chunk: Mapping[str, Any], layout: SeriesLayout, into: FetchResult | None = None
+) -> FetchResult:
+    """Readings and rejects of one decoded result object of a chunked `/query` response.
+
+    `chunk` is one element of `results` (`{"statement_id": 0, "series": [...]}`), queried with
+    `epoch=ns` so that `time` (always the first column) is integer nanoseconds. Null values are
+    absent fields and skipped. Every row that cannot become readings is a Reject: all rows of a
+    series without a VIN (`no_vin`) or whose layout refuses it (`no_resource`,
+    `unmapped_resource`), and each value that is not a valid signal value or whose signal name
+    is invalid (RecordError's reason). A response of an unexpected shape raises SourceError,
+    which discards the window. Appends to `into` when given, and returns it.
+    """
+    result = FetchResult() if into is None else into
+    try:
+        for series in chunk.get("series") or ():
+            _parse_series(series, layout, result)
+    except (TypeError, ValueError, KeyError, IndexError, AttributeError) as exc:
+        raise SourceError(f"response broken: {type(exc).__name__}: {exc}") from None
+    return result
+
+
+def _parse_series(series: Mapping[str, Any], layout: SeriesLayout, result: FetchResult) -> None:
+    tags: Mapping[str, str] = series.get("tags") or {}
+    columns: Sequence[str] = series["columns"]
+    rows: Sequence[Sequence[Any]] = series.get("values") or ()
+    if not columns or columns[0] != "time":
+        raise SourceError(f"response broken: first column is not time: {list(columns)[:3]}")
+    vin = tags.get(layout.vin_tag) or ""
+    try:
+        if not vin:
+            raise RecordError("no_vin", f"series has no {layout.vin_tag!r} tag")
+        targets = layout.signal_columns(tags, columns)
+    except RecordError as exc:
+        for row in rows:
+            original = _original(series, tags, dict(zip(columns, row, strict=True)))
+            result.rejects.append(Reject(exc.reason, exc.detail, original))
+        return
+    good: SignalColumns = []
+    bad: list[tuple[int, str, RecordError]] = []
+    for index, name in targets:
+        error = _name_error(name)
+        if error is None:
+            good.append((index, name))
+        else:
+            bad.append((index, name, error))
+    readings, rejects = result.readings, result.rejects
+    for row in rows:
+        time_ns = row[0]
+        ts = time_ns // NS_PER_MS
+        for index, name in good:
+            value = row[index]
+            if value is None:
+                continue
+            try:
+                checked = check_signal_value(name, value)
+            except RecordError as exc:
+                original = _original(series, tags, {"time": time_ns, name: value})
+                rejects.append(Reject(exc.reason, exc.detail, original))
+                continue
+            readings.append(Reading(vin, name, checked, ts))
+        for index, name, error in bad:
+            if row[index] is not None:
+                original = _original(series, tags, {"time": time_ns, name: row[index]})
+                rejects.append(Reject(error.reason, error.detail, original))
 
 
 class InfluxClient:
     """Construct cheaply; the HTTP session is opened on first use and closed by `close()`."""
 
-    def __init__(self, settings: InfluxSettings, chunk_size: int = 10_000) -> None:
+    def __init__(
+        self,
+        settings: InfluxSettings,
+        chunk_size: int = 10_000,
+        *,
+        resource_map: ResourceMap | None = None,
+    ) -> None:
+        """`resource_map` is required for the narrow layout (ConfigError without it)."""
         self._settings = settings
         self._chunk_size = chunk_size
         self._session: requests.Session | None = None
-        self._query = wide_window_query(settings.measurement, settings.pod_tag, settings.vin_tag)
+        self._layout = layout_for(settings, resource_map)
+        if settings.layout == "wide":
+            self._query = wide_window_query(
+                settings.measurement, settings.pod_tag, settings.vin_tag
+            )
+        else:
+            self._query = narrow_window_query(
+                settings.measurement,
+                settings.pod_tag,
+                settings.vin_tag,
+                settings.resource_tag,
+                settings.value_field,
+            )
 
     def _http(self) -> requests.Session:
         if self._session is None:
@@ -85,40 +264,9 @@ class InfluxClient:
                 raise SourceError(f"response broken: {type(exc).__name__}: {exc}") from None
 
     def fetch_window(self, pod: str, window: Window) -> FetchResult:
-        """Every reading of one pod in the window, wide layout (each field a signal)."""
+        """Every reading of one pod in the window, in the configured layout (`parse_chunk`)."""
         result = FetchResult()
-        vin_tag = self._settings.vin_tag
         params = window_params(pod, window.start, window.end)
         for chunk in self.query_chunks(self._query, params):
-            for series in chunk.get("series", []):
-                vin = (series.get("tags") or {}).get(vin_tag, "")
-                columns = series["columns"]
-                for row in series["values"]:
-                    if not vin:
-                        result.rejects.append(
-                            Reject(
-                                "no_vin",
-                                f"series has no {vin_tag!r} tag",
-                                orjson.dumps(dict(zip(columns, row, strict=True))).decode(),
-                            )
-                        )
-                        continue
-                    ts = row[0] // NS_PER_MS
-                    for name, value in zip(columns[1:], row[1:], strict=True):
-                        if value is None:
-                            continue
-                        try:
-                            checked = check_signal_value(name, value)
-                        except RecordError as exc:
-                            result.rejects.append(
-                                Reject(
-                                    exc.reason,
-                                    exc.detail,
-                                    orjson.dumps(
-                                        {"vin": vin, "time": row[0], name: value}
-                                    ).decode(),
-                                )
-                            )
-                            continue
-                        result.readings.append(Reading(vin, name, checked, ts))
+            parse_chunk(chunk, self._layout, result)
         return result

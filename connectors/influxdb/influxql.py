@@ -26,5 +26,20 @@ def wide_window_query(measurement: str, pod_tag: str, vin_tag: str) -> str:
     )
 
 
+def narrow_window_query(
+    measurement: str, pod_tag: str, vin_tag: str, resource_tag: str, value_field: str
+) -> str:
+    """The value field of one pod's points in [$start, $end), one series per VIN and resource.
+
+    `::field` makes sure a tag of the same name is never selected instead of the field. The pod
+    is bound as `$pod`; times are integer nanoseconds bound as `$start` and `$end`.
+    """
+    return (
+        f"SELECT {quote_identifier(value_field)}::field FROM {quote_identifier(measurement)} "
+        f"WHERE {quote_identifier(pod_tag)} = $pod AND time >= $start AND time < $end "
+        f"GROUP BY {quote_identifier(vin_tag)}, {quote_identifier(resource_tag)}"
+    )
+
+
 def window_params(pod: str, start_ms: int, end_ms: int) -> dict[str, object]:
     return {"pod": pod, "start": start_ms * NS_PER_MS, "end": end_ms * NS_PER_MS}

@@ -58,7 +58,7 @@ def pipeline_configs(stack: Stack, unique: str, tmp_path: Path) -> tuple[Path, P
         "influxdb": {
             "url": f"http://127.0.0.1:{INFLUXDB_PORT}",
             "database": f"test_{unique}",
-            "pods": ["pod-a", "pod-b", "pod 'c'"],
+            "pods": [f"pod-a-{unique}", f"pod-b-{unique}", f"pod 'c' {unique}"],
         },
         "poll_interval": "2s",
         "chunk_duration": "10s",

@@ -1,0 +1,1 @@
+"""Test data shared by unit and integration tests (no Flink imports)."""
