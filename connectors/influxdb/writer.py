@@ -21,7 +21,8 @@ class Point:
 
 
 def _escape_key(text: str) -> str:
-    return text.replace("\\", "\\\\").replace(",", "\\,").replace("=", "\\=").replace(" ", "\\ ")
+    # Line protocol escapes only these in keys and tag values; a backslash stays literal.
+    return text.replace(",", "\\,").replace("=", "\\=").replace(" ", "\\ ")
 
 
 def _field_value(value: SignalValue) -> str:
@@ -35,7 +36,7 @@ def _field_value(value: SignalValue) -> str:
 
 
 def line_protocol(point: Point) -> str:
-    measurement = point.measurement.replace("\\", "\\\\").replace(",", "\\,").replace(" ", "\\ ")
+    measurement = point.measurement.replace(",", "\\,").replace(" ", "\\ ")
     tags = "".join(
         f",{_escape_key(k)}={_escape_key(v)}" for k, v in sorted(point.tags.items()) if v
     )
@@ -52,7 +53,10 @@ class InfluxWriter:
 
     def _post(self, path: str, **kwargs: object) -> requests.Response:
         url = f"{self._settings.url.rstrip('/')}{path}"
-        response = self._session.post(url, timeout=60, **kwargs)  # type: ignore[arg-type]
+        try:
+            response = self._session.post(url, timeout=60, **kwargs)  # type: ignore[arg-type]
+        except requests.RequestException as exc:
+            raise SourceError(f"{path}: {type(exc).__name__}: {exc}") from None
         if response.status_code >= 300:
             raise SourceError(f"{path}: HTTP {response.status_code}: {response.text[:300]}")
         return response

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from bethos.cli import data
 from bethos.config import EtlSettings
+from bethos.logevents import format_event
 from bethos.merge import VinState
 from bethos.record import RecordError, Signal, decode_aggregated
 from bethos.stack import Stack
@@ -58,7 +59,10 @@ def aggregated_equals_truth(settings: EtlSettings) -> Callable[[], list[Differen
     return lambda: compare(data.ground_truth(settings), merged_aggregated(settings))
 
 
-_POLL = re.compile(r"\[influxdb_source\] event=poll pod=(\S+) window_start=(\d+) window_end=(\d+)")
+_POLL = re.compile(
+    r'\[influxdb_source\] event=poll pod=("(?:[^"\\]|\\.)*"|\S+) '
+    r"window_start=(\d+) window_end=(\d+)"
+)
 
 
 def poll_windows(stack: Stack, pod: str) -> list[tuple[int, int]]:
@@ -66,6 +70,6 @@ def poll_windows(stack: Stack, pod: str) -> list[tuple[int, int]]:
     windows = []
     for log in sorted((stack.log_dir / "flink").glob("*taskexecutor*.log")):
         for match in _POLL.finditer(Path(log).read_text(errors="replace")):
-            if match.group(1).strip('"') == pod:
+            if format_event("x", "e", pod=pod).endswith(f"pod={match.group(1)}"):
                 windows.append((int(match.group(2)), int(match.group(3))))
     return windows
