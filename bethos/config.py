@@ -95,8 +95,10 @@ class EtlSettings(_Settings):
     lookback: DurationMs = 30_000
     # Points need a moment to become visible in InfluxDB; windows end this long before now.
     ingest_delay: DurationMs = 2_000
-    # Where a pod with no saved progress starts: this long before now.
+    # Where a pod with no saved progress starts: this long before now, or at `start_at`
+    # (epoch ms) when that is set.
     backfill: DurationMs = 3_600_000
+    start_at: int | None = Field(default=None, ge=0)
     # One poll reads at most this much time, so a catch-up is made of bounded queries.
     max_window: DurationMs = 600_000
     batch_size: int = Field(default=10_000, ge=1)

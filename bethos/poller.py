@@ -8,7 +8,7 @@ of the pod's last completed window; it advances only when every chunk of a windo
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from bethos.exceptions import SourceError
@@ -25,14 +25,6 @@ class Window:
 
 
 @dataclass(frozen=True, slots=True)
-class Reading:
-    vin: str
-    signal: str
-    value: SignalValue
-    ts: int
-
-
-@dataclass(frozen=True, slots=True)
 class Reject:
     """A row that cannot become a reading, for the dead-letter topic."""
 
@@ -43,8 +35,34 @@ class Reject:
 
 @dataclass(slots=True)
 class FetchResult:
-    readings: list[Reading] = field(default_factory=list)
+    """What a read found, already reduced: per VIN, the newest reading of each signal.
+
+    Keeping only the newest while parsing makes the read cost one small dict per VIN instead
+    of one object per value; `readings` still counts every value read.
+    """
+
+    latest: dict[str, dict[str, Signal]] = field(default_factory=dict)
+    readings: int = 0
     rejects: list[Reject] = field(default_factory=list)
+
+    def offer(self, vin: str, name: str, value: SignalValue, ts: int) -> None:
+        """Keep the reading if it is the newest of its signal (ties: the value order)."""
+        signals = self.latest.get(vin)
+        if signals is None:
+            signals = self.latest[vin] = {}
+        current = signals.get(name)
+        if current is None or (ts, value_order_key(value)) > (
+            current.ts,
+            value_order_key(current.value),
+        ):
+            signals[name] = Signal(value, ts)
+
+    def merge(self, other: FetchResult) -> None:
+        for vin, signals in other.latest.items():
+            for name, signal in signals.items():
+                self.offer(vin, name, signal.value, signal.ts)
+        self.readings += other.readings
+        self.rejects.extend(other.rejects)
 
 
 Fetch = Callable[[str, Window], FetchResult]
@@ -106,21 +124,13 @@ def backoff_delay(attempt: int, initial: int, maximum: int, rng: random.Random) 
 
 
 def aggregate(
-    readings: Iterable[Reading], pod: str, received_at: int, produced_at: int
+    result: FetchResult, pod: str, received_at: int, produced_at: int
 ) -> list[AggregatedRecord]:
-    """One record per VIN, each signal's newest reading (ties broken by the value order)."""
-    per_vin: dict[str, dict[str, Signal]] = {}
-    for reading in readings:
-        signals = per_vin.setdefault(reading.vin, {})
-        current = signals.get(reading.signal)
-        if current is None or (reading.ts, value_order_key(reading.value)) > (
-            current.ts,
-            value_order_key(current.value),
-        ):
-            signals[reading.signal] = Signal(reading.value, reading.ts)
+    """One record per VIN of a whole window, with each signal's newest reading."""
     return [
         AggregatedRecord(vin, signals, pod, received_at, produced_at)
-        for vin, signals in per_vin.items()
+        for vin, signals in result.latest.items()
+        if signals
     ]
 
 
@@ -138,9 +148,7 @@ def poll(
     combined = FetchResult()
     try:
         for chunk in split_chunks(window, plan.chunk_duration):
-            part = fetch(pod, chunk)
-            combined.readings.extend(part.readings)
-            combined.rejects.extend(part.rejects)
+            combined.merge(fetch(pod, chunk))
     except SourceError as exc:
         attempts = progress.failed_attempts + 1
         if attempts >= plan.retry_max_attempts:
@@ -156,7 +164,7 @@ def poll(
         return PollResult(
             PodProgress(progress.completed_until, attempts), now + delay, window, error=str(exc)
         )
-    records = aggregate(combined.readings, pod, received_at=now, produced_at=now)
+    records = aggregate(combined, pod, received_at=now, produced_at=now)
     caught_up = window.end >= now - plan.ingest_delay
     return PollResult(
         PodProgress(window.end, 0),
@@ -164,5 +172,5 @@ def poll(
         window,
         records,
         combined.rejects,
-        rows=len(combined.readings),
+        rows=combined.readings,
     )

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 
 from bethos.config import EtlSettings
 from bethos.generate import varied_points
-from bethos.poller import Window, aggregate
+from bethos.poller import FetchResult, Window
 from bethos.record import Signal, decode_latest_signals
 from bethos.resource_map import resource_map_for
 from bethos.verify import Difference, compare
@@ -49,17 +49,13 @@ def ground_truth(settings: EtlSettings) -> dict[str, dict[str, Signal]]:
         chunk_size=settings.batch_size,
         resource_map=resource_map_for(settings),
     )
-    readings = []
+    everything = FetchResult()
     try:
         for pod in settings.influxdb.pods:
-            readings.extend(client.fetch_window(pod, Window(0, FAR_FUTURE_MS)).readings)
+            everything.merge(client.fetch_window(pod, Window(0, FAR_FUTURE_MS)))
     finally:
         client.close()
-    records = aggregate(readings, pod="", received_at=0, produced_at=0)
-    truth: dict[str, dict[str, Signal]] = {}
-    for record in records:
-        truth.setdefault(record.vin, {}).update(record.signals)
-    return truth
+    return everything.latest
 
 
 def latest_records(settings: EtlSettings) -> dict[str, dict[str, Signal]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -152,6 +153,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    if args.which == "etl":
+        from bethos.bench.etl import bench
+
+        result = bench(args.vins, args.pods, args.signals, args.runs)
+    else:
+        raise BethosError(f"unknown benchmark {args.which!r}")
+    print(json.dumps(result))
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="bethos", description=__doc__)
     sub = root.add_subparsers(dest="command", required=True)
@@ -202,6 +214,14 @@ def parser() -> argparse.ArgumentParser:
     stop.add_argument("job_id")
     stop.add_argument("--savepoint-dir")
     stop.set_defaults(func=cmd_stop)
+
+    bench = sub.add_parser("bench", help="benchmarks; each prints its figures as JSON last")
+    bench.add_argument("which", choices=["etl"])
+    bench.add_argument("--vins", type=int, default=100_000)
+    bench.add_argument("--pods", type=int, default=10)
+    bench.add_argument("--signals", type=int, default=20)
+    bench.add_argument("--runs", type=int, default=3)
+    bench.set_defaults(func=cmd_bench)
 
     demo = sub.add_parser("demo", help="everything end to end on local defaults")
     demo.add_argument("--brokers", type=int, choices=(1, 2, 3), default=None)

@@ -95,6 +95,8 @@ class PodPollFunction(KeyedProcessFunction):  # type: ignore[misc]
             saved = progress_file.load(self.settings.checkpoint_path).get(pod)
             if saved is not None:
                 return saved
+        if self.settings.start_at is not None:
+            return self.settings.start_at
         return now - self.settings.backfill
 
     def _metrics(self, pod: str) -> PodMetrics:

@@ -10,6 +10,7 @@ names the signal held in one value field.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -20,8 +21,8 @@ import requests
 
 from bethos.config import InfluxSettings
 from bethos.exceptions import ConfigError, RecordError, SourceError
-from bethos.poller import FetchResult, Reading, Reject, Window
-from bethos.record import MAX_NAME_LENGTH, check_signal_value
+from bethos.poller import FetchResult, Reject, Window
+from bethos.record import INT64_MAX, INT64_MIN, MAX_NAME_LENGTH, Signal, check_signal_value
 from bethos.resource_map import ResourceMap
 from connectors.influxdb.influxql import (
     NS_PER_MS,
@@ -31,6 +32,9 @@ from connectors.influxdb.influxql import (
 )
 
 log = logging.getLogger(__name__)
+
+# Signal(value, ts) without the NamedTuple's Python-level __new__: one call per signal read.
+_new_signal = tuple.__new__
 
 # (column index in a row, signal name): where a series' signal values are.
 SignalColumns = list[tuple[int, str]]
@@ -115,6 +119,22 @@ def _name_error(name: str) -> RecordError | None:
     return None
 
 
+@functools.lru_cache(maxsize=1024)
+def _checked_names(
+    targets: tuple[tuple[int, str], ...],
+) -> tuple[SignalColumns, list[tuple[int, str, RecordError]]]:
+    """Signal columns split into valid names and invalid ones; series share their columns."""
+    good: SignalColumns = []
+    bad: list[tuple[int, str, RecordError]] = []
+    for index, name in targets:
+        error = _name_error(name)
+        if error is None:
+            good.append((index, name))
+        else:
+            bad.append((index, name, error))
+    return good, bad
+
+
 def parse_chunk(
     chunk: Mapping[str, Any], layout: SeriesLayout, into: FetchResult | None = None
 ) -> FetchResult:
@@ -153,33 +173,45 @@ def _parse_series(series: Mapping[str, Any], layout: SeriesLayout, result: Fetch
             original = _original(series, tags, dict(zip(columns, row, strict=True)))
             result.rejects.append(Reject(exc.reason, exc.detail, original))
         return
-    good: SignalColumns = []
-    bad: list[tuple[int, str, RecordError]] = []
-    for index, name in targets:
-        error = _name_error(name)
-        if error is None:
-            good.append((index, name))
-        else:
-            bad.append((index, name, error))
-    readings, rejects = result.readings, result.rejects
-    for row in rows:
-        time_ns = row[0]
-        ts = time_ns // NS_PER_MS
-        for index, name in good:
+    good, bad = _checked_names(tuple(targets))
+    rejects = result.rejects
+    latest = result.latest.get(vin)
+    if latest is None:
+        latest = result.latest[vin] = {}
+    # Rows come in time order, so a signal's newest reading is its last non-null value; older
+    # values are superseded by it and need no further look. A value that is not a valid signal
+    # value is dead-lettered and the next older one is taken instead. This loop runs once per
+    # signal read, so the common value types are checked inline.
+    for index, name in good:
+        for row in reversed(rows):
             value = row[index]
             if value is None:
                 continue
-            try:
-                checked = check_signal_value(name, value)
-            except RecordError as exc:
-                original = _original(series, tags, {"time": time_ns, name: value})
-                rejects.append(Reject(exc.reason, exc.detail, original))
-                continue
-            readings.append(Reading(vin, name, checked, ts))
-        for index, name, error in bad:
+            kind = type(value)
+            if not (
+                (kind is float and value - value == 0)
+                or (kind is int and INT64_MIN <= value <= INT64_MAX)
+                or kind is bool
+            ):
+                try:
+                    value = check_signal_value(name, value)
+                except RecordError as exc:
+                    original = _original(series, tags, {"time": row[0], name: value})
+                    rejects.append(Reject(exc.reason, exc.detail, original))
+                    continue
+            ts = row[0] // NS_PER_MS
+            current = latest.get(name)
+            if current is None:
+                latest[name] = _new_signal(Signal, (value, ts))
+            else:
+                result.offer(vin, name, value, ts)
+            break
+    for index, name, error in bad:
+        for row in rows:
             if row[index] is not None:
-                original = _original(series, tags, {"time": time_ns, name: row[index]})
+                original = _original(series, tags, {"time": row[0], name: row[index]})
                 rejects.append(Reject(error.reason, error.detail, original))
+    result.readings += sum(len(row) - 1 - row.count(None) for row in rows)
 
 
 class InfluxClient:

@@ -68,3 +68,17 @@ def latest_by_key(messages: list[tuple[bytes | None, bytes | None]]) -> dict[str
         else:
             latest[name] = value
     return latest
+
+
+def end_offsets(kafka: KafkaSettings, topic: str, timeout: float = 30.0) -> dict[int, int]:
+    """partition -> high watermark (the offset the next record will get)."""
+    consumer = Consumer({**kafka.client_properties(), "group.id": f"bethos-offsets-{uuid.uuid4()}"})
+    try:
+        metadata = consumer.list_topics(topic, timeout=timeout)
+        partitions = list(metadata.topics[topic].partitions)
+        return {
+            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)[1]
+            for p in partitions
+        }
+    finally:
+        consumer.close()

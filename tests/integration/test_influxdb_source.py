@@ -200,7 +200,12 @@ def test_a_row_limit_loses_no_row_and_auth_is_used(limited_influxdb: InfluxSetti
     client = InfluxClient(limited_influxdb, chunk_size=100)
     result = client.fetch_window("p1", Window(base, base + 10_000))
     client.close()
-    assert len(result.readings) == 2_000
+    assert result.readings == 2_000
+    # V{k} holds the points i = k, k + 40, ..., 960 + k: the newest of each signal is i = 960 + k.
+    assert result.latest == {
+        f"V{k}": {"speed": (float(960 + k), base + 960 + k), "n": (960 + k, base + 960 + k)}
+        for k in range(40)
+    }
     wrong = InfluxClient(limited_influxdb.model_copy(update={"password": None}))
     with pytest.raises(SourceError):
         wrong.fetch_window("p1", Window(base, base + 10_000))
@@ -227,7 +232,7 @@ def test_hostile_pod_names_read_exactly_their_own_points(etl_settings: EtlSettin
     client = InfluxClient(etl_settings.influxdb)
     try:
         for i, pod in enumerate(HOSTILE_PODS):
-            readings = client.fetch_window(pod, Window(base - 1, base + 1_000)).readings
-            assert [(r.vin, r.value) for r in readings] == [(f"V{i}", float(i))]
+            result = client.fetch_window(pod, Window(base - 1, base + 1_000))
+            assert result.latest == {f"V{i}": {"speed": (float(i), base + i)}}
     finally:
         client.close()

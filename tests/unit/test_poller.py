@@ -3,15 +3,17 @@ from __future__ import annotations
 import itertools
 import random
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from bethos.exceptions import SourceError
 from bethos.poller import (
+    Fetch,
     FetchResult,
     PodProgress,
     PollPlan,
-    Reading,
+    Reject,
     Window,
     aggregate,
     backoff_delay,
@@ -19,6 +21,7 @@ from bethos.poller import (
     poll,
     split_chunks,
 )
+from bethos.record import SignalValue
 
 PLAN = PollPlan(
     poll_interval=10_000,
@@ -56,20 +59,46 @@ def test_a_catch_up_is_bounded() -> None:
     assert window == Window(-30_000, 600_000)
 
 
-def fetch_from(readings: list[Reading]):  # type: ignore[no-untyped-def]
+# (vin, signal, value, ts): one value as a source would read it.
+Point = tuple[str, str, SignalValue, int]
+
+
+def fetch_from(points: list[Point]) -> Fetch:
+    """A fetch that reads, per chunk, the points in the chunk: each is offered and counted."""
+
     def fetch(pod: str, window: Window) -> FetchResult:
-        return FetchResult([r for r in readings if window.start <= r.ts < window.end])
+        result = FetchResult()
+        for vin, name, value, ts in points:
+            if window.start <= ts < window.end:
+                result.offer(vin, name, value, ts)
+                result.readings += 1
+        return result
 
     return fetch
 
 
 def test_poll_reads_every_chunk_and_advances_progress() -> None:
-    readings = [Reading("V1", "speed", float(t), t) for t in range(70_000, 148_000, 7_000)]
-    result = poll("p", 150_000, PodProgress(100_000), fetch_from(readings), PLAN, random.Random(1))
+    points: list[Point] = [("V1", "speed", float(t), t) for t in range(70_000, 148_000, 7_000)]
+    result = poll("p", 150_000, PodProgress(100_000), fetch_from(points), PLAN, random.Random(1))
     assert result.progress == PodProgress(148_000)
-    assert result.rows == len(readings)
-    assert [r.signals["speed"].ts for r in result.records] == [147_000]
+    # Every value read counts, also those superseded by a newer one in a later chunk.
+    assert result.rows == len(points)
+    assert [r.signals for r in result.records] == [{"speed": (147_000.0, 147_000)}]
     assert result.next_poll_at == 160_000
+
+
+def test_poll_passes_on_the_rejects_of_every_chunk() -> None:
+    def fetch(pod: str, window: Window) -> FetchResult:
+        result = FetchResult(readings=1)
+        result.offer("V", "s", window.start, window.start)
+        result.rejects.append(Reject("schema", "bad", str(window.start)))
+        return result
+
+    result = poll("p", 150_000, PodProgress(100_000), fetch, PLAN, random.Random(1))
+    chunks = split_chunks(Window(70_000, 148_000), PLAN.chunk_duration)
+    assert [r.row for r in result.rejects] == [str(c.start) for c in chunks]
+    assert result.rows == len(chunks)
+    assert [r.signals for r in result.records] == [{"s": (chunks[-1].start, chunks[-1].start)}]
 
 
 def test_a_failed_chunk_keeps_the_window_and_backs_off() -> None:
@@ -99,17 +128,72 @@ def test_backoff_grows_and_stays_within_bounds() -> None:
 
 
 def test_aggregate_keeps_the_newest_reading_per_signal() -> None:
-    records = aggregate(
-        [
-            Reading("V", "s", 1.0, 5),
-            Reading("V", "s", 2.0, 9),
-            Reading("V", "s", 3.0, 7),
-            Reading("W", "g", "D", 1),
-        ],
-        "pod",
-        10,
-        11,
-    )
+    result = FetchResult()
+    for vin, name, value, ts in [("V", "s", 1.0, 5), ("V", "s", 2.0, 9), ("V", "s", 3.0, 7)]:
+        result.offer(vin, name, value, ts)
+    result.offer("W", "g", "D", 1)
+    result.latest["X"] = {}  # a VIN without any signal makes no record
+    records = aggregate(result, "pod", 10, 11)
     by_vin = {r.vin: r for r in records}
-    assert by_vin["V"].signals["s"].value == 2.0
-    assert by_vin["W"].signals["g"].value == "D"
+    assert by_vin.keys() == {"V", "W"}
+    assert by_vin["V"].signals == {"s": (2.0, 9)}
+    assert by_vin["W"].signals == {"g": ("D", 1)}
+    assert all((r.pod, r.received_at, r.produced_at) == ("pod", 10, 11) for r in records)
+
+
+def test_offer_keeps_the_newest_value_whatever_the_order() -> None:
+    offers: list[tuple[SignalValue, int]] = [(9.0, 3), ("zzz", 1), (1.0, 5), (True, 4)]
+    for order in itertools.permutations(offers):
+        result = FetchResult()
+        for value, ts in order:
+            result.offer("V", "s", value, ts)
+        assert result.latest == {"V": {"s": (1.0, 5)}}
+        assert result.readings == 0  # offering does not count: the reader counts what it reads
+
+
+# Values in ascending value order: booleans < numbers (an int before an equal float) < strings.
+ASCENDING: list[SignalValue] = [False, True, -1.5, 0, 1, 1.0, 2, "", "a", "b"]
+
+
+@pytest.mark.parametrize(("low", "high"), list(itertools.combinations(ASCENDING, 2)))
+def test_offer_breaks_a_tie_in_ts_by_the_value_order(low: SignalValue, high: SignalValue) -> None:
+    for order in ((low, high), (high, low)):
+        result = FetchResult()
+        for value in order:
+            result.offer("V", "s", value, 7)
+        kept = result.latest["V"]["s"]
+        assert kept == (high, 7) and type(kept.value) is type(high)
+
+
+def test_offer_keeps_signals_and_vins_apart() -> None:
+    result = FetchResult()
+    result.offer("V", "a", 1, 10)
+    result.offer("V", "b", 2, 5)
+    result.offer("W", "a", 3, 1)
+    assert result.latest == {"V": {"a": (1, 10), "b": (2, 5)}, "W": {"a": (3, 1)}}
+
+
+def test_merge_adds_counts_and_rejects_and_keeps_the_newest() -> None:
+    first = FetchResult(readings=3, rejects=[Reject("schema", "one", "r1")])
+    first.offer("V", "s", 1.0, 10)
+    first.offer("V", "t", "old", 10)
+    second = FetchResult(readings=4, rejects=[Reject("no_vin", "two", "r2")])
+    second.offer("V", "s", 0.5, 9)  # older: superseded by the first
+    second.offer("V", "t", "new", 11)
+    second.offer("W", "s", False, 1)
+    first.merge(second)
+    assert first.readings == 7
+    assert first.rejects == [Reject("schema", "one", "r1"), Reject("no_vin", "two", "r2")]
+    assert first.latest == {"V": {"s": (1.0, 10), "t": ("new", 11)}, "W": {"s": (False, 1)}}
+    # The merged-in result is left as it was.
+    assert second.readings == 4 and len(second.rejects) == 1
+
+
+def test_merge_breaks_ties_by_the_value_order_in_either_direction() -> None:
+    for left, right in ((1, 1.0), (1.0, 1)):
+        merged = FetchResult()
+        merged.offer("V", "s", left, 5)
+        other = FetchResult()
+        other.offer("V", "s", right, 5)
+        merged.merge(other)
+        assert type(merged.latest["V"]["s"].value) is float

@@ -1,0 +1,187 @@
+"""`bethos bench etl`: readings per second from InfluxDB into Kafka through the ETL job, against
+a plain HTTP client fetching and parsing the same queries from the same server, side by side.
+
+One data set (VINs spread over pods, one point per VIN in one 10 s window, `signals` fields
+each) is written once. Each run then times the baseline (requests + orjson, the same InfluxQL,
+the same chunking) and a fresh ETL job on the Flink cluster that reads exactly that window; the
+ETL's time is the sum of its polls' durations (reading, aggregating, and handing every record
+to the Kafka sink), taken from its `event=poll` log lines. Medians over the runs are reported.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+import requests
+import yaml
+
+from bethos.cli import jobs
+from bethos.config import EtlSettings, load_settings
+from bethos.poller import Window, split_chunks
+from bethos.stack import Stack
+from connectors.influxdb.influxql import wide_window_query, window_params
+from connectors.influxdb.writer import InfluxWriter, Point
+from connectors.kafka.admin import create_topics
+from connectors.kafka.reader import end_offsets
+
+WINDOW_MS = 10_000
+_POLL = re.compile(
+    r'\[influxdb_source\] event=poll pod=("(?:[^"\\]|\\.)*"|\S+) window_start=(\d+) '
+    r"window_end=(\d+) rows=(\d+) records=(\d+) .*duration_ms=(\d+)"
+)
+
+
+def write_data(settings: EtlSettings, vins: int, signals: int, start: int) -> int:
+    influx = settings.influxdb
+    rng = random.Random(11)
+    writer = InfluxWriter(influx)
+    try:
+        writer.drop_database()
+        writer.create_database()
+        points = (
+            Point(
+                influx.measurement,
+                {influx.pod_tag: influx.pods[v % len(influx.pods)], influx.vin_tag: f"B{v:016d}"},
+                {f"s{j:02d}": round(rng.uniform(0, 100), 2) for j in range(signals)},
+                start + (v * 7919) % WINDOW_MS,
+            )
+            for v in range(vins)
+        )
+        return writer.write(points, batch=5_000)
+    finally:
+        writer.close()
+
+
+def baseline(settings: EtlSettings, window: Window) -> tuple[int, float]:
+    """Fetch and parse the ETL's queries with a plain HTTP client: (values, seconds)."""
+    influx = settings.influxdb
+    query = wide_window_query(influx.measurement, influx.pod_tag, influx.vin_tag)
+    session = requests.Session()
+    values = 0
+    started = time.perf_counter()
+    for pod in influx.pods:
+        for chunk in split_chunks(window, settings.chunk_duration):
+            response = session.post(
+                f"{influx.url}/query",
+                data={
+                    "db": influx.database,
+                    "q": query,
+                    "params": orjson.dumps(window_params(pod, chunk.start, chunk.end)).decode(),
+                    "epoch": "ns",
+                    "chunked": "true",
+                    "chunk_size": str(settings.batch_size),
+                },
+                stream=True,
+            )
+            for line in response.iter_lines():
+                for result in orjson.loads(line).get("results", []):
+                    for series in result.get("series", []):
+                        for row in series["values"]:
+                            values += len(row) - 1 - row.count(None)
+    elapsed = time.perf_counter() - started
+    session.close()
+    return values, elapsed
+
+
+def etl_polls(stack: Stack, pods: set[str], window: Window) -> list[tuple[int, int, int]]:
+    """(rows, records, duration_ms) of the logged polls of exactly this window."""
+    found = []
+    for log in sorted((stack.log_dir / "flink").glob("*taskexecutor*.log")):
+        for match in _POLL.finditer(Path(log).read_text(errors="replace")):
+            pod = match.group(1).strip('"')
+            start, end = int(match.group(2)), int(match.group(3))
+            if pod in pods and (start, end) == (window.start, window.end):
+                found.append((int(match.group(4)), int(match.group(5)), int(match.group(6))))
+    return found
+
+
+def run_etl(stack: Stack, settings: EtlSettings, config: Path, window: Window) -> dict[str, Any]:
+    pods = set(settings.influxdb.pods)
+    before = sum(end_offsets(settings.kafka, settings.topics.aggregated).values())
+    job_id = jobs.submit(stack, "etl", str(config))
+    try:
+        deadline = time.monotonic() + 600
+        polls: list[tuple[int, int, int]] = []
+        while time.monotonic() < deadline:
+            polls = etl_polls(stack, pods, window)
+            if len(polls) >= len(pods):
+                break
+            time.sleep(1)
+        else:
+            raise RuntimeError(f"the ETL polled {len(polls)} of {len(pods)} pods in time")
+        records = sum(p[1] for p in polls)
+        while time.monotonic() < deadline:
+            arrived = sum(end_offsets(settings.kafka, settings.topics.aggregated).values())
+            if arrived - before >= records:
+                break
+            time.sleep(1)
+    finally:
+        jobs.stop(stack, job_id)
+    rows = sum(p[0] for p in polls)
+    seconds = sum(p[2] for p in polls) / 1000
+    return {"readings": rows, "records": records, "seconds": seconds, "in_kafka": arrived - before}
+
+
+def bench(vins: int, pods: int, signals: int, runs: int) -> dict[str, Any]:
+    stack = Stack()
+    if not all(s.running for s in stack.status()):
+        stack.up()
+    start = (int(time.time() * 1000) // WINDOW_MS - 12) * WINDOW_MS
+    window = Window(start, start + WINDOW_MS)
+    work = Path(tempfile.mkdtemp(prefix="bethos-bench-etl-"))
+    doc = {
+        "kafka": {"brokers": stack.bootstrap_servers()},
+        "topics": {
+            "aggregated": "bench.etl.aggregated",
+            "latest": "bench.etl.latest",
+            "dlq": "bench.etl.dlq",
+        },
+        "influxdb": {"database": "bench_etl", "pods": [f"bench-{i}" for i in range(pods)]},
+        "poll_interval": "10s",
+        "chunk_duration": "10s",
+        "lookback": "0s",
+        "max_window": "10s",
+        "start_at": start,
+        "batch_size": 10_000,
+    }
+    config = work / "etl.yaml"
+    config.write_text(yaml.safe_dump(doc))
+    settings = load_settings(EtlSettings, config)
+    create_topics(settings.kafka, settings.topics)
+    print(f"writing {vins} VINs x {signals} signals over {pods} pods ...", flush=True)
+    written = write_data(settings, vins, signals, start)
+    per_run = []
+    for run in range(1, runs + 1):
+        values, base_s = baseline(settings, window)
+        etl = run_etl(stack, settings, config, window)
+        result = {
+            "run": run,
+            "baseline_readings_per_s": round(values / base_s),
+            "etl_readings_per_s": round(etl["readings"] / etl["seconds"]),
+            "etl_readings": etl["readings"],
+            "baseline_readings": values,
+            "etl_records": etl["records"],
+            "records_in_kafka": etl["in_kafka"],
+        }
+        result["ratio"] = round(result["etl_readings_per_s"] / result["baseline_readings_per_s"], 3)
+        print(json.dumps(result), flush=True)
+        per_run.append(result)
+    return {
+        "benchmark": "etl",
+        "vins": vins,
+        "pods": pods,
+        "signals": signals,
+        "points_written": written,
+        "runs": runs,
+        "etl_readings_per_s": statistics.median(r["etl_readings_per_s"] for r in per_run),
+        "baseline_readings_per_s": statistics.median(r["baseline_readings_per_s"] for r in per_run),
+        "ratio": statistics.median(r["ratio"] for r in per_run),
+    }
