@@ -113,6 +113,10 @@ class MergerOptions(_Settings):
     strategy: str = "log_compacted"
     flush_interval: DurationMs = 120_000
     emit: Literal["changed", "all"] = "changed"
+    # Spread the per-VIN flushes over the interval instead of one burst.
+    stagger: bool = False
+    # A VIN with no reading for this long is emitted once as a tombstone and forgotten.
+    vin_ttl: DurationMs | None = None
 
 
 class MergerSettings(_Settings):

@@ -385,6 +385,24 @@ class Stack:
                     continue
         return pids
 
+    def kill_taskmanager(self) -> None:
+        """SIGKILL every TaskManager of the cluster (fault tests)."""
+        for pid_file in self.run_dir.glob("flink-*taskexecutor*.pid"):
+            for line in pid_file.read_text().split():
+                try:
+                    os.kill(int(line), signal.SIGKILL)
+                except (ValueError, OSError):
+                    continue
+            pid_file.unlink()
+
+    def start_taskmanager(self) -> None:
+        subprocess.run(
+            [self.flink_bin("taskmanager.sh"), "start"],
+            env=self.flink_env(),
+            check=True,
+            capture_output=True,
+        )
+
     # -- the stack as a whole ----------------------------------------------------------------
     def services(self) -> list[tuple[str, Callable[[], None], Callable[[], bool], Path]]:
         kafka_log = self.log_dir / "kafka-1.log"

@@ -51,7 +51,16 @@ def create_environments(
 
 
 def add_sink(
-    t_env: StreamTableEnvironment, statements: object, stream: DataStream, table: str
+    t_env: StreamTableEnvironment,
+    statements: object,
+    stream: DataStream,
+    table: str,
+    changelog: bool = False,
 ) -> None:
-    """Route a stream of (key, value) rows into a registered sink table."""
-    statements.add_insert(table, t_env.from_data_stream(stream))  # type: ignore[attr-defined]
+    """Route a stream of (key, value) rows into a registered sink table.
+
+    With `changelog`, the rows' kinds pass through: a DELETE row becomes a tombstone in an
+    upsert-kafka table.
+    """
+    source = t_env.from_changelog_stream(stream) if changelog else t_env.from_data_stream(stream)
+    statements.add_insert(table, source)  # type: ignore[attr-defined]

