@@ -157,7 +157,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.which == "etl":
         from bethos.bench.etl import bench
 
-        result = bench(args.vins, args.pods, args.signals, args.runs)
+        result = bench(args.vins, args.pods, args.signals, args.runs, args.parallelism)
     else:
         raise BethosError(f"unknown benchmark {args.which!r}")
     print(json.dumps(result))
@@ -221,6 +221,7 @@ def parser() -> argparse.ArgumentParser:
     bench.add_argument("--pods", type=int, default=10)
     bench.add_argument("--signals", type=int, default=20)
     bench.add_argument("--runs", type=int, default=3)
+    bench.add_argument("--parallelism", type=int, default=1, help="the job's parallelism")
     bench.set_defaults(func=cmd_bench)
 
     demo = sub.add_parser("demo", help="everything end to end on local defaults")
