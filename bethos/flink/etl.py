@@ -20,8 +20,10 @@ from bethos import progress_file
 from bethos.config import EtlSettings
 from bethos.deadletter import dead_letter
 from bethos.flink.common import (
+    KEYLESS,
     ROW_DEAD_LETTER,
     ROW_KEY_VALUE,
+    add_dead_letter_sink,
     add_sink,
     create_environments,
     ensure_logging,
@@ -167,7 +169,7 @@ class PodPollFunction(KeyedProcessFunction):  # type: ignore[misc]
             origin = {"pod": pod, "window_start": window.start, "window_end": window.end}
             yield (
                 DEAD_LETTERS,
-                Row(None, dead_letter(reject.row, reject.reason, reject.detail, origin, now)),
+                Row(KEYLESS, dead_letter(reject.row, reject.reason, reject.detail, origin, now)),
             )
         metrics.dead_lettered.inc(len(result.rejects))
         if self.settings.checkpoint_path:
@@ -209,5 +211,7 @@ def build(settings: EtlSettings):  # type: ignore[no-untyped-def]
     )
     statements = t_env.create_statement_set()
     add_sink(t_env, statements, records, "aggregated_out")
-    add_sink(t_env, statements, records.get_side_output(DEAD_LETTERS), "dead_letters_out")
+    add_dead_letter_sink(
+        t_env, statements, records.get_side_output(DEAD_LETTERS), "dead_letters_out"
+    )
     return env, statements

@@ -13,8 +13,10 @@ from bethos.config import MergerOptions, MergerSettings
 from bethos.deadletter import dead_letter
 from bethos.exceptions import RecordError
 from bethos.flink.common import (
+    KEYLESS,
     ROW_DEAD_LETTER,
     ROW_KEY_VALUE,
+    add_dead_letter_sink,
     add_sink,
     create_environments,
     ensure_logging,
@@ -71,7 +73,7 @@ class MergeFunction(KeyedProcessFunction):  # type: ignore[misc]
         now = int(time.time() * 1000)
         try:
             record = decode_aggregated(raw, now_ms=now)
-            if key is not None and key.decode("utf-8", "replace") != record.vin:
+            if key != KEYLESS and key != record.vin:
                 raise RecordError("vin_mismatch", f"message key differs from vin {record.vin!r}")
         except RecordError as exc:
             self.dead_lettered.inc()
@@ -87,7 +89,8 @@ class MergeFunction(KeyedProcessFunction):  # type: ignore[misc]
                     offset=offset,
                 )
             origin = {"topic": topic, "partition": partition, "offset": offset}
-            yield DEAD_LETTERS, Row(key, dead_letter(raw, exc.reason, exc.detail, origin, now))
+            letter = dead_letter(raw, exc.reason, exc.detail, origin, now)
+            yield DEAD_LETTERS, Row(key, letter)
             return
         state = VinState.from_tuple(self.vin_state.value())
         if state.merge_record(record):
@@ -162,17 +165,23 @@ def build(settings: MergerSettings):  # type: ignore[no-untyped-def]
     t_env.execute_sql(upsert_sink_ddl("latest_out", topics.latest, kafka))
     t_env.execute_sql(append_sink_ddl("dead_letters_out", topics.dlq, kafka))
 
-    records = t_env.to_data_stream(t_env.from_path("aggregated_in"))
+    # Keys travel as text, a missing one as KEYLESS (see there).
+    records = t_env.to_data_stream(
+        t_env.sql_query(
+            f"SELECT COALESCE(CAST(`key` AS STRING), '{KEYLESS}') AS `key`, `value`, `topic`, "
+            "`partition`, `offset` FROM aggregated_in"
+        )
+    )
     options = settings.latest_merger
     merged = (
-        records.key_by(
-            lambda row: row[0].decode("utf-8", "replace") if row[0] else "", key_type=Types.STRING()
-        )
+        records.key_by(lambda row: row[0], key_type=Types.STRING())
         .process(MergeFunction(options), output_type=ROW_KEY_VALUE)
         .uid(MERGE_UID)
         .name("merge per VIN")
     )
     statements = t_env.create_statement_set()
     add_sink(t_env, statements, merged, "latest_out", changelog=True)
-    add_sink(t_env, statements, merged.get_side_output(DEAD_LETTERS), "dead_letters_out")
+    add_dead_letter_sink(
+        t_env, statements, merged.get_side_output(DEAD_LETTERS), "dead_letters_out"
+    )
     return env, statements
