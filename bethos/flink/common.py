@@ -5,15 +5,22 @@ This package is the only place in bethos that imports Flink.
 
 from __future__ import annotations
 
+import argparse
 import logging
+import os
 import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
 
+from pydantic import BaseModel
 from pyflink.common import Configuration, Types
 from pyflink.datastream import DataStream, StreamExecutionEnvironment
 from pyflink.table import StreamTableEnvironment
 
 from bethos import paths
-from bethos.config import FlinkSettings
+from bethos.config import FlinkSettings, load_settings
+
+M = TypeVar("M", bound=BaseModel)
 
 ROW_KEY_VALUE = Types.ROW_NAMED(["key", "value"], [Types.STRING(), Types.STRING()])
 ROW_DEAD_LETTER = ROW_KEY_VALUE
@@ -79,3 +86,21 @@ def add_sink(
     """
     source = t_env.from_changelog_stream(stream) if changelog else t_env.from_data_stream(stream)
     statements.add_insert(table, source)  # type: ignore[attr-defined]
+
+
+def run_job(
+    description: str,
+    model: type[M],
+    default_config: str,
+    build: Callable[[M], tuple[StreamExecutionEnvironment, Any]],
+    name: str,
+    argv: list[str] | None = None,
+) -> None:
+    """What every entry point in jobs/ does: read settings, build the graph, execute."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--config", default=os.environ.get("BETHOS_CONFIG", default_config))
+    args, _ = parser.parse_known_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    env, statements = build(load_settings(model, args.config))
+    statements.attach_as_datastream()
+    env.execute(name)

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from bethos import paths
 from bethos.cli import jobs
 from bethos.config import EtlSettings, MergerSettings, load_settings
 from bethos.stack import (
@@ -28,7 +29,8 @@ def stack() -> Iterator[Stack]:
     if all(status.running for status in existing.status()):
         yield existing  # someone's stack (a demo): use it, leave it running
         return
-    started = Stack(brokers=1)
+    # A state directory of its own: the default one may hold a 3-broker demo stack.
+    started = Stack(state=Path(f"{paths.state_dir()}-test"), brokers=1)
     started.up()
     yield started
     started.down()
