@@ -9,6 +9,7 @@ from pathlib import Path
 
 import orjson
 import pytest
+import yaml
 from confluent_kafka import Producer
 
 from bethos.cli import data, jobs
@@ -127,3 +128,29 @@ def test_a_killed_taskmanager_recovers_and_verify_passes(
     time.sleep(5)
     stack.start_taskmanager()
     assert wait_for(lambda: data.verify(etl_settings)[2], timeout=240) == []
+
+
+def test_a_vin_without_readings_for_vin_ttl_is_tombstoned(
+    pipeline_configs: tuple[Path, Path], etl_settings: EtlSettings, submit: Callable[..., str]
+) -> None:
+    merger_config = pipeline_configs[1]
+    doc = yaml.safe_load(merger_config.read_text())
+    doc["latest_merger"].update({"flush_interval": "2s", "vin_ttl": "6s"})
+    ttl_config = merger_config.with_name("merger-ttl.yaml")
+    ttl_config.write_text(yaml.safe_dump(doc))
+    record = records_for(1, "a", 1_000, received_at=1)[0]
+    produce(etl_settings, [(record.vin.encode(), encode_aggregated(record))])
+    submit("latest_merger", ttl_config)
+
+    assert wait_for(latest_equals(etl_settings, [record]), timeout=90) == []
+    # No new reading: after the TTL the VIN is emitted once as a tombstone.
+    deadline = time.monotonic() + 60
+    messages: list[tuple[bytes | None, bytes | None]] = []
+    while time.monotonic() < deadline:
+        messages = read_topic(etl_settings.kafka, etl_settings.topics.latest)
+        if (record.vin.encode(), None) in messages:
+            break
+        time.sleep(2)
+    assert messages[-1] == (record.vin.encode(), None)
+    assert [m for m in messages if m[1] is None] == [(record.vin.encode(), None)]
+    assert data.latest_records(etl_settings) == {}
