@@ -6,6 +6,7 @@ exactly those. Data and logs live under the same directory.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
@@ -210,9 +211,7 @@ class Stack:
         )
         cluster_id_file = kafka_dir / "cluster-id"
         if not cluster_id_file.exists():
-            cluster_id = (
-                __import__("base64").urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-            )
+            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
             cluster_id_file.write_text(cluster_id)
         cluster_id = cluster_id_file.read_text().strip()
         for node in range(1, count + 1):

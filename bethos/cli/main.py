@@ -13,7 +13,7 @@ from bethos.cli import data, jobs
 from bethos.config import EtlSettings, MergerSettings, load_settings
 from bethos.durations import parse_duration_ms
 from bethos.exceptions import BethosError
-from bethos.stack import Stack
+from bethos.stack import FLINK_REST_PORT, Stack
 from bethos.verify import Difference
 from connectors.kafka.admin import create_topics
 
@@ -24,7 +24,7 @@ def _etl_settings(args: argparse.Namespace) -> EtlSettings:
 
 def cmd_up(args: argparse.Namespace) -> int:
     Stack(brokers=args.brokers).up()
-    print(f"stack is up; Flink dashboard: http://localhost:{8081}")
+    print(f"stack is up; Flink dashboard: http://localhost:{FLINK_REST_PORT}")
     return 0
 
 
