@@ -336,6 +336,9 @@ class Stack:
         env["FLINK_PID_DIR"] = str(self.run_dir)
         return env
 
+    def taskmanager_logs(self) -> list[Path]:
+        return sorted((self.log_dir / "flink").glob("*taskexecutor*.log"))
+
     def flink_bin(self, name: str) -> str:
         return str(paths.flink_home() / "bin" / name)
 

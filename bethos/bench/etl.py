@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import random
-import re
 import statistics
 import tempfile
 import time
@@ -26,6 +25,7 @@ import yaml
 
 from bethos.cli import jobs
 from bethos.config import EtlSettings, load_settings
+from bethos.logevents import parse_event
 from bethos.poller import Window, split_chunks
 from bethos.stack import Stack
 from connectors.influxdb.influxql import wide_window_query, window_params
@@ -34,11 +34,6 @@ from connectors.kafka.admin import create_topics
 from connectors.kafka.reader import end_offsets
 
 WINDOW_MS = 10_000
-_POLL = re.compile(
-    r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) .*"
-    r'\[influxdb_source\] event=poll pod=("(?:[^"\\]|\\.)*"|\S+) window_start=(\d+) '
-    r"window_end=(\d+) rows=(\d+) records=(\d+) .*duration_ms=(\d+)"
-)
 
 
 def write_data(settings: EtlSettings, vins: int, signals: int, start: int) -> int:
@@ -96,17 +91,22 @@ def baseline(settings: EtlSettings, window: Window) -> tuple[int, float]:
 def etl_polls(stack: Stack, pods: set[str], window: Window) -> list[tuple[int, int, int, float]]:
     """(rows, records, duration_ms, logged at) of the logged polls of exactly this window."""
     found = []
-    for log in sorted((stack.log_dir / "flink").glob("*taskexecutor*.log")):
-        for line in Path(log).read_text(errors="replace").splitlines():
-            match = _POLL.match(line)
-            if match is None:
+    for log in stack.taskmanager_logs():
+        for line in log.read_text(errors="replace").split("\n"):
+            event = parse_event(line)
+            if event is None or event.component != "influxdb_source" or event.event != "poll":
                 continue
-            pod = match.group(2).strip('"')
-            start, end = int(match.group(3)), int(match.group(4))
-            if pod in pods and (start, end) == (window.start, window.end):
-                logged = datetime.strptime(match.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp()
+            fields = event.fields
+            polled = (int(fields["window_start"]), int(fields["window_end"]))
+            if fields["pod"] in pods and polled == (window.start, window.end):
+                logged = datetime.strptime(event.prefix[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp()
                 found.append(
-                    (int(match.group(5)), int(match.group(6)), int(match.group(7)), logged)
+                    (
+                        int(fields["rows"]),
+                        int(fields["records"]),
+                        int(fields["duration_ms"]),
+                        logged,
+                    )
                 )
     return found
 

@@ -70,7 +70,7 @@ class MergeFunction(KeyedProcessFunction):  # type: ignore[misc]
     def process_element(self, value: Row, ctx: KeyedProcessFunction.Context):  # type: ignore[no-untyped-def]
         self.records_in.inc()
         key, raw, topic, partition, offset = value[0], value[1], value[2], value[3], value[4]
-        now = int(time.time() * 1000)
+        now = ctx.timer_service().current_processing_time()
         try:
             record = decode_aggregated(raw, now_ms=now)
             if key != KEYLESS and key != record.vin:
@@ -97,13 +97,12 @@ class MergeFunction(KeyedProcessFunction):  # type: ignore[misc]
             self.dirty.update(True)
         self.vin_state.update(state.to_tuple())
         self.merged.inc()
-        processing_now = ctx.timer_service().current_processing_time()
         if self.options.vin_ttl is not None:
-            self.last_seen.update(processing_now)
+            self.last_seen.update(now)
         if self.next_flush.value() is None:
             interval = self.options.flush_interval
             offset = stagger_offset(record.vin, interval) if self.options.stagger else 0
-            due = flush_due(processing_now, interval, offset)
+            due = flush_due(now, interval, offset)
             ctx.timer_service().register_processing_time_timer(due)
             self.next_flush.update(due)
 

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 from bethos.cli import data
 from bethos.config import EtlSettings
-from bethos.logevents import format_event
+from bethos.logevents import parse_event
 from bethos.merge import VinState
 from bethos.record import RecordError, Signal, decode_aggregated
 from bethos.stack import Stack
@@ -59,17 +57,12 @@ def aggregated_equals_truth(settings: EtlSettings) -> Callable[[], list[Differen
     return lambda: compare(data.ground_truth(settings), merged_aggregated(settings))
 
 
-_POLL = re.compile(
-    r'\[influxdb_source\] event=poll pod=("(?:[^"\\]|\\.)*"|\S+) '
-    r"window_start=(\d+) window_end=(\d+)"
-)
-
-
 def poll_windows(stack: Stack, pod: str) -> list[tuple[int, int]]:
     """(window_start, window_end) of every logged poll of a pod, in log order."""
     windows = []
-    for log in sorted((stack.log_dir / "flink").glob("*taskexecutor*.log")):
-        for match in _POLL.finditer(Path(log).read_text(errors="replace")):
-            if format_event("x", "e", pod=pod).endswith(f"pod={match.group(1)}"):
-                windows.append((int(match.group(2)), int(match.group(3))))
+    for log in stack.taskmanager_logs():
+        for line in log.read_text(errors="replace").split("\n"):
+            event = parse_event(line)
+            if event and event.event == "poll" and event.fields.get("pod") == pod:
+                windows.append((int(event.fields["window_start"]), int(event.fields["window_end"])))
     return windows

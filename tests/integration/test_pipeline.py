@@ -15,19 +15,13 @@ from bethos.cli.main import main as bethos_main
 from bethos.config import EtlSettings
 from bethos.verify import Difference
 from connectors.kafka.reader import read_topic
+from tests.integration.helpers import wait_for
 
 pytestmark = pytest.mark.integration
 
 
 def wait_for_verify(settings: EtlSettings, timeout: float = 240) -> list[Difference]:
-    deadline = time.monotonic() + timeout
-    differences: list[Difference] = []
-    while time.monotonic() < deadline:
-        _, _, differences = data.verify(settings)
-        if not differences:
-            return []
-        time.sleep(3)
-    return differences
+    return wait_for(lambda: data.verify(settings)[2], timeout)
 
 
 def test_generate_etl_merge_verify(

@@ -6,10 +6,12 @@ import base64
 from pathlib import Path
 
 import orjson
+from hypothesis import given
+from hypothesis import strategies as st
 
 from bethos.config import KafkaSettings
 from bethos.deadletter import dead_letter
-from bethos.logevents import format_event
+from bethos.logevents import format_event, parse_event
 from connectors.kafka.tables import source_table_ddl, upsert_sink_ddl
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -47,3 +49,13 @@ def test_kafka_ddl_quotes_values_and_passes_properties_through() -> None:
     assert "'properties.security.protocol' = 'SASL_SSL'" in ddl
     assert "'scan.startup.mode' = 'earliest-offset'" in ddl
     assert "PRIMARY KEY (`key`)" in upsert_sink_ddl("o", "t", kafka)
+
+
+@given(st.dictionaries(st.from_regex(r"[a-z_]{1,8}", fullmatch=True), st.text(), max_size=5))
+def test_event_lines_parse_back(fields: dict[str, str]) -> None:
+    fields.pop("event", None)
+    line = "2026-11-26 01:00:00,000 INFO x [] - " + format_event("comp", "poll", **fields)
+    event = parse_event(line)
+    assert event is not None
+    assert (event.component, event.event, event.fields) == ("comp", "poll", fields)
+    assert event.prefix.startswith("2026-11-26 01:00:00,000")
