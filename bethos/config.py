@@ -20,7 +20,6 @@ from bethos.exceptions import ConfigError
 
 DEFAULT_BROKERS = "localhost:19091,localhost:19092,localhost:19093"
 STRATEGIES = ("log_compacted", "inline", "state_store", "window_stream")
-IMPLEMENTED_STRATEGIES = ("log_compacted",)
 
 
 def _duration(value: str | int) -> int:
@@ -109,6 +108,43 @@ class EtlSettings(_Settings):
     checkpoint_path: str | None = None
 
 
+class InlineSettings(_Settings):
+    """`inline`: the merge emitted straight to stdout, a JSON-lines file or a Kafka topic."""
+
+    sink: Literal["stdout", "file", "kafka"] = "stdout"
+    path: str | None = None
+    # The Kafka topic; the `latest` topic when not set.
+    topic: str | None = None
+    # VINs per message: above 1, a message is a JSON array of latest records.
+    batch_size: int = Field(default=1, ge=1, le=10_000)
+    # How long a partial batch waits for more VINs.
+    linger: DurationMs = 200
+
+
+class StateStoreSettings(_Settings):
+    """`state_store`: flushes write to a store; the publisher job emits what changed."""
+
+    backend: Literal["redis", "memory"] = "redis"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    key_prefix: str = "bethos:latest"
+    # VINs per pipelined (one round trip, atomic) write.
+    batch_size: int = Field(default=2_000, ge=1, le=5_000)
+    linger: DurationMs = 200
+    # How often the publisher reads the store.
+    publish_interval: DurationMs = 120_000
+    password: SecretStr | None = None
+
+
+class WindowSettings(_Settings):
+    """`window_stream`: event-time tumbling windows."""
+
+    size: DurationMs = 120_000
+    out_of_orderness: DurationMs = 10_000
+    allowed_lateness: DurationMs = 0
+    # A Kafka partition without records for this long stops holding the watermark back.
+    idleness: DurationMs = 30_000
+
+
 class MergerOptions(_Settings):
     strategy: str = "log_compacted"
     flush_interval: DurationMs = 120_000
@@ -117,6 +153,11 @@ class MergerOptions(_Settings):
     stagger: bool = False
     # A VIN with no reading for this long is emitted once as a tombstone and forgotten.
     vin_ttl: DurationMs | None = None
+    # A merger starting without state first loads the `latest` topic (SPEC section 6).
+    bootstrap_from_latest: bool = True
+    inline: InlineSettings = Field(default_factory=InlineSettings)
+    state_store: StateStoreSettings = Field(default_factory=StateStoreSettings)
+    window: WindowSettings = Field(default_factory=WindowSettings)
 
 
 class MergerSettings(_Settings):
@@ -158,6 +199,15 @@ def _inject_environment(doc: dict[str, Any], environ: Mapping[str, str]) -> None
     for section, key in (("kafka", "sasl_password"), ("influxdb", "password")):
         if isinstance(doc.get(section), dict) and key in doc[section]:
             raise ConfigError(f"{section}.{key}: secrets come only from the environment")
+    merger = doc.get("latest_merger")
+    store = merger.get("state_store") if isinstance(merger, dict) else None
+    if isinstance(store, dict):
+        if "password" in store:
+            raise ConfigError(
+                "latest_merger.state_store.password: secrets come only from the environment"
+            )
+        if environ.get("REDIS_PASSWORD"):
+            store["password"] = environ["REDIS_PASSWORD"]
     if "brokers" not in kafka:
         kafka["brokers"] = brokers_from_env(environ) or DEFAULT_BROKERS
     if environ.get("KAFKA_SASL_PASSWORD"):
@@ -198,10 +248,10 @@ def parse_settings(model: type[M], doc: Any, source: str, environ: Mapping[str, 
                 f"{source}: latest_merger.strategy: unknown {strategy!r}; "
                 f"valid: {', '.join(STRATEGIES)}"
             )
-        if strategy not in IMPLEMENTED_STRATEGIES:
+        inline = settings.latest_merger.inline
+        if strategy == "inline" and inline.sink == "file" and not inline.path:
             raise ConfigError(
-                f"{source}: latest_merger.strategy: {strategy!r} is not available yet; "
-                f"available: {', '.join(IMPLEMENTED_STRATEGIES)}"
+                f"{source}: latest_merger.inline.path: required when inline.sink is 'file'"
             )
     return settings
 

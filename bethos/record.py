@@ -287,3 +287,20 @@ def decode_latest_signals(raw: bytes | str) -> tuple[str, dict[str, Signal]]:
         name: Signal(body["value"], body["ts"]) for name, body in doc["data"]["signals"].items()
     }
     return doc["vin"], signals
+
+
+def decode_message(key: str | None, raw: bytes | str | None, *, now_ms: int) -> AggregatedRecord:
+    """A message of the aggregated topic: its record, whose VIN must equal the message key.
+
+    Any failure is a RecordError, so that a record that trips a bug in the decoder is
+    dead-lettered (`decode_error`) instead of stopping the job.
+    """
+    try:
+        record = decode_aggregated(raw, now_ms=now_ms)
+    except RecordError:
+        raise
+    except Exception as exc:
+        raise RecordError("decode_error", f"{type(exc).__name__}: {exc}") from exc
+    if key is not None and key != record.vin:
+        raise RecordError("vin_mismatch", f"message key differs from vin {record.vin!r}")
+    return record

@@ -271,10 +271,14 @@ class Stack:
                 str(REDIS_PORT),
                 "--dir",
                 str(base),
+                # The `state_store` strategy keeps the latest records here: a restart of
+                # Redis must not lose them.
                 "--save",
                 "",
                 "--appendonly",
-                "no",
+                "yes",
+                "--appendfsync",
+                "everysec",
                 "--daemonize",
                 "no",
             ],

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import time
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+
+import orjson
 
 
 def stagger_offset(vin: str, interval_ms: int) -> int:
@@ -73,3 +76,23 @@ class FlushTracker:
         self.last = summary
         self._vins = self._messages = self._emitted = 0
         return summary
+
+
+# Rows on their way to a buffered sink are spread over this many keys (see delivery_bucket).
+DELIVERY_BUCKETS = 128
+
+
+def delivery_bucket(vin: str, buckets: int = DELIVERY_BUCKETS) -> int:
+    """The buffer a VIN's emissions go through: stable, so one VIN's emissions stay in order."""
+    return zlib.crc32(vin.encode("utf-8")) % buckets
+
+
+def tombstone_json(vin: str) -> bytes:
+    """How a forgotten VIN appears where a message cannot be null (files, batches)."""
+    return orjson.dumps({"schema": 1, "vin": vin, "data": None})
+
+
+def encode_batch(entries: Sequence[tuple[str, bytes | None]]) -> bytes:
+    """One message of several VINs: a JSON array of latest records (tombstones as above)."""
+    parts = [value if value is not None else tombstone_json(vin) for vin, value in entries]
+    return b"[" + b",".join(parts) + b"]"

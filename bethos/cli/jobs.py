@@ -11,8 +11,16 @@ from bethos import paths
 from bethos.exceptions import BethosError
 from bethos.stack import Stack
 
-JOBS = {"etl": "jobs/etl.py", "latest_merger": "jobs/latest_merger.py"}
-DEFAULT_CONFIGS = {"etl": "config/etl.yaml", "latest_merger": "config/latest_merger.yaml"}
+JOBS = {
+    "etl": "jobs/etl.py",
+    "latest_merger": "jobs/latest_merger.py",
+    "state_store_publisher": "jobs/state_store_publisher.py",
+}
+DEFAULT_CONFIGS = {
+    "etl": "config/etl.yaml",
+    "latest_merger": "config/latest_merger.yaml",
+    "state_store_publisher": "config/state_store.yaml",
+}
 _JOB_ID = re.compile(r"JobID ([0-9a-f]{32})")
 _SAVEPOINT = re.compile(r"Savepoint completed\. Path: (\S+)")
 

@@ -158,6 +158,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
         from bethos.bench.etl import bench
 
         result = bench(args.vins, args.pods, args.signals, args.runs, args.parallelism)
+    elif args.which == "merger":
+        from bethos.bench.merger import bench as bench_merger
+
+        result = bench_merger(args.vins, args.signals, args.rounds, args.runs)
     else:
         raise BethosError(f"unknown benchmark {args.which!r}")
     print(json.dumps(result))
@@ -216,11 +220,12 @@ def parser() -> argparse.ArgumentParser:
     stop.set_defaults(func=cmd_stop)
 
     bench = sub.add_parser("bench", help="benchmarks; each prints its figures as JSON last")
-    bench.add_argument("which", choices=["etl"])
+    bench.add_argument("which", choices=["etl", "merger"])
     bench.add_argument("--vins", type=int, default=100_000)
     bench.add_argument("--pods", type=int, default=10)
     bench.add_argument("--signals", type=int, default=20)
     bench.add_argument("--runs", type=int, default=3)
+    bench.add_argument("--rounds", type=int, default=2, help="merger: update rounds per VIN")
     bench.add_argument("--parallelism", type=int, default=1, help="the job's parallelism")
     bench.set_defaults(func=cmd_bench)
 

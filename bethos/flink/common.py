@@ -13,12 +13,15 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
-from pyflink.common import Configuration, Types
+from pyflink.common import Configuration, Row, Types
 from pyflink.datastream import DataStream, StreamExecutionEnvironment
 from pyflink.table import StreamTableEnvironment
 
 from bethos import paths
 from bethos.config import FlinkSettings, load_settings
+from bethos.deadletter import dead_letter
+from bethos.exceptions import RecordError
+from bethos.logevents import log_event
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -59,6 +62,23 @@ def create_environments(
 # into a null key in SQL. (A compacted topic refuses keyless records, so the aggregated topic
 # has none; the ETL's dead letters and a merger reading a non-compacted topic do.)
 KEYLESS = "\u2400"
+
+
+def rejection(
+    log: logging.Logger,
+    component: str,
+    exc: RecordError,
+    key: str,
+    raw: bytes | None,
+    origin: dict[str, object],
+    now_ms: int,
+) -> Row:
+    """The dead-letter row of a rejected record, with its `skip` or `error` event logged."""
+    if exc.reason == "empty_id":
+        log_event(log, component, "skip", reason=exc.reason, **origin)  # type: ignore[arg-type]
+    elif exc.reason == "decode_error":
+        log_event(log, component, "error", logging.ERROR, err=exc.detail, **origin)
+    return Row(key, dead_letter(raw, exc.reason, exc.detail, origin, now_ms))
 
 
 def add_dead_letter_sink(

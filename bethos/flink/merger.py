@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
 from pyflink.common import Row, RowKind, Types
-from pyflink.datastream import KeyedProcessFunction, OutputTag, RuntimeContext
+from pyflink.datastream import DataStream, KeyedProcessFunction, OutputTag, RuntimeContext
 from pyflink.datastream.state import ValueStateDescriptor
 
 from bethos.config import MergerOptions, MergerSettings
-from bethos.deadletter import dead_letter
 from bethos.exceptions import RecordError
+from bethos.flink import windowed
 from bethos.flink.common import (
     KEYLESS,
     ROW_DEAD_LETTER,
@@ -20,24 +21,39 @@ from bethos.flink.common import (
     add_sink,
     create_environments,
     ensure_logging,
+    rejection,
 )
+from bethos.flink.delivery import BatchFunction, LineWriter, StoreWriter
 from bethos.logevents import log_event
 from bethos.merge import VinState
-from bethos.record import decode_aggregated, encode_latest
-from bethos.strategies import FlushSummary, FlushTracker, expired, flush_due, stagger_offset
+from bethos.record import decode_aggregated, decode_message, encode_latest
+from bethos.strategies import (
+    FlushSummary,
+    FlushTracker,
+    delivery_bucket,
+    expired,
+    flush_due,
+    stagger_offset,
+)
 from connectors.kafka.tables import append_sink_ddl, source_table_ddl, upsert_sink_ddl
 
 log = logging.getLogger("bethos.latest_merger")
 COMPONENT = "latest_merger"
 MERGE_UID = "latest-merger-merge"
+STORE_WRITER_UID = "latest-merger-store-writer"
+BATCHER_UID = "latest-merger-inline-batcher"
+LINE_WRITER_UID = "latest-merger-inline-lines"
+ORIGIN_AGGREGATED, ORIGIN_LATEST = "aggregated", "latest"
 DEAD_LETTERS = OutputTag("dead-letters", ROW_DEAD_LETTER)
 
 
 class MergeFunction(KeyedProcessFunction):  # type: ignore[misc]
     """Merges each record into the VIN's state; a processing-time timer flushes it."""
 
-    def __init__(self, options: MergerOptions) -> None:
+    def __init__(self, options: MergerOptions, tombstones_as_delete: bool = True) -> None:
         self.options = options
+        # An upsert sink needs a DELETE row; buffered sinks take a null value.
+        self.tombstones_as_delete = tombstones_as_delete
 
     def open(self, runtime_context: RuntimeContext) -> None:
         ensure_logging()
@@ -57,6 +73,7 @@ class MergeFunction(KeyedProcessFunction):  # type: ignore[misc]
         self.dead_lettered = metrics.counter("dead_lettered")
         self.emitted = metrics.counter("emitted")
         self.expired = metrics.counter("expired")
+        self.loaded = metrics.counter("loaded_from_latest")
         self.flushes = FlushTracker(self.options.flush_interval)
         metrics.gauge("vins_held", lambda: self.flushes.last.vin_count if self.flushes.last else 0)
         metrics.gauge(
@@ -65,43 +82,59 @@ class MergeFunction(KeyedProcessFunction):  # type: ignore[misc]
         )
 
     def close(self) -> None:
-        self._log_flush(self.flushes.finish())
+        # Stopping (with a savepoint or not): the flush under way ends here; every merge not
+        # yet emitted stays in keyed state, which the savepoint carries.
+        summary = self.flushes.finish() or FlushSummary(0, 0, 0, 0)
+        self._log_flush(summary, "shutdown_flush")
 
     def process_element(self, value: Row, ctx: KeyedProcessFunction.Context):  # type: ignore[no-untyped-def]
-        self.records_in.inc()
         key, raw, topic, partition, offset = value[0], value[1], value[2], value[3], value[4]
         now = ctx.timer_service().current_processing_time()
+        from_latest = value[5] == ORIGIN_LATEST
+        if from_latest:
+            self._load_latest(key, raw, now, ctx)
+            return
+        self.records_in.inc()
         try:
-            record = decode_aggregated(raw, now_ms=now)
-            if key != KEYLESS and key != record.vin:
-                raise RecordError("vin_mismatch", f"message key differs from vin {record.vin!r}")
+            record = decode_message(None if key == KEYLESS else key, raw, now_ms=now)
         except RecordError as exc:
             self.dead_lettered.inc()
-            if exc.reason == "empty_id":
-                self.skipped.inc()
-                log_event(
-                    log,
-                    COMPONENT,
-                    "skip",
-                    reason=exc.reason,
-                    topic=topic,
-                    partition=partition,
-                    offset=offset,
-                )
+            self.skipped.inc(exc.reason == "empty_id")
             origin = {"topic": topic, "partition": partition, "offset": offset}
-            letter = dead_letter(raw, exc.reason, exc.detail, origin, now)
-            yield DEAD_LETTERS, Row(key, letter)
+            yield DEAD_LETTERS, rejection(log, COMPONENT, exc, key, raw, origin, now)
             return
         state = VinState.from_tuple(self.vin_state.value())
         if state.merge_record(record):
             self.dirty.update(True)
         self.vin_state.update(state.to_tuple())
         self.merged.inc()
+        self._schedule(record.vin, now, ctx)
+
+    def _load_latest(self, key: str, raw: bytes | None, now: int, ctx: Any) -> None:
+        """A record of the `latest` topic, read at a stateless start: merged without marking
+        the VIN changed (the topic already holds it). A tombstone forgets a VIN that nothing
+        newer has touched."""
+        if raw is None:
+            if not self.dirty.value():
+                for state in (self.vin_state, self.dirty, self.next_flush, self.last_seen):
+                    state.clear()
+            return
+        try:
+            record = decode_aggregated(raw)
+        except RecordError:
+            return  # written by this job; a record it cannot read again holds nothing to keep
+        state = VinState.from_tuple(self.vin_state.value())
+        state.merge_record(record)
+        self.vin_state.update(state.to_tuple())
+        self.loaded.inc()
+        self._schedule(key, now, ctx)
+
+    def _schedule(self, vin: str, now: int, ctx: Any) -> None:
         if self.options.vin_ttl is not None:
             self.last_seen.update(now)
         if self.next_flush.value() is None:
             interval = self.options.flush_interval
-            offset = stagger_offset(record.vin, interval) if self.options.stagger else 0
+            offset = stagger_offset(vin, interval) if self.options.stagger else 0
             due = flush_due(now, interval, offset)
             ctx.timer_service().register_processing_time_timer(due)
             self.next_flush.update(due)
@@ -115,7 +148,8 @@ class MergeFunction(KeyedProcessFunction):  # type: ignore[misc]
             self.expired.inc()
             self.flushes.on_emit()
             tombstone = Row(vin, None)
-            tombstone.set_row_kind(RowKind.DELETE)
+            if self.tombstones_as_delete:
+                tombstone.set_row_kind(RowKind.DELETE)
             yield tombstone
             return
         if self.options.emit == "all" or self.dirty.value():
@@ -135,12 +169,12 @@ class MergeFunction(KeyedProcessFunction):  # type: ignore[misc]
         ctx.timer_service().register_processing_time_timer(due)
         self.next_flush.update(due)
 
-    def _log_flush(self, summary: FlushSummary | None) -> None:
+    def _log_flush(self, summary: FlushSummary | None, event: str = "flush") -> None:
         if summary is not None:
             log_event(
                 log,
                 COMPONENT,
-                "flush",
+                event,
                 flush_duration_ms=summary.duration_ms,
                 vin_count=summary.vin_count,
                 message_count=summary.message_count,
@@ -148,9 +182,9 @@ class MergeFunction(KeyedProcessFunction):  # type: ignore[misc]
             )
 
 
-def build(settings: MergerSettings):  # type: ignore[no-untyped-def]
-    """The merger's job graph; returns the environment and the statement set to execute."""
-    env, t_env = create_environments(settings.flink)
+def _input(t_env: Any, settings: MergerSettings) -> DataStream:
+    """(key, value, topic, partition, offset, origin) rows: the aggregated topic, and with
+    `bootstrap_from_latest` the `latest` topic up to its end at start (SPEC section 6)."""
     topics, kafka = settings.topics, settings.kafka
     t_env.execute_sql(
         source_table_ddl(
@@ -161,26 +195,79 @@ def build(settings: MergerSettings):  # type: ignore[no-untyped-def]
             settings.start_from_oldest,
         )
     )
-    t_env.execute_sql(upsert_sink_ddl("latest_out", topics.latest, kafka))
-    t_env.execute_sql(append_sink_ddl("dead_letters_out", topics.dlq, kafka))
-
     # Keys travel as text, a missing one as KEYLESS (see there).
-    records = t_env.to_data_stream(
-        t_env.sql_query(
-            f"SELECT COALESCE(CAST(`key` AS STRING), '{KEYLESS}') AS `key`, `value`, `topic`, "
-            "`partition`, `offset` FROM aggregated_in"
+    columns = (
+        f"COALESCE(CAST(`key` AS STRING), '{KEYLESS}') AS `key`, `value`, `topic`, "
+        "`partition`, `offset`"
+    )
+    query = f"SELECT {columns}, '{ORIGIN_AGGREGATED}' AS origin FROM aggregated_in"
+    if settings.latest_merger.bootstrap_from_latest:
+        t_env.execute_sql(
+            source_table_ddl(
+                "latest_in",
+                topics.latest,
+                kafka,
+                f"{settings.consumer_group}-bootstrap",
+                from_earliest=True,
+                bounded=True,
+            )
         )
-    )
+        query += f" UNION ALL SELECT {columns}, '{ORIGIN_LATEST}' AS origin FROM latest_in"
+    return t_env.to_data_stream(t_env.sql_query(query))
+
+
+def build(settings: MergerSettings):  # type: ignore[no-untyped-def]
+    """The merger's job graph; returns the environment and the statement set to execute."""
+    env, t_env = create_environments(settings.flink)
     options = settings.latest_merger
-    merged = (
-        records.key_by(lambda row: row[0], key_type=Types.STRING())
-        .process(MergeFunction(options), output_type=ROW_KEY_VALUE)
-        .uid(MERGE_UID)
-        .name("merge per VIN")
-    )
+    strategy = options.strategy
+    records = _input(t_env, settings)
+    t_env.execute_sql(append_sink_ddl("dead_letters_out", settings.topics.dlq, settings.kafka))
     statements = t_env.create_statement_set()
-    add_sink(t_env, statements, merged, "latest_out", changelog=True)
-    add_dead_letter_sink(
-        t_env, statements, merged.get_side_output(DEAD_LETTERS), "dead_letters_out"
-    )
+
+    if strategy == "window_stream":
+        merged, dead_letters = windowed.build(records, options)
+    else:
+        merged = (
+            records.key_by(lambda row: row[0], key_type=Types.STRING())
+            .process(
+                MergeFunction(options, tombstones_as_delete=strategy == "log_compacted"),
+                output_type=ROW_KEY_VALUE,
+            )
+            .uid(MERGE_UID)
+            .name("merge per VIN")
+        )
+        dead_letters = merged.get_side_output(DEAD_LETTERS)
+    add_dead_letter_sink(t_env, statements, dead_letters, "dead_letters_out")
+
+    if strategy in ("log_compacted", "window_stream"):
+        t_env.execute_sql(upsert_sink_ddl("latest_out", settings.topics.latest, settings.kafka))
+        add_sink(t_env, statements, merged, "latest_out", changelog=True)
+    elif strategy == "state_store":
+        (
+            merged.key_by(lambda row: delivery_bucket(row[0]), key_type=Types.INT())
+            .process(StoreWriter(options.state_store), output_type=ROW_KEY_VALUE)
+            .uid(STORE_WRITER_UID)
+            .name(f"write to the {options.state_store.backend} store")
+        )
+    else:
+        _inline_sink(t_env, statements, merged, settings)
     return env, statements
+
+
+def _inline_sink(t_env: Any, statements: Any, merged: DataStream, settings: MergerSettings) -> None:
+    inline = settings.latest_merger.inline
+    messages = merged
+    if inline.batch_size > 1:
+        messages = (
+            merged.key_by(lambda row: delivery_bucket(row[0]), key_type=Types.INT())
+            .process(BatchFunction(inline), output_type=ROW_KEY_VALUE)
+            .uid(BATCHER_UID)
+            .name(f"batches of {inline.batch_size} VINs")
+        )
+    if inline.sink == "kafka":
+        topic = inline.topic or settings.topics.latest
+        t_env.execute_sql(append_sink_ddl("inline_out", topic, settings.kafka))
+        add_dead_letter_sink(t_env, statements, messages, "inline_out")
+    else:
+        messages.process(LineWriter(inline)).uid(LINE_WRITER_UID).name(f"write to {inline.sink}")

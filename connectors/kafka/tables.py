@@ -11,16 +11,16 @@ from collections.abc import Mapping
 from bethos.config import KafkaSettings
 
 
-def _literal(value: str) -> str:
+def sql_literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def _identifier(name: str) -> str:
+def sql_identifier(name: str) -> str:
     return "`" + name.replace("`", "``") + "`"
 
 
-def _with(options: Mapping[str, str]) -> str:
-    return ",\n  ".join(f"{_literal(k)} = {_literal(v)}" for k, v in options.items())
+def with_clause(options: Mapping[str, str]) -> str:
+    return ",\n  ".join(f"{sql_literal(k)} = {sql_literal(v)}" for k, v in options.items())
 
 
 # Producer defaults for the sinks: JSON records compress several-fold, and on a small machine
@@ -29,7 +29,7 @@ def _with(options: Mapping[str, str]) -> str:
 PRODUCER_DEFAULTS = {"compression.type": "lz4", "linger.ms": "20", "batch.size": "262144"}
 
 
-def _client_options(kafka: KafkaSettings, producer: bool = False) -> dict[str, str]:
+def client_options(kafka: KafkaSettings, producer: bool = False) -> dict[str, str]:
     props = (
         {**PRODUCER_DEFAULTS, **kafka.client_properties()}
         if producer
@@ -39,27 +39,37 @@ def _client_options(kafka: KafkaSettings, producer: bool = False) -> dict[str, s
 
 
 def source_table_ddl(
-    table: str, topic: str, kafka: KafkaSettings, group_id: str, from_earliest: bool
+    table: str,
+    topic: str,
+    kafka: KafkaSettings,
+    group_id: str,
+    from_earliest: bool,
+    bounded: bool = False,
 ) -> str:
-    """Raw key and value bytes plus the record's origin, for decoding and dead letters."""
+    """Raw key and value bytes plus the record's origin, for decoding and dead letters.
+
+    A `bounded` source stops at the end offsets it finds at start; restored from a checkpoint
+    after it finished, it reads nothing again.
+    """
     options = {
         "connector": "kafka",
         "topic": topic,
-        **_client_options(kafka),
+        **client_options(kafka),
         "properties.group.id": group_id,
         "scan.startup.mode": "earliest-offset" if from_earliest else "latest-offset",
+        **({"scan.bounded.mode": "latest-offset"} if bounded else {}),
         "key.format": "raw",
         "key.fields": "key",
         "value.format": "raw",
         "value.fields-include": "EXCEPT_KEY",
     }
     return (
-        f"CREATE TEMPORARY TABLE {_identifier(table)} (\n"
+        f"CREATE TEMPORARY TABLE {sql_identifier(table)} (\n"
         "  `key` BYTES,\n  `value` BYTES,\n"
         "  `topic` STRING METADATA VIRTUAL,\n"
         "  `partition` INT METADATA VIRTUAL,\n"
         "  `offset` BIGINT METADATA VIRTUAL\n"
-        f") WITH (\n  {_with(options)}\n)"
+        f") WITH (\n  {with_clause(options)}\n)"
     )
 
 
@@ -68,16 +78,16 @@ def upsert_sink_ddl(table: str, topic: str, kafka: KafkaSettings) -> str:
     options = {
         "connector": "upsert-kafka",
         "topic": topic,
-        **_client_options(kafka, producer=True),
+        **client_options(kafka, producer=True),
         "key.format": "raw",
         "value.format": "raw",
         "value.fields-include": "EXCEPT_KEY",
     }
     return (
-        f"CREATE TEMPORARY TABLE {_identifier(table)} (\n"
+        f"CREATE TEMPORARY TABLE {sql_identifier(table)} (\n"
         "  `key` STRING,\n  `value` STRING,\n"
         "  PRIMARY KEY (`key`) NOT ENFORCED\n"
-        f") WITH (\n  {_with(options)}\n)"
+        f") WITH (\n  {with_clause(options)}\n)"
     )
 
 
@@ -86,7 +96,7 @@ def append_sink_ddl(table: str, topic: str, kafka: KafkaSettings) -> str:
     options = {
         "connector": "kafka",
         "topic": topic,
-        **_client_options(kafka, producer=True),
+        **client_options(kafka, producer=True),
         "sink.delivery-guarantee": "at-least-once",
         "key.format": "raw",
         "key.fields": "key",
@@ -94,7 +104,7 @@ def append_sink_ddl(table: str, topic: str, kafka: KafkaSettings) -> str:
         "value.fields-include": "EXCEPT_KEY",
     }
     return (
-        f"CREATE TEMPORARY TABLE {_identifier(table)} (\n"
+        f"CREATE TEMPORARY TABLE {sql_identifier(table)} (\n"
         "  `key` BYTES,\n  `value` STRING\n"
-        f") WITH (\n  {_with(options)}\n)"
+        f") WITH (\n  {with_clause(options)}\n)"
     )

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -81,3 +82,27 @@ def test_durations() -> None:
     for bad in ("ten", "-1s", "1w", True):
         with pytest.raises(ConfigError):
             parse_duration_ms(bad)  # type: ignore[arg-type]
+
+
+def test_strategy_sections_and_their_checks(tmp_path: Path) -> None:
+    store = load_settings(MergerSettings, ROOT / "config" / "state_store.yaml", environ={})
+    assert store.latest_merger.strategy == "state_store"
+    assert store.latest_merger.state_store.key_prefix == "bethos:latest"
+    with_secret = load_settings(
+        MergerSettings, ROOT / "config" / "state_store.yaml", environ={"REDIS_PASSWORD": "pw"}
+    )
+    secret = with_secret.latest_merger.state_store.password
+    assert secret is not None and secret.get_secret_value() == "pw"
+    assert "pw" not in repr(with_secret)
+    path = write(tmp_path, "latest_merger:\n  state_store:\n    password: x\n")
+    with pytest.raises(ConfigError, match=re.escape("state_store.password: secrets come only")):
+        load_settings(MergerSettings, path, environ={})
+    path = write(tmp_path, "latest_merger:\n  strategy: inline\n  inline:\n    sink: file\n")
+    with pytest.raises(ConfigError, match=re.escape("inline.path: required")):
+        load_settings(MergerSettings, path, environ={})
+    path = write(tmp_path, "latest_merger:\n  strategy: inline\n  inline:\n    batch_size: 0\n")
+    with pytest.raises(ConfigError, match=re.escape("latest_merger.inline.batch_size")):
+        load_settings(MergerSettings, path, environ={})
+    path = write(tmp_path, "latest_merger:\n  window:\n    size: soon\n")
+    with pytest.raises(ConfigError, match=re.escape("latest_merger.window.size")):
+        load_settings(MergerSettings, path, environ={})

@@ -39,3 +39,45 @@ def test_merger_and_etl_graphs_compile() -> None:
     )
     assert "poll InfluxDB per pod" in etl_plan
     assert "aggregated_out" in etl_plan
+
+
+def merger_settings(strategy: str, **options: Any) -> MergerSettings:
+    doc = {"latest_merger": {"strategy": strategy, **options}}
+    return MergerSettings.model_validate(doc)
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize(
+    ("strategy", "options", "expected"),
+    [
+        ("state_store", {}, ["write to the redis store", "latest_in"]),
+        ("window_stream", {}, ["tumbling windows of 120000 ms per VIN", "latest_out", "decode"]),
+        (
+            "inline",
+            {"inline": {"sink": "kafka", "batch_size": 50}},
+            ["batches of 50", "inline_out"],
+        ),
+        ("inline", {"inline": {"sink": "file", "path": "/tmp/x.jsonl"}}, ["write to file"]),
+        ("log_compacted", {"bootstrap_from_latest": False}, ["merge per VIN"]),
+    ],
+)
+def test_every_strategy_compiles(
+    strategy: str, options: dict[str, Any], expected: list[str]
+) -> None:
+    from bethos.flink import merger
+
+    plan = operator_names(plan_of(merger.build, merger_settings(strategy, **options)))
+    for name in expected:
+        assert name in plan, plan
+    assert "dead_letters_out" in plan
+    if options.get("bootstrap_from_latest") is False:
+        assert "latest_in" not in plan
+
+
+@pytest.mark.timeout(300)
+def test_publisher_graph_compiles() -> None:
+    from bethos.flink import publisher
+
+    settings = load_settings(MergerSettings, ROOT / "config/state_store.yaml", {})
+    plan = operator_names(plan_of(publisher.build, settings))
+    assert "publish the redis store" in plan and "latest_out" in plan

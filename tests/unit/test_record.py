@@ -102,3 +102,28 @@ def test_aggregated_encoding_has_the_spec_envelope() -> None:
         "received_at": 3,
         "produced_at": 4,
     }
+
+
+def test_a_message_key_must_be_its_vin_and_a_decoder_bug_becomes_a_dead_letter(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from bethos import record as record_module
+    from bethos.record import decode_message
+
+    raw = orjson.dumps(
+        {"schema": 1, "vin": "V", "data": {"id": "V", "signals": {}}, "pod": "p"}
+        | {"received_at": 1, "produced_at": 1}
+    )
+    assert decode_message("V", raw, now_ms=10).vin == "V"
+    assert decode_message(None, raw, now_ms=10).vin == "V"
+    with pytest.raises(RecordError) as mismatch:
+        decode_message("W", raw, now_ms=10)
+    assert mismatch.value.reason == "vin_mismatch"
+
+    def broken(raw: object, *, now_ms: int | None = None) -> None:
+        raise KeyError("boom")
+
+    monkeypatch.setattr(record_module, "decode_aggregated", broken)
+    with pytest.raises(RecordError) as bug:
+        decode_message("V", raw, now_ms=10)
+    assert bug.value.reason == "decode_error" and "KeyError" in bug.value.detail

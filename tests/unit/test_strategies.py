@@ -49,3 +49,15 @@ def test_the_tracker_groups_one_interval_of_timers_into_one_flush() -> None:
     final = tracker.finish()
     assert final is not None and final.vin_count == 1
     assert tracker.finish() is None
+
+
+def test_batches_are_json_arrays_with_tombstones_as_null_data() -> None:
+    import orjson
+
+    from bethos.strategies import delivery_bucket, encode_batch
+
+    batch = orjson.loads(encode_batch([("A", b'{"vin":"A","data":{}}'), ("B", None)]))
+    assert batch == [{"vin": "A", "data": {}}, {"schema": 1, "vin": "B", "data": None}]
+    assert orjson.loads(encode_batch([])) == []
+    assert delivery_bucket("VIN1") == delivery_bucket("VIN1")
+    assert len({delivery_bucket(f"V{i}") for i in range(2_000)}) == 128

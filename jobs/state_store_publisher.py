@@ -1,0 +1,14 @@
+"""The `state_store` publisher job: `flink run -py jobs/state_store_publisher.py [--config FILE]`.
+
+Reads the store the merger writes (strategy `state_store`) every `publish_interval` and emits
+what changed to the `latest` topic.
+"""
+
+from bethos.config import MergerSettings
+from bethos.flink.common import run_job
+from bethos.flink.publisher import build
+
+if __name__ == "__main__":
+    run_job(
+        __doc__, MergerSettings, "config/state_store.yaml", build, "bethos state store publisher"
+    )

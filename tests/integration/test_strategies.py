@@ -1,0 +1,300 @@
+"""The merger's other strategies on the real Kafka, Redis and Flink: `state_store` with its
+publisher, `window_stream`, `inline`, and the load of the `latest` topic at a stateless start."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+import yaml
+from confluent_kafka import Producer
+
+from bethos.cli import data, jobs
+from bethos.config import EtlSettings, MergerSettings, load_settings
+from bethos.record import (
+    AggregatedRecord,
+    Signal,
+    decode_latest_signals,
+    encode_aggregated,
+    encode_latest,
+)
+from bethos.stack import REDIS_PORT, Stack
+from connectors.kafka.admin import create_topics
+from connectors.kafka.reader import read_topic
+from connectors.redis.store import RedisStore
+from tests.integration.helpers import wait_for
+from tests.integration.test_merger import expected_latest, latest_equals, produce, records_for
+
+pytestmark = pytest.mark.integration
+
+
+def merger_config(base: Path, name: str, **changes: Any) -> Path:
+    """The test's merger config with `latest_merger` keys changed."""
+    doc = yaml.safe_load(base.read_text())
+    doc["latest_merger"].update(changes)
+    path = base.with_name(f"{name}.yaml")
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def keyed(records: list[AggregatedRecord]) -> list[tuple[bytes | None, bytes | None]]:
+    return [(r.vin.encode(), encode_aggregated(r)) for r in records]
+
+
+def test_state_store_publisher_restarts_while_the_merger_runs(
+    stack: Stack,
+    pipeline_configs: tuple[Path, Path],
+    etl_settings: EtlSettings,
+    submit: Callable[..., str],
+    unique: str,
+) -> None:
+    prefix = f"test:{unique}"
+    config = merger_config(
+        pipeline_configs[1],
+        "state-store",
+        strategy="state_store",
+        flush_interval="2s",
+        state_store={
+            "backend": "redis",
+            "redis_url": f"redis://127.0.0.1:{REDIS_PORT}/0",
+            "key_prefix": prefix,
+            "batch_size": 50,
+            "publish_interval": "2s",
+        },
+    )
+    store = RedisStore(f"redis://127.0.0.1:{REDIS_PORT}/0", prefix)
+    first = records_for(300, "a", 1_000_000, received_at=1)
+    produce(etl_settings, keyed(first))
+    submit("latest_merger", config)
+    publisher = submit("state_store_publisher", config)
+    assert wait_for(latest_equals(etl_settings, first), timeout=120) == []
+
+    savepoint = jobs.stop(stack, publisher, str(stack.state / "flink" / "savepoints"))
+    second = records_for(300, "b", 2_000_000, received_at=2)
+    produce(etl_settings, keyed(second))
+    # The merger goes on writing to the store while no publisher runs.
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline and store.count() and _missing(store, second):
+        time.sleep(2)
+    assert not _missing(store, second)
+    assert data.latest_records(etl_settings) == expected_latest(first)
+
+    submit("state_store_publisher", config, savepoint=savepoint)
+    assert wait_for(latest_equals(etl_settings, first + second), timeout=120) == []
+    store.close()
+
+
+def _missing(store: RedisStore, records: list[AggregatedRecord]) -> list[str]:
+    missing = []
+    for record in records:
+        raw = store.get(record.vin)
+        signals = decode_latest_signals(raw)[1] if raw else {}
+        if any(signals.get(name) != signal for name, signal in record.signals.items()):
+            missing.append(record.vin)
+    return missing
+
+
+def test_inline_to_a_file_in_batches(
+    pipeline_configs: tuple[Path, Path],
+    etl_settings: EtlSettings,
+    submit: Callable[..., str],
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "latest.jsonl"
+    config = merger_config(
+        pipeline_configs[1],
+        "inline",
+        strategy="inline",
+        flush_interval="2s",
+        inline={"sink": "file", "path": str(out), "batch_size": 4},
+    )
+    records = records_for(10, "a", 1_000, received_at=1) + records_for(10, "b", 2_000, 2)
+    produce(etl_settings, keyed(records))
+    submit("latest_merger", config)
+    expected = expected_latest(records)
+
+    def written() -> dict[str, dict[str, Signal]]:
+        if not out.exists():
+            return {}
+        latest: dict[str, dict[str, Signal]] = {}
+        for line in out.read_text().splitlines():
+            batch = orjson.loads(line)
+            assert isinstance(batch, list) and 1 <= len(batch) <= 4
+            for record in batch:
+                vin, signals = decode_latest_signals(orjson.dumps(record))
+                latest[vin] = signals
+        return latest
+
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and written() != expected:
+        time.sleep(2)
+    assert written() == expected
+
+
+@pytest.fixture
+def single_partition(
+    stack: Stack, pipeline_configs: tuple[Path, Path], unique: str
+) -> tuple[Path, EtlSettings]:
+    """Topics of one partition, so the records arrive in the order they were produced."""
+    doc = yaml.safe_load(pipeline_configs[1].read_text())
+    doc["topics"] = {
+        "aggregated": f"test-{unique}.one.aggregated",
+        "latest": f"test-{unique}.one.latest",
+        "dlq": f"test-{unique}.one.dlq",
+        "partitions": 1,
+    }
+    path = pipeline_configs[1].with_name("single.yaml")
+    path.write_text(yaml.safe_dump(doc))
+    settings = load_settings(MergerSettings, path)
+    create_topics(settings.kafka, settings.topics)
+    etl = load_settings(EtlSettings, pipeline_configs[0]).model_copy(
+        update={"topics": settings.topics}
+    )
+    return path, etl
+
+
+def test_window_stream_with_reordered_and_late_input(
+    single_partition: tuple[Path, EtlSettings], submit: Callable[..., str]
+) -> None:
+    base, settings = single_partition
+    config = merger_config(
+        base,
+        "windows",
+        strategy="window_stream",
+        window={
+            "size": "10s",
+            "out_of_orderness": "1s",
+            "allowed_lateness": "10s",
+            "idleness": "60s",
+        },
+    )
+    second = 1000
+    t0 = (int(time.time() * 1000) - 3_600_000) // 10_000 * 10_000
+
+    def rec(vin: str, offset_s: int, **signals: float) -> AggregatedRecord:
+        ts = t0 + offset_s * second
+        return AggregatedRecord(vin, {k: Signal(v, ts) for k, v in signals.items()}, "p", 1, 0)
+
+    phases = [
+        # window [0, 10): reordered inside the window
+        [rec("A", 5, a=1.0), rec("A", 2, b=1.0), rec("B", 3, x=1.0)],
+        # ts 15 moves the watermark to 14 s: window [0, 10) closes
+        [rec("A", 15, a=2.0)],
+        # late but allowed (window [0, 10) + 10 s lateness > watermark 14 s): emitted again
+        [rec("A", 8, c=1.0)],
+        # ts 40 closes window [10, 20)
+        [rec("A", 40, d=1.0)],
+        # past the allowed lateness (10 s + 10 s <= 39 s): dead letter `late`
+        [rec("B", 4, x=9.0)],
+        # ts 100 closes window [40, 50); window [100, 110) stays open
+        [rec("B", 100, y=1.0)],
+    ]
+    submit("latest_merger", config)
+    time.sleep(5)
+    for phase in phases:
+        produce(settings, keyed(phase))
+        # Watermarks are emitted periodically: give each phase time to move it.
+        time.sleep(3)
+
+    def emissions(vin: str) -> list[dict[str, float]]:
+        return [
+            {name: s.value for name, s in decode_latest_signals(value)[1].items()}  # type: ignore[misc]
+            for key, value in read_topic(settings.kafka, settings.topics.latest)
+            if key == vin.encode() and value is not None
+        ]
+
+    expected_a = [
+        {"a": 1.0, "b": 1.0},
+        {"a": 1.0, "b": 1.0, "c": 1.0},
+        {"a": 2.0, "b": 1.0, "c": 1.0},
+        {"a": 2.0, "b": 1.0, "c": 1.0, "d": 1.0},
+    ]
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and emissions("A") != expected_a:
+        time.sleep(2)
+    assert emissions("A") == expected_a
+    assert emissions("B") == [{"x": 1.0}]
+    letters = [orjson.loads(v) for _, v in read_topic(settings.kafka, settings.topics.dlq) if v]
+    assert [letter["reason"] for letter in letters] == ["late"]
+
+
+def test_a_stateless_start_loads_the_latest_topic_first(
+    pipeline_configs: tuple[Path, Path],
+    etl_settings: EtlSettings,
+    submit: Callable[..., str],
+) -> None:
+    # The only reading of signal "a" survives in the latest topic alone (the aggregated record
+    # that carried it was compacted away).
+    old = records_for(20, "a", 1_000, received_at=1)
+    # Java's partitioner, as the merger's sink uses: one VIN, one partition of the latest topic.
+    producer = Producer(
+        {"bootstrap.servers": etl_settings.kafka.brokers, "partitioner": "murmur2_random"}
+    )
+    for record in old:
+        value = encode_latest(record.vin, record.signals, record.pod, record.received_at, 0)
+        producer.produce(etl_settings.topics.latest, key=record.vin.encode(), value=value)
+    assert producer.flush(30) == 0
+    new = records_for(20, "b", 2_000, received_at=2)
+    produce(etl_settings, keyed(new))
+    submit("latest_merger", pipeline_configs[1])
+    assert wait_for(latest_equals(etl_settings, old + new), timeout=120) == []
+
+
+def test_inline_to_a_kafka_topic_keyed_by_vin(
+    pipeline_configs: tuple[Path, Path],
+    etl_settings: EtlSettings,
+    submit: Callable[..., str],
+) -> None:
+    topic = f"{etl_settings.topics.latest}.inline"
+    create_topics(etl_settings.kafka, etl_settings.topics.model_copy(update={"latest": topic}))
+    config = merger_config(
+        pipeline_configs[1],
+        "inline-kafka",
+        strategy="inline",
+        flush_interval="2s",
+        inline={"sink": "kafka", "topic": topic},
+    )
+    records = records_for(15, "a", 1_000, received_at=1) + records_for(15, "b", 2_000, 2)
+    produce(etl_settings, keyed(records))
+    submit("latest_merger", config)
+    expected = expected_latest(records)
+
+    def inline_latest() -> dict[str, dict[str, Signal]]:
+        latest = {}
+        for key, value in read_topic(etl_settings.kafka, topic):
+            assert key is not None and value is not None
+            vin, signals = decode_latest_signals(value)
+            assert key.decode() == vin
+            latest[vin] = signals
+        return latest
+
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and inline_latest() != expected:
+        time.sleep(2)
+    assert inline_latest() == expected
+    # Nothing went to the latest topic: the inline sink is the only output.
+    assert read_topic(etl_settings.kafka, etl_settings.topics.latest) == []
+
+
+def test_state_store_in_memory_with_its_publisher(
+    pipeline_configs: tuple[Path, Path],
+    etl_settings: EtlSettings,
+    submit: Callable[..., str],
+    unique: str,
+) -> None:
+    config = merger_config(
+        pipeline_configs[1],
+        "memory-store",
+        strategy="state_store",
+        flush_interval="2s",
+        state_store={"backend": "memory", "key_prefix": unique, "publish_interval": "2s"},
+    )
+    records = records_for(50, "a", 1_000, received_at=1)
+    produce(etl_settings, keyed(records))
+    submit("latest_merger", config)
+    submit("state_store_publisher", config)
+    assert wait_for(latest_equals(etl_settings, records), timeout=120) == []
