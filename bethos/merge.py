@@ -80,3 +80,38 @@ class VinState:
             return cls()
         signals, pod, received_at = saved
         return cls(dict(signals), pod, received_at)
+
+
+SavedEntry = tuple[dict[str, Candidate], str, int, bool, int | None, int | None]
+
+
+@dataclass(slots=True)
+class Entry:
+    """What the merger keeps per VIN: the merged state and its flush bookkeeping."""
+
+    state: VinState
+    # True when a signal changed since the VIN's last emission.
+    dirty: bool = False
+    # When the VIN's pending flush timer fires.
+    next_flush: int | None = None
+    # Processing time of the VIN's newest record (for `vin_ttl`).
+    last_seen: int | None = None
+
+    def saved(self) -> SavedEntry:
+        """The form kept in Flink state (pickled): plain tuples and dicts."""
+        state = self.state
+        return (
+            state.signals,
+            state.pod,
+            state.received_at,
+            self.dirty,
+            self.next_flush,
+            self.last_seen,
+        )
+
+    @classmethod
+    def load(cls, saved: SavedEntry | None) -> Entry:
+        if saved is None:
+            return cls(VinState())
+        signals, pod, received_at, dirty, next_flush, last_seen = saved
+        return cls(VinState(signals, pod, received_at), dirty, next_flush, last_seen)

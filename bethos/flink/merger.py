@@ -9,6 +9,7 @@ from typing import Any
 from pyflink.common import Row, RowKind, Types
 from pyflink.datastream import DataStream, KeyedProcessFunction, OutputTag, RuntimeContext
 from pyflink.datastream.state import ValueStateDescriptor
+from pyflink.table.expressions import col
 
 from bethos.config import MergerOptions, MergerSettings
 from bethos.exceptions import RecordError
@@ -17,15 +18,17 @@ from bethos.flink.common import (
     KEYLESS,
     ROW_DEAD_LETTER,
     ROW_KEY_VALUE,
+    BatchedCounter,
     add_dead_letter_sink,
     add_sink,
     create_environments,
     ensure_logging,
+    keyed_by_first_column,
     rejection,
 )
 from bethos.flink.delivery import BatchFunction, LineWriter, StoreWriter
 from bethos.logevents import log_event
-from bethos.merge import VinState
+from bethos.merge import Entry
 from bethos.record import decode_aggregated, decode_message, encode_latest
 from bethos.strategies import (
     FlushSummary,
@@ -57,23 +60,20 @@ class MergeFunction(KeyedProcessFunction):  # type: ignore[misc]
 
     def open(self, runtime_context: RuntimeContext) -> None:
         ensure_logging()
-        self.vin_state = runtime_context.get_state(
-            ValueStateDescriptor("vin_state", Types.PICKLED_BYTE_ARRAY())
+        # Everything about a VIN in one value (see Entry): one state read and one write per
+        # record, instead of one per field.
+        self.entry = runtime_context.get_state(
+            ValueStateDescriptor("vin_entry", Types.PICKLED_BYTE_ARRAY())
         )
-        # True when the VIN changed since its last emission
-        self.dirty = runtime_context.get_state(ValueStateDescriptor("dirty", Types.BOOLEAN()))
-        self.next_flush = runtime_context.get_state(
-            ValueStateDescriptor("next_flush", Types.LONG())
-        )
-        self.last_seen = runtime_context.get_state(ValueStateDescriptor("last_seen", Types.LONG()))
         metrics = runtime_context.get_metrics_group()
-        self.records_in = metrics.counter("records_in")
-        self.merged = metrics.counter("merged")
+        self.records_in = BatchedCounter(metrics.counter("records_in"))
+        self.merged = BatchedCounter(metrics.counter("merged"))
         self.skipped = metrics.counter("skipped")
         self.dead_lettered = metrics.counter("dead_lettered")
-        self.emitted = metrics.counter("emitted")
+        self.emitted = BatchedCounter(metrics.counter("emitted"))
         self.expired = metrics.counter("expired")
-        self.loaded = metrics.counter("loaded_from_latest")
+        self.loaded = BatchedCounter(metrics.counter("loaded_from_latest"))
+        self.batched = (self.records_in, self.merged, self.emitted, self.loaded)
         self.flushes = FlushTracker(self.options.flush_interval)
         metrics.gauge("vins_held", lambda: self.flushes.last.vin_count if self.flushes.last else 0)
         metrics.gauge(
@@ -86,12 +86,14 @@ class MergeFunction(KeyedProcessFunction):  # type: ignore[misc]
         # yet emitted stays in keyed state, which the savepoint carries.
         summary = self.flushes.finish() or FlushSummary(0, 0, 0, 0)
         self._log_flush(summary, "shutdown_flush")
+        for counter in self.batched:
+            counter.flush()
 
     def process_element(self, value: Row, ctx: KeyedProcessFunction.Context):  # type: ignore[no-untyped-def]
         key, raw, topic, partition, offset = value[0], value[1], value[2], value[3], value[4]
-        now = ctx.timer_service().current_processing_time()
-        from_latest = value[5] == ORIGIN_LATEST
-        if from_latest:
+        # Flink's processing time is the same wall clock; asking Java for it costs a call.
+        now = int(time.time() * 1000)
+        if value[5] == ORIGIN_LATEST:
             self._load_latest(key, raw, now, ctx)
             return
         self.records_in.inc()
@@ -99,52 +101,55 @@ class MergeFunction(KeyedProcessFunction):  # type: ignore[misc]
             record = decode_message(None if key == KEYLESS else key, raw, now_ms=now)
         except RecordError as exc:
             self.dead_lettered.inc()
-            self.skipped.inc(exc.reason == "empty_id")
+            if exc.reason == "empty_id":
+                self.skipped.inc()
             origin = {"topic": topic, "partition": partition, "offset": offset}
             yield DEAD_LETTERS, rejection(log, COMPONENT, exc, key, raw, origin, now)
             return
-        state = VinState.from_tuple(self.vin_state.value())
-        if state.merge_record(record):
-            self.dirty.update(True)
-        self.vin_state.update(state.to_tuple())
+        entry = Entry.load(self.entry.value())
+        if entry.state.merge_record(record):
+            entry.dirty = True
         self.merged.inc()
-        self._schedule(record.vin, now, ctx)
+        self._schedule(entry, record.vin, now, ctx)
+        self.entry.update(entry.saved())
 
     def _load_latest(self, key: str, raw: bytes | None, now: int, ctx: Any) -> None:
         """A record of the `latest` topic, read at a stateless start: merged without marking
         the VIN changed (the topic already holds it). A tombstone forgets a VIN that nothing
         newer has touched."""
+        entry = Entry.load(self.entry.value())
         if raw is None:
-            if not self.dirty.value():
-                for state in (self.vin_state, self.dirty, self.next_flush, self.last_seen):
-                    state.clear()
+            if not entry.dirty:
+                self.entry.clear()
             return
         try:
             record = decode_aggregated(raw)
         except RecordError:
             return  # written by this job; a record it cannot read again holds nothing to keep
-        state = VinState.from_tuple(self.vin_state.value())
-        state.merge_record(record)
-        self.vin_state.update(state.to_tuple())
+        entry.state.merge_record(record)
         self.loaded.inc()
-        self._schedule(key, now, ctx)
+        self._schedule(entry, key, now, ctx)
+        self.entry.update(entry.saved())
 
-    def _schedule(self, vin: str, now: int, ctx: Any) -> None:
+    def _schedule(self, entry: Entry, vin: str, now: int, ctx: Any) -> None:
         if self.options.vin_ttl is not None:
-            self.last_seen.update(now)
-        if self.next_flush.value() is None:
+            entry.last_seen = now
+        if entry.next_flush is None:
             interval = self.options.flush_interval
             offset = stagger_offset(vin, interval) if self.options.stagger else 0
-            due = flush_due(now, interval, offset)
-            ctx.timer_service().register_processing_time_timer(due)
-            self.next_flush.update(due)
+            entry.next_flush = flush_due(now, interval, offset)
+            ctx.timer_service().register_processing_time_timer(entry.next_flush)
 
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext):  # type: ignore[no-untyped-def]
-        self._log_flush(self.flushes.on_timer(timestamp))
+        finished = self.flushes.on_timer(timestamp)
+        if finished is not None:
+            for counter in self.batched:
+                counter.flush()
+            self._log_flush(finished)
         vin = ctx.get_current_key()
-        if expired(self.last_seen.value(), timestamp, self.options.vin_ttl):
-            for state in (self.vin_state, self.dirty, self.next_flush, self.last_seen):
-                state.clear()
+        entry = Entry.load(self.entry.value())
+        if expired(entry.last_seen, timestamp, self.options.vin_ttl):
+            self.entry.clear()
             self.expired.inc()
             self.flushes.on_emit()
             tombstone = Row(vin, None)
@@ -152,8 +157,8 @@ class MergeFunction(KeyedProcessFunction):  # type: ignore[misc]
                 tombstone.set_row_kind(RowKind.DELETE)
             yield tombstone
             return
-        if self.options.emit == "all" or self.dirty.value():
-            state = VinState.from_tuple(self.vin_state.value())
+        if self.options.emit == "all" or entry.dirty:
+            state = entry.state
             value = encode_latest(
                 vin,
                 state.latest_signals(),
@@ -161,13 +166,13 @@ class MergeFunction(KeyedProcessFunction):  # type: ignore[misc]
                 state.received_at,
                 produced_at=int(time.time() * 1000),
             )
-            self.dirty.update(False)
+            entry.dirty = False
             self.emitted.inc()
             self.flushes.on_emit()
             yield Row(vin, value.decode())
-        due = timestamp + self.options.flush_interval
-        ctx.timer_service().register_processing_time_timer(due)
-        self.next_flush.update(due)
+        entry.next_flush = timestamp + self.options.flush_interval
+        ctx.timer_service().register_processing_time_timer(entry.next_flush)
+        self.entry.update(entry.saved())
 
     def _log_flush(self, summary: FlushSummary | None, event: str = "flush") -> None:
         if summary is not None:
@@ -182,9 +187,22 @@ class MergeFunction(KeyedProcessFunction):  # type: ignore[misc]
             )
 
 
-def _input(t_env: Any, settings: MergerSettings) -> DataStream:
-    """(key, value, topic, partition, offset, origin) rows: the aggregated topic, and with
-    `bootstrap_from_latest` the `latest` topic up to its end at start (SPEC section 6)."""
+# (key, value, topic, partition, offset, origin): what the merge functions receive.
+ROW_INPUT = Types.ROW(
+    [
+        Types.STRING(),
+        Types.PRIMITIVE_ARRAY(Types.BYTE()),
+        Types.STRING(),
+        Types.INT(),
+        Types.LONG(),
+        Types.STRING(),
+    ]
+)
+
+
+def _input_query(t_env: Any, settings: MergerSettings) -> str:
+    """The merger's input: the aggregated topic, and with `bootstrap_from_latest` the `latest`
+    topic up to its end at start (SPEC section 6). One (key, ROW_INPUT) row per message."""
     topics, kafka = settings.topics, settings.kafka
     t_env.execute_sql(
         source_table_ddl(
@@ -196,11 +214,15 @@ def _input(t_env: Any, settings: MergerSettings) -> DataStream:
         )
     )
     # Keys travel as text, a missing one as KEYLESS (see there).
-    columns = (
-        f"COALESCE(CAST(`key` AS STRING), '{KEYLESS}') AS `key`, `value`, `topic`, "
-        "`partition`, `offset`"
-    )
-    query = f"SELECT {columns}, '{ORIGIN_AGGREGATED}' AS origin FROM aggregated_in"
+    key = f"COALESCE(CAST(`key` AS STRING), '{KEYLESS}')"
+
+    def select(table: str, origin: str) -> str:
+        return (
+            f"SELECT {key} AS `key`, ROW({key}, `value`, `topic`, `partition`, `offset`, "
+            f"'{origin}') AS `element` FROM {table}"
+        )
+
+    query = select("aggregated_in", ORIGIN_AGGREGATED)
     if settings.latest_merger.bootstrap_from_latest:
         t_env.execute_sql(
             source_table_ddl(
@@ -212,8 +234,8 @@ def _input(t_env: Any, settings: MergerSettings) -> DataStream:
                 bounded=True,
             )
         )
-        query += f" UNION ALL SELECT {columns}, '{ORIGIN_LATEST}' AS origin FROM latest_in"
-    return t_env.to_data_stream(t_env.sql_query(query))
+        query += " UNION ALL " + select("latest_in", ORIGIN_LATEST)
+    return query
 
 
 def build(settings: MergerSettings):  # type: ignore[no-untyped-def]
@@ -221,15 +243,16 @@ def build(settings: MergerSettings):  # type: ignore[no-untyped-def]
     env, t_env = create_environments(settings.flink)
     options = settings.latest_merger
     strategy = options.strategy
-    records = _input(t_env, settings)
+    query = t_env.sql_query(_input_query(t_env, settings))
     t_env.execute_sql(append_sink_ddl("dead_letters_out", settings.topics.dlq, settings.kafka))
     statements = t_env.create_statement_set()
 
     if strategy == "window_stream":
+        records = t_env.to_append_stream(query.select(col("element").flatten), ROW_INPUT)
         merged, dead_letters = windowed.build(records, options)
     else:
         merged = (
-            records.key_by(lambda row: row[0], key_type=Types.STRING())
+            keyed_by_first_column(t_env, query, Types.STRING(), ROW_INPUT)
             .process(
                 MergeFunction(options, tombstones_as_delete=strategy == "log_compacted"),
                 output_type=ROW_KEY_VALUE,

@@ -82,7 +82,8 @@ class DecodeFunction(ProcessFunction):  # type: ignore[misc]
             record = decode_message(None if key == KEYLESS else key, raw, now_ms=now)
         except RecordError as exc:
             self.dead_lettered.inc()
-            self.skipped.inc(exc.reason == "empty_id")
+            if exc.reason == "empty_id":
+                self.skipped.inc()
             where = {"topic": topic, "partition": partition, "offset": offset}
             yield DEAD_LETTERS, rejection(log, COMPONENT, exc, key, raw, where, now)
             return

@@ -15,6 +15,7 @@ from confluent_kafka import Producer
 
 from bethos.cli import data, jobs
 from bethos.config import EtlSettings, MergerSettings, load_settings
+from bethos.logevents import parse_event
 from bethos.record import (
     AggregatedRecord,
     Signal,
@@ -298,3 +299,54 @@ def test_state_store_in_memory_with_its_publisher(
     submit("latest_merger", config)
     submit("state_store_publisher", config)
     assert wait_for(latest_equals(etl_settings, records), timeout=120) == []
+
+
+def test_state_store_keeps_its_writes_while_redis_is_down(
+    stack: Stack,
+    pipeline_configs: tuple[Path, Path],
+    etl_settings: EtlSettings,
+    submit: Callable[..., str],
+    unique: str,
+) -> None:
+    prefix = f"test:{unique}"
+    config = merger_config(
+        pipeline_configs[1],
+        "store-outage",
+        strategy="state_store",
+        flush_interval="2s",
+        state_store={
+            "redis_url": f"redis://127.0.0.1:{REDIS_PORT}/0",
+            "key_prefix": prefix,
+            "linger": "100ms",
+            "publish_interval": "2s",
+        },
+    )
+    first = records_for(40, "a", 1_000, received_at=1)
+    produce(etl_settings, keyed(first))
+    submit("latest_merger", config)
+    submit("state_store_publisher", config)
+    assert wait_for(latest_equals(etl_settings, first), timeout=120) == []
+
+    errors_before = len(_events(stack, "flush_error"))
+    stack.stop_service("redis")
+    try:
+        second = records_for(40, "b", 2_000, received_at=2)
+        produce(etl_settings, keyed(second))
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and len(_events(stack, "flush_error")) == errors_before:
+            time.sleep(1)
+        assert len(_events(stack, "flush_error")) > errors_before, "no flush_error logged"
+    finally:
+        stack.start_service("redis")
+    # The buffered writes were kept and retried: everything reaches the latest topic.
+    assert wait_for(latest_equals(etl_settings, first + second), timeout=120) == []
+
+
+def _events(stack: Stack, name: str) -> list[dict[str, str]]:
+    found = []
+    for log in stack.taskmanager_logs():
+        for line in log.read_text(errors="replace").splitlines():
+            event = parse_event(line)
+            if event and event.event == name:
+                found.append(event.fields)
+    return found

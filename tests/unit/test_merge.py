@@ -106,3 +106,14 @@ def test_state_round_trips_through_its_saved_form() -> None:
     state = merged([AggregatedRecord("V", {"gear": Signal("D", 3)}, "p2", 7, 0)])
     restored = VinState.from_tuple(state.to_tuple())
     assert canonical(restored) == canonical(state)
+
+
+def test_an_entry_survives_its_saved_form() -> None:
+    import pickle
+
+    from bethos.merge import Entry
+
+    assert Entry.load(None) == Entry(VinState())
+    entry = Entry(VinState({"a": (1.5, 10, 2)}, "p", 2), True, 120_000, 99)
+    restored = Entry.load(pickle.loads(pickle.dumps(entry.saved())))
+    assert restored == entry
