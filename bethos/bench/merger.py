@@ -210,58 +210,58 @@ def bench(vins: int, signals: int, rounds: int, runs: int) -> dict[str, Any]:
         stack.up()
     work = Path(tempfile.mkdtemp(prefix="bethos-bench-merger-"))
     tag = str(int(time.time()))
-    doc = {
-        "kafka": {"brokers": stack.bootstrap_servers()},
-        "topics": {
-            "aggregated": f"bench.merger.{tag}.aggregated",
-            "latest": f"bench.merger.{tag}.latest",
-            "dlq": f"bench.merger.{tag}.dlq",
-            "partitions": 3,
-        },
-        "latest_merger": {"flush_interval": f"{FLUSH_INTERVAL_MS}ms", "emit": "changed"},
-        "flink": {"parallelism": 1, "checkpoint_interval": "30s"},
-        "consumer_group": f"bench-merger-{tag}",
-    }
-    config = work / "merger.yaml"
-    config.write_text(yaml.safe_dump(doc))
-    settings = load_settings(MergerSettings, config)
-    create_topics(settings.kafka, settings.topics)
-    now = int(time.time() * 1000) - 3_600_000
-    print(f"writing {vins} VINs x {signals} signals and {rounds} update rounds ...", flush=True)
-    produce(settings, full_round(vins, signals, now))
-    for r in range(rounds):
-        produce(settings, update_round(vins, signals, now + (r + 1) * 1000, seed=r + 2))
     total = vins * (rounds + 1)
     per_run = []
     # Run 0 warms up the TaskManager (its JVM and Python interpreter live across jobs; first
     # jobs measured up to 3x slower) and is left out of the medians.
     for run in range(0, runs + 1):
-        # Each run: a fresh group (reads everything), a fresh latest topic, no state.
-        run_doc = dict(doc)
-        run_doc["consumer_group"] = f"bench-merger-{tag}-{run}"
-        run_doc["topics"] = {**doc["topics"], "latest": f"bench.merger.{tag}.latest.{run}"}  # type: ignore[dict-item]
-        run_doc["latest_merger"] = {**doc["latest_merger"], "bootstrap_from_latest": False}  # type: ignore[dict-item]
-        run_config = work / f"merger-{run}.yaml"
-        run_config.write_text(yaml.safe_dump(run_doc))
-        run_settings = load_settings(MergerSettings, run_config)
-        create_topics(run_settings.kafka, run_settings.topics)
+        # Each run: topics of its own holding the same input, a fresh group, no state.
+        doc = {
+            "kafka": {"brokers": stack.bootstrap_servers()},
+            "topics": {
+                "aggregated": f"bench.merger.{tag}.{run}.aggregated",
+                "latest": f"bench.merger.{tag}.{run}.latest",
+                "dlq": f"bench.merger.{tag}.{run}.dlq",
+                "partitions": 3,
+            },
+            "latest_merger": {
+                "flush_interval": f"{FLUSH_INTERVAL_MS}ms",
+                "emit": "changed",
+                "bootstrap_from_latest": False,
+            },
+            "flink": {"parallelism": 1, "checkpoint_interval": "30s"},
+            "consumer_group": f"bench-merger-{tag}-{run}",
+        }
+        config = work / f"merger-{run}.yaml"
+        config.write_text(yaml.safe_dump(doc))
+        settings = load_settings(MergerSettings, config)
+        create_topics(settings.kafka, settings.topics)
+        create_topics(
+            settings.kafka,
+            settings.topics.model_copy(update={"latest": f"{settings.topics.latest}.sql"}),
+        )
+        print(
+            f"run {run}: writing {vins} VINs x {signals} signals, {rounds} update rounds",
+            flush=True,
+        )
+        now = int(time.time() * 1000) - 3_600_000
+        produce(settings, full_round(vins, signals, now))
+        for r in range(rounds):
+            produce(settings, update_round(vins, signals, now + (r + 1) * 1000, seed=r + 2))
         # Start just after a flush, so the ingest is measured between flushes (the SQL job
         # does not flush either); the flush is measured on its own below.
         _sleep_past_boundary()
-        job_id = jobs.submit(stack, "latest_merger", str(run_config))
+        job_id = jobs.submit(stack, "latest_merger", str(config))
         try:
             rate, _ = consume_rate(job_id, total)
-            flush_s = measure_flush(run_settings, vins, signals, 100 + run, job_id, total)
-            total += vins  # the flush round is in the topic for every later run
+            flush_s = measure_flush(settings, vins, signals, 100 + run, job_id, total)
         finally:
             savepoint = jobs.stop(stack, job_id, str(work / "savepoints"))
         state_bytes = directory_bytes(Path(str(savepoint).removeprefix("file:")))
-        sql_topics = run_settings.topics.model_copy(
-            update={"latest": f"{run_settings.topics.latest}.sql"}
-        )
-        create_topics(run_settings.kafka, sql_topics)
-        sql_id = run_sql(stack, run_config, f"bench-sql-{tag}-{run}")
+        sql_id = run_sql(stack, config, f"bench-sql-{tag}-{run}")
         try:
+            # The same first `total` records the merger was measured on (the flush round
+            # follows them in the topic).
             sql_rate, _ = consume_rate(sql_id, total)
         finally:
             jobs.stop(stack, sql_id)
