@@ -22,3 +22,8 @@ class RecordError(BethosError):
 
 class SourceError(BethosError):
     """A read from InfluxDB failed; the window it belonged to is retried."""
+
+
+class TruncatedError(SourceError):
+    """InfluxDB returned a cut result (a result or series still `partial` at the end): the
+    window is split and each part read again."""

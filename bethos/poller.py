@@ -11,7 +11,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from bethos.exceptions import SourceError
+from bethos.exceptions import SourceError, TruncatedError
 from bethos.merge import value_order_key
 from bethos.record import AggregatedRecord, Signal, SignalValue
 
@@ -96,6 +96,8 @@ class PollResult:
     rows: int = 0
     error: str | None = None
     gave_up: bool = False
+    # Chunks whose response was cut (`partial`) and were read again in halves.
+    truncated: list[Window] = field(default_factory=list)
 
 
 def plan_window(progress: int, now: int, plan: PollPlan) -> Window | None:
@@ -134,6 +136,21 @@ def aggregate(
     ]
 
 
+def fetch_whole(fetch: Fetch, pod: str, chunk: Window, truncated: list[Window]) -> FetchResult:
+    """Read a chunk; a cut response is never passed on: the chunk is split in halves, each read
+    the same way (appended to `truncated`), down to a single millisecond."""
+    try:
+        return fetch(pod, chunk)
+    except TruncatedError:
+        if chunk.end - chunk.start <= 1:
+            raise
+        truncated.append(chunk)
+    middle = chunk.start + (chunk.end - chunk.start) // 2
+    result = fetch_whole(fetch, pod, Window(chunk.start, middle), truncated)
+    result.merge(fetch_whole(fetch, pod, Window(middle, chunk.end), truncated))
+    return result
+
+
 def poll(
     pod: str,
     now: int,
@@ -146,9 +163,10 @@ def poll(
     if window is None:
         return PollResult(progress, now + plan.poll_interval)
     combined = FetchResult()
+    truncated: list[Window] = []
     try:
         for chunk in split_chunks(window, plan.chunk_duration):
-            combined.merge(fetch(pod, chunk))
+            combined.merge(fetch_whole(fetch, pod, chunk, truncated))
     except SourceError as exc:
         attempts = progress.failed_attempts + 1
         if attempts >= plan.retry_max_attempts:
@@ -159,10 +177,15 @@ def poll(
                 window,
                 error=str(exc),
                 gave_up=True,
+                truncated=truncated,
             )
         delay = backoff_delay(attempts, plan.retry_initial_interval, plan.retry_max_interval, rng)
         return PollResult(
-            PodProgress(progress.completed_until, attempts), now + delay, window, error=str(exc)
+            PodProgress(progress.completed_until, attempts),
+            now + delay,
+            window,
+            error=str(exc),
+            truncated=truncated,
         )
     records = aggregate(combined, pod, received_at=now, produced_at=now)
     caught_up = window.end >= now - plan.ingest_delay
@@ -173,4 +196,5 @@ def poll(
         records,
         combined.rejects,
         rows=combined.readings,
+        truncated=truncated,
     )

@@ -62,6 +62,7 @@ class PodMetrics:
         self.rows_read = pod_group.counter("rows_read")
         self.retries = pod_group.counter("retries")
         self.failures = pod_group.counter("failures")
+        self.truncated = pod_group.counter("truncated")
         self.records_out = pod_group.counter("records_out")
         self.dead_lettered = pod_group.counter("dead_lettered")
         self.lag_ms = 0
@@ -133,6 +134,18 @@ class PodPollFunction(KeyedProcessFunction):  # type: ignore[misc]
         )
         metrics.lag_ms = now - progress.completed_until
         window = result.window
+        for cut in result.truncated:
+            metrics.truncated.inc()
+            log_event(
+                log,
+                COMPONENT,
+                "truncated",
+                logging.WARNING,
+                pod=pod,
+                window_start=cut.start,
+                window_end=cut.end,
+                action="split_and_reread",
+            )
         if result.error is not None:
             if result.gave_up:
                 metrics.failures.inc()

@@ -21,7 +21,7 @@ import orjson
 import requests
 
 from bethos.config import InfluxSettings
-from bethos.exceptions import ConfigError, RecordError, SourceError
+from bethos.exceptions import ConfigError, RecordError, SourceError, TruncatedError
 from bethos.poller import FetchResult, Reject, Window
 from bethos.record import INT64_MAX, INT64_MIN, MAX_NAME_LENGTH, Signal, check_signal_value
 from bethos.resource_map import ResourceMap
@@ -248,6 +248,14 @@ def _parse_series(series: Mapping[str, Any], layout: SeriesLayout, result: Fetch
     result.readings += sum(len(row) - 1 - row.count(None) for row in rows)
 
 
+def ends_partial(result: Mapping[str, Any]) -> bool:
+    """True when the last result of a response says more was to come: chunked responses mark
+    every chunk but the last `partial`, and a server's `max-row-limit` marks a cut series so."""
+    if result.get("partial"):
+        return True
+    return any(series.get("partial") for series in result.get("series") or [])
+
+
 class InfluxClient:
     """Construct cheaply; the HTTP session is opened on first use and closed by `close()`."""
 
@@ -315,6 +323,7 @@ class InfluxClient:
         with response:
             if response.status_code != 200:
                 raise SourceError(f"HTTP {response.status_code}: {response.text[:200]}")
+            last: dict[str, Any] | None = None
             try:
                 for line in response.iter_lines():
                     if not line:
@@ -325,9 +334,12 @@ class InfluxClient:
                     for result in body.get("results", []):
                         if result.get("error"):
                             raise SourceError(f"query error: {result['error']}")
+                        last = result
                         yield result
             except (requests.RequestException, orjson.JSONDecodeError) as exc:
                 raise SourceError(f"response broken: {type(exc).__name__}: {exc}") from None
+            if last is not None and ends_partial(last):
+                raise TruncatedError("response ended inside a partial result")
 
     def fetch_window(self, pod: str, window: Window) -> FetchResult:
         """Every reading of one pod in the window, in the configured layout (`parse_chunk`)."""

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bethos.exceptions import SourceError
+from bethos.exceptions import SourceError, TruncatedError
 from bethos.poller import (
     Fetch,
     FetchResult,
@@ -197,3 +197,60 @@ def test_merge_breaks_ties_by_the_value_order_in_either_direction() -> None:
         other.offer("V", "s", right, 5)
         merged.merge(other)
         assert type(merged.latest["V"]["s"].value) is float
+
+
+def row_limited(points: list[Point], max_rows: int) -> Fetch:
+    """A server with a row limit: a window holding more rows than that comes back cut."""
+    read = fetch_from(points)
+
+    def fetch(pod: str, window: Window) -> FetchResult:
+        if sum(1 for p in points if window.start <= p[3] < window.end) > max_rows:
+            raise TruncatedError("cut")
+        return read(pod, window)
+
+    return fetch
+
+
+@given(
+    st.lists(st.integers(70_000, 147_999), min_size=1, max_size=60),
+    st.integers(1, 5),
+)
+def test_a_cut_response_is_split_and_nothing_is_lost(times: list[int], max_rows: int) -> None:
+    points: list[Point] = [(f"V{i % 3}", f"s{i % 4}", float(i), t) for i, t in enumerate(times)]
+    # More points on one millisecond than the limit can never be read whole: that is an error.
+    if max(times.count(t) for t in times) > max_rows:
+        result = poll(
+            "p",
+            150_000,
+            PodProgress(100_000),
+            row_limited(points, max_rows),
+            PLAN,
+            random.Random(1),
+        )
+        assert result.error is not None and result.progress == PodProgress(100_000, 1)
+        return
+    result = poll(
+        "p", 150_000, PodProgress(100_000), row_limited(points, max_rows), PLAN, random.Random(1)
+    )
+    expected = poll("p", 150_000, PodProgress(100_000), fetch_from(points), PLAN, random.Random(1))
+    assert result.error is None
+    assert result.rows == expected.rows == len(points)
+    assert {r.vin: r.signals for r in result.records} == {
+        r.vin: r.signals for r in expected.records
+    }
+    assert (result.truncated == []) == (
+        len(points) <= max_rows
+        or all(
+            sum(1 for t in times if c.start <= t < c.end) <= max_rows
+            for c in split_chunks(Window(70_000, 148_000), PLAN.chunk_duration)
+        )
+    )
+
+
+def test_a_truncated_stream_is_recognised() -> None:
+    from connectors.influxdb.client import ends_partial
+
+    assert ends_partial({"statement_id": 0, "series": [{"name": "m"}], "partial": True})
+    assert ends_partial({"statement_id": 0, "series": [{"name": "m", "partial": True}]})
+    assert not ends_partial({"statement_id": 0, "series": [{"name": "m"}]})
+    assert not ends_partial({"statement_id": 0})
