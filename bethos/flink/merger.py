@@ -28,7 +28,7 @@ from bethos.flink.common import (
 )
 from bethos.flink.delivery import BatchFunction, LineWriter, StoreWriter
 from bethos.logevents import log_event
-from bethos.merge import Entry
+from bethos.merge import Entry, VinState
 from bethos.record import decode_aggregated, decode_message, encode_latest
 from bethos.strategies import (
     FlushSummary,
@@ -65,6 +65,16 @@ class MergeFunction(KeyedProcessFunction):  # type: ignore[misc]
         self.entry = runtime_context.get_state(
             ValueStateDescriptor("vin_entry", Types.PICKLED_BYTE_ARRAY())
         )
+        # The first version's states, read once per VIN restored from its savepoints.
+        self.legacy = [
+            runtime_context.get_state(ValueStateDescriptor(name, type_info))
+            for name, type_info in (
+                ("vin_state", Types.PICKLED_BYTE_ARRAY()),
+                ("dirty", Types.BOOLEAN()),
+                ("next_flush", Types.LONG()),
+                ("last_seen", Types.LONG()),
+            )
+        ]
         metrics = runtime_context.get_metrics_group()
         self.records_in = BatchedCounter(metrics.counter("records_in"))
         self.merged = BatchedCounter(metrics.counter("merged"))
@@ -106,18 +116,32 @@ class MergeFunction(KeyedProcessFunction):  # type: ignore[misc]
             origin = {"topic": topic, "partition": partition, "offset": offset}
             yield DEAD_LETTERS, rejection(log, COMPONENT, exc, key, raw, origin, now)
             return
-        entry = Entry.load(self.entry.value())
+        entry = self._entry()
         if entry.state.merge_record(record):
             entry.dirty = True
         self.merged.inc()
         self._schedule(entry, record.vin, now, ctx)
         self.entry.update(entry.saved())
 
+    def _entry(self) -> Entry:
+        saved = self.entry.value()
+        if saved is not None:
+            return Entry.load(saved)
+        # Every VIN the first version held had a pending flush: one read tells a new VIN.
+        if self.legacy[2].value() is None:
+            return Entry(VinState())
+        legacy = Entry.from_legacy(*(state.value() for state in self.legacy))
+        if legacy is None:
+            return Entry(VinState())
+        for state in self.legacy:
+            state.clear()
+        return legacy
+
     def _load_latest(self, key: str, raw: bytes | None, now: int, ctx: Any) -> None:
         """A record of the `latest` topic, read at a stateless start: merged without marking
         the VIN changed (the topic already holds it). A tombstone forgets a VIN that nothing
         newer has touched."""
-        entry = Entry.load(self.entry.value())
+        entry = self._entry()
         if raw is None:
             if not entry.dirty:
                 self.entry.clear()
@@ -147,7 +171,7 @@ class MergeFunction(KeyedProcessFunction):  # type: ignore[misc]
                 counter.flush()
             self._log_flush(finished)
         vin = ctx.get_current_key()
-        entry = Entry.load(self.entry.value())
+        entry = self._entry()
         if expired(entry.last_seen, timestamp, self.options.vin_ttl):
             self.entry.clear()
             self.expired.inc()
