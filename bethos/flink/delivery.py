@@ -83,7 +83,13 @@ class BufferedDelivery(KeyedProcessFunction):  # type: ignore[misc]
             yield from self._flush(ctx)
 
     def _flush(self, ctx: Any):  # type: ignore[no-untyped-def]
-        entries: list[tuple[str, bytes | None]] = list(self.buffer.get() or [])
+        # Each value is a VIN's complete record: only the newest one per VIN matters, which
+        # also bounds the buffer by the bucket's VINs during a long outage.
+        newest: dict[str, bytes | None] = {}
+        for vin, value in self.buffer.get() or []:
+            newest.pop(vin, None)
+            newest[vin] = value
+        entries = list(newest.items())
         try:
             rows = []
             for start in range(0, len(entries), self.batch_size):
@@ -103,6 +109,8 @@ class BufferedDelivery(KeyedProcessFunction):  # type: ignore[misc]
                 attempt=failures,
                 retry_in_ms=retry_in,
             )
+            self.buffer.update(entries)
+            self.buffered.update(len(entries))
             now = ctx.timer_service().current_processing_time()
             ctx.timer_service().register_processing_time_timer(now + retry_in)
             return
