@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import random
 import statistics
-import subprocess
 import tempfile
 import time
 import urllib.request
@@ -28,7 +27,6 @@ from typing import Any
 import yaml
 from confluent_kafka import Producer
 
-from bethos import paths
 from bethos.cli import jobs
 from bethos.config import MergerSettings, load_settings
 from bethos.record import AggregatedRecord, Signal, encode_aggregated
@@ -119,11 +117,10 @@ def source_records_out(job_id: str) -> int:
     return total
 
 
-def consume_rate(job_id: str, total: int, timeout: float = 900) -> tuple[float, float]:
-    """(records per second between 10% and 90% of `total`, seconds until all were read)."""
+def consume_rate(job_id: str, total: int, timeout: float = 900) -> float:
+    """Records per second between 10% and 90% of `total` read by the job's source."""
     samples: list[tuple[float, int]] = []
-    started = time.monotonic()
-    deadline = started + timeout
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
             count = source_records_out(job_id)
@@ -138,10 +135,10 @@ def consume_rate(job_id: str, total: int, timeout: float = 900) -> tuple[float, 
     low = next(s for s in samples if s[1] >= total * 0.1)
     high = next(s for s in samples if s[1] >= total * 0.9)
     if high[0] > low[0]:
-        return (high[1] - low[1]) / (high[0] - low[0]), samples[-1][0] - started
+        return (high[1] - low[1]) / (high[0] - low[0])
     # Too fast to sample in between: from the last sample before any record to the end.
     before = [s for s in samples if s[1] == 0] or samples[:1]
-    return total / max(samples[-1][0] - before[-1][0], 1e-3), samples[-1][0] - started
+    return total / max(samples[-1][0] - before[-1][0], 1e-3)
 
 
 def latest_count(settings: MergerSettings) -> int:
@@ -187,21 +184,8 @@ def directory_bytes(path: Path) -> int:
 
 
 def run_sql(stack: Stack, config: Path, group: str) -> str:
-    stack.write_flink_conf()
-    env = stack.flink_env()
-    env.update({"BETHOS_CONFIG": str(config), "BETHOS_BENCH_GROUP": group})
-    result = subprocess.run(
-        [stack.flink_bin("flink"), "run", "-d", "-py", str(SQL_JOB)],
-        env=env,
-        cwd=paths.PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-    )
-    output = result.stdout + result.stderr
-    for line in output.splitlines():
-        if "JobID" in line:
-            return line.rsplit(" ", 1)[-1].strip()
-    raise RuntimeError(f"the Flink SQL job did not start:\n{output[-3000:]}")
+    env = {"BETHOS_CONFIG": str(config), "BETHOS_BENCH_GROUP": group}
+    return jobs.run_script(stack, SQL_JOB, [], env)
 
 
 def bench(vins: int, signals: int, rounds: int, runs: int) -> dict[str, Any]:
@@ -253,7 +237,7 @@ def bench(vins: int, signals: int, rounds: int, runs: int) -> dict[str, Any]:
         _sleep_past_boundary()
         job_id = jobs.submit(stack, "latest_merger", str(config))
         try:
-            rate, _ = consume_rate(job_id, total)
+            rate = consume_rate(job_id, total)
             flush_s = measure_flush(settings, vins, signals, 100 + run, job_id, total)
         finally:
             savepoint = jobs.stop(stack, job_id, str(work / "savepoints"))
@@ -262,7 +246,7 @@ def bench(vins: int, signals: int, rounds: int, runs: int) -> dict[str, Any]:
         try:
             # The same first `total` records the merger was measured on (the flush round
             # follows them in the topic).
-            sql_rate, _ = consume_rate(sql_id, total)
+            sql_rate = consume_rate(sql_id, total)
         finally:
             jobs.stop(stack, sql_id)
         result = {

@@ -55,7 +55,7 @@ def submit(
     if job not in JOBS:
         raise BethosError(f"unknown job {job!r}; valid: {', '.join(JOBS)}")
     config_path = Path(config or DEFAULT_CONFIGS[job]).resolve()
-    args = ["run", "-d"]
+    args: list[str] = []
     if savepoint:
         args += ["-s", savepoint]
     if parallelism:
@@ -64,7 +64,12 @@ def submit(
     env["BETHOS_CONFIG"] = str(config_path)
     if parallelism:
         env["BETHOS_PARALLELISM"] = str(parallelism)
-    output = _flink(stack, *args, "-py", str(paths.PROJECT_ROOT / JOBS[job]), extra_env=env)
+    return run_script(stack, paths.PROJECT_ROOT / JOBS[job], args, env)
+
+
+def run_script(stack: Stack, script: Path, run_args: list[str], extra_env: dict[str, str]) -> str:
+    """`flink run -d [run_args] -py script`; returns the Flink job id."""
+    output = _flink(stack, "run", "-d", *run_args, "-py", str(script), extra_env=extra_env)
     match = _JOB_ID.search(output)
     if match is None:
         raise BethosError(f"flink run printed no job id:\n{output[-2000:]}")

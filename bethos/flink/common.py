@@ -24,6 +24,7 @@ from bethos.config import FlinkSettings, load_settings
 from bethos.deadletter import dead_letter
 from bethos.exceptions import RecordError
 from bethos.logevents import log_event
+from bethos.record import AggregatedRecord, decode_message
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -105,21 +106,47 @@ def keyed_by_first_column(
     return KeyedStream(j_keyed, element_type, stream)
 
 
-def rejection(
-    log: logging.Logger,
-    component: str,
-    exc: RecordError,
-    key: str,
-    raw: bytes | None,
-    origin: dict[str, object],
-    now_ms: int,
-) -> Row:
-    """The dead-letter row of a rejected record, with its `skip` or `error` event logged."""
-    if exc.reason == "empty_id":
-        log_event(log, component, "skip", reason=exc.reason, **origin)  # type: ignore[arg-type]
-    elif exc.reason == "decode_error":
-        log_event(log, component, "error", logging.ERROR, err=exc.detail, **origin)
-    return Row(key, dead_letter(raw, exc.reason, exc.detail, origin, now_ms))
+# The merger's input rows, built by its SQL: (key, value, topic, partition, offset, origin),
+# origin telling the aggregated topic from the latest one read at a stateless start.
+INPUT_FIELDS = [
+    Types.STRING(),
+    Types.PRIMITIVE_ARRAY(Types.BYTE()),
+    Types.STRING(),
+    Types.INT(),
+    Types.LONG(),
+    Types.STRING(),
+]
+ROW_INPUT = Types.ROW(INPUT_FIELDS)
+ORIGIN_AGGREGATED, ORIGIN_LATEST = "aggregated", "latest"
+
+
+class Intake:
+    """Reads a message of the aggregated topic: its record, or for a bad one the dead-letter
+    row, counted (`dead_lettered`, `skipped`) and logged (`skip`, `error`)."""
+
+    def __init__(self, metrics: Any, log: logging.Logger, component: str) -> None:
+        self.dead_lettered = metrics.counter("dead_lettered")
+        self.skipped = metrics.counter("skipped")
+        self.log, self.component = log, component
+
+    def read(
+        self, key: str, raw: bytes | None, topic: str, partition: int, offset: int, now_ms: int
+    ) -> AggregatedRecord | Row:
+        try:
+            return decode_message(None if key == KEYLESS else key, raw, now_ms=now_ms)
+        except RecordError as exc:
+            self.dead_lettered.inc()
+            origin: dict[str, object] = {"topic": topic, "partition": partition, "offset": offset}
+            if exc.reason == "empty_id":
+                self.skipped.inc()
+                log_event(
+                    self.log, self.component, "skip", logging.INFO, reason=exc.reason, **origin
+                )
+            elif exc.reason == "decode_error":
+                log_event(
+                    self.log, self.component, "error", logging.ERROR, err=exc.detail, **origin
+                )
+            return Row(key, dead_letter(raw, exc.reason, exc.detail, origin, now_ms))
 
 
 def add_dead_letter_sink(

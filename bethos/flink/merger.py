@@ -16,20 +16,23 @@ from bethos.exceptions import RecordError
 from bethos.flink import windowed
 from bethos.flink.common import (
     KEYLESS,
+    ORIGIN_AGGREGATED,
+    ORIGIN_LATEST,
     ROW_DEAD_LETTER,
+    ROW_INPUT,
     ROW_KEY_VALUE,
     BatchedCounter,
+    Intake,
     add_dead_letter_sink,
     add_sink,
     create_environments,
     ensure_logging,
     keyed_by_first_column,
-    rejection,
 )
 from bethos.flink.delivery import BatchFunction, LineWriter, StoreWriter
 from bethos.logevents import log_event
 from bethos.merge import Entry, VinState
-from bethos.record import decode_aggregated, decode_message, encode_latest
+from bethos.record import decode_aggregated, encode_latest
 from bethos.strategies import (
     FlushSummary,
     FlushTracker,
@@ -46,7 +49,6 @@ MERGE_UID = "latest-merger-merge"
 STORE_WRITER_UID = "latest-merger-store-writer"
 BATCHER_UID = "latest-merger-inline-batcher"
 LINE_WRITER_UID = "latest-merger-inline-lines"
-ORIGIN_AGGREGATED, ORIGIN_LATEST = "aggregated", "latest"
 DEAD_LETTERS = OutputTag("dead-letters", ROW_DEAD_LETTER)
 
 
@@ -78,8 +80,7 @@ class MergeFunction(KeyedProcessFunction):  # type: ignore[misc]
         metrics = runtime_context.get_metrics_group()
         self.records_in = BatchedCounter(metrics.counter("records_in"))
         self.merged = BatchedCounter(metrics.counter("merged"))
-        self.skipped = metrics.counter("skipped")
-        self.dead_lettered = metrics.counter("dead_lettered")
+        self.intake = Intake(metrics, log, COMPONENT)
         self.emitted = BatchedCounter(metrics.counter("emitted"))
         self.expired = metrics.counter("expired")
         self.loaded = BatchedCounter(metrics.counter("loaded_from_latest"))
@@ -100,21 +101,16 @@ class MergeFunction(KeyedProcessFunction):  # type: ignore[misc]
             counter.flush()
 
     def process_element(self, value: Row, ctx: KeyedProcessFunction.Context):  # type: ignore[no-untyped-def]
-        key, raw, topic, partition, offset = value[0], value[1], value[2], value[3], value[4]
+        key, raw, topic, partition, offset, origin = value[:6]
         # Flink's processing time is the same wall clock; asking Java for it costs a call.
         now = int(time.time() * 1000)
-        if value[5] == ORIGIN_LATEST:
+        if origin == ORIGIN_LATEST:
             self._load_latest(key, raw, now, ctx)
             return
         self.records_in.inc()
-        try:
-            record = decode_message(None if key == KEYLESS else key, raw, now_ms=now)
-        except RecordError as exc:
-            self.dead_lettered.inc()
-            if exc.reason == "empty_id":
-                self.skipped.inc()
-            origin = {"topic": topic, "partition": partition, "offset": offset}
-            yield DEAD_LETTERS, rejection(log, COMPONENT, exc, key, raw, origin, now)
+        record = self.intake.read(key, raw, topic, partition, offset, now)
+        if isinstance(record, Row):
+            yield DEAD_LETTERS, record
             return
         entry = self._entry()
         if entry.state.merge_record(record):
@@ -209,19 +205,6 @@ class MergeFunction(KeyedProcessFunction):  # type: ignore[misc]
                 message_count=summary.message_count,
                 emitted=summary.emitted,
             )
-
-
-# (key, value, topic, partition, offset, origin): what the merge functions receive.
-ROW_INPUT = Types.ROW(
-    [
-        Types.STRING(),
-        Types.PRIMITIVE_ARRAY(Types.BYTE()),
-        Types.STRING(),
-        Types.INT(),
-        Types.LONG(),
-        Types.STRING(),
-    ]
-)
 
 
 def _input_query(t_env: Any, settings: MergerSettings) -> str:

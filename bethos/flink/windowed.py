@@ -21,9 +21,16 @@ from pyflink.datastream.state import ValueStateDescriptor
 from bethos.config import MergerOptions
 from bethos.deadletter import dead_letter
 from bethos.exceptions import RecordError
-from bethos.flink.common import KEYLESS, ROW_DEAD_LETTER, ROW_KEY_VALUE, ensure_logging, rejection
+from bethos.flink.common import (
+    INPUT_FIELDS,
+    ORIGIN_LATEST,
+    ROW_DEAD_LETTER,
+    ROW_KEY_VALUE,
+    Intake,
+    ensure_logging,
+)
 from bethos.logevents import log_event
-from bethos.record import decode_aggregated, decode_message, encode_latest
+from bethos.record import decode_aggregated, encode_latest
 from bethos.windows import Verdict, WindowState, close_time, event_time
 
 log = logging.getLogger("bethos.latest_merger")
@@ -31,20 +38,9 @@ COMPONENT = "latest_merger"
 DECODE_UID = "latest-merger-window-decode"
 WINDOW_UID = "latest-merger-window-merge"
 DEAD_LETTERS = OutputTag("window-dead-letters", ROW_DEAD_LETTER)
-ORIGIN_LATEST = "latest"
 
-# (vin, value, topic, partition, offset, origin, event time)
-ROW_DECODED = Types.ROW(
-    [
-        Types.STRING(),
-        Types.PRIMITIVE_ARRAY(Types.BYTE()),
-        Types.STRING(),
-        Types.INT(),
-        Types.LONG(),
-        Types.STRING(),
-        Types.LONG(),
-    ]
-)
+# The merger's input row plus the record's event time.
+ROW_DECODED = Types.ROW([*INPUT_FIELDS, Types.LONG()])
 
 
 class DecodeFunction(ProcessFunction):  # type: ignore[misc]
@@ -54,18 +50,10 @@ class DecodeFunction(ProcessFunction):  # type: ignore[misc]
         ensure_logging()
         metrics = runtime_context.get_metrics_group()
         self.records_in = metrics.counter("records_in")
-        self.skipped = metrics.counter("skipped")
-        self.dead_lettered = metrics.counter("dead_lettered")
+        self.intake = Intake(metrics, log, COMPONENT)
 
     def process_element(self, value: Row, ctx: ProcessFunction.Context):  # type: ignore[no-untyped-def]
-        key, raw, topic, partition, offset, origin = (
-            value[0],
-            value[1],
-            value[2],
-            value[3],
-            value[4],
-            value[5],
-        )
+        key, raw, topic, partition, offset, origin = value[:6]
         if origin == ORIGIN_LATEST:
             if raw is None:
                 return
@@ -77,15 +65,9 @@ class DecodeFunction(ProcessFunction):  # type: ignore[misc]
             yield Row(record.vin, raw, topic, partition, offset, origin, 0)
             return
         self.records_in.inc()
-        now = int(time.time() * 1000)
-        try:
-            record = decode_message(None if key == KEYLESS else key, raw, now_ms=now)
-        except RecordError as exc:
-            self.dead_lettered.inc()
-            if exc.reason == "empty_id":
-                self.skipped.inc()
-            where = {"topic": topic, "partition": partition, "offset": offset}
-            yield DEAD_LETTERS, rejection(log, COMPONENT, exc, key, raw, where, now)
+        record = self.intake.read(key, raw, topic, partition, offset, int(time.time() * 1000))
+        if isinstance(record, Row):
+            yield DEAD_LETTERS, record
             return
         yield Row(record.vin, raw, topic, partition, offset, origin, event_time(record))
 
@@ -113,14 +95,7 @@ class WindowMergeFunction(KeyedProcessFunction):  # type: ignore[misc]
         self.dead_lettered = metrics.counter("dead_lettered")
 
     def process_element(self, value: Row, ctx: KeyedProcessFunction.Context):  # type: ignore[no-untyped-def]
-        vin, raw, topic, partition, offset, origin = (
-            value[0],
-            value[1],
-            value[2],
-            value[3],
-            value[4],
-            value[5],
-        )
+        vin, raw, topic, partition, offset, origin = value[:6]
         record = decode_aggregated(raw)
         state = WindowState.from_tuple(self.state.value())
         if origin == ORIGIN_LATEST:

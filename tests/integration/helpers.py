@@ -7,9 +7,10 @@ from collections.abc import Callable
 
 from bethos.cli import data
 from bethos.config import EtlSettings
+from bethos.exceptions import RecordError
 from bethos.logevents import parse_event
 from bethos.merge import VinState
-from bethos.record import RecordError, Signal, decode_aggregated
+from bethos.record import Signal, decode_aggregated
 from bethos.stack import Stack
 from bethos.verify import Difference, compare
 from connectors.influxdb.writer import InfluxWriter, Point
@@ -57,12 +58,28 @@ def aggregated_equals_truth(settings: EtlSettings) -> Callable[[], list[Differen
     return lambda: compare(data.ground_truth(settings), merged_aggregated(settings))
 
 
-def poll_windows(stack: Stack, pod: str) -> list[tuple[int, int]]:
-    """(window_start, window_end) of every logged poll of a pod, in log order."""
-    windows = []
+def wait_until(done: Callable[[], bool], timeout: float, interval: float = 2) -> None:
+    """Poll `done` until it holds or `timeout` passes; the caller asserts afterwards."""
+    deadline = time.monotonic() + timeout
+    while not done() and time.monotonic() < deadline:
+        time.sleep(interval)
+
+
+def events(stack: Stack, name: str) -> list[dict[str, str]]:
+    """The fields of every `event=NAME` line in the TaskManagers' logs, in log order."""
+    found = []
     for log in stack.taskmanager_logs():
         for line in log.read_text(errors="replace").split("\n"):
             event = parse_event(line)
-            if event and event.event == "poll" and event.fields.get("pod") == pod:
-                windows.append((int(event.fields["window_start"]), int(event.fields["window_end"])))
-    return windows
+            if event and event.event == name:
+                found.append(event.fields)
+    return found
+
+
+def poll_windows(stack: Stack, pod: str) -> list[tuple[int, int]]:
+    """(window_start, window_end) of every logged poll of a pod, in log order."""
+    return [
+        (int(fields["window_start"]), int(fields["window_end"]))
+        for fields in events(stack, "poll")
+        if fields.get("pod") == pod
+    ]

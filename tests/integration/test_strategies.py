@@ -15,7 +15,6 @@ from confluent_kafka import Producer
 
 from bethos.cli import data, jobs
 from bethos.config import EtlSettings, MergerSettings, load_settings
-from bethos.logevents import parse_event
 from bethos.record import (
     AggregatedRecord,
     Signal,
@@ -27,10 +26,11 @@ from bethos.stack import REDIS_PORT, Stack
 from connectors.kafka.admin import create_topics
 from connectors.kafka.reader import read_topic
 from connectors.redis.store import RedisStore
-from tests.integration.helpers import wait_for
+from tests.integration.helpers import events, wait_for, wait_until
 from tests.integration.test_merger import expected_latest, latest_equals, produce, records_for
 
 pytestmark = pytest.mark.integration
+REDIS_URL = f"redis://127.0.0.1:{REDIS_PORT}/0"
 
 
 def merger_config(base: Path, name: str, **changes: Any) -> Path:
@@ -40,6 +40,12 @@ def merger_config(base: Path, name: str, **changes: Any) -> Path:
     path = base.with_name(f"{name}.yaml")
     path.write_text(yaml.safe_dump(doc))
     return path
+
+
+def redis_store_config(base: Path, name: str, prefix: str, **store: object) -> Path:
+    """A `state_store` merger config on the stack's Redis, flushing every 2 s."""
+    redis = {"redis_url": REDIS_URL, "key_prefix": prefix, "publish_interval": "2s", **store}
+    return merger_config(base, name, strategy="state_store", flush_interval="2s", state_store=redis)
 
 
 def keyed(records: list[AggregatedRecord]) -> list[tuple[bytes | None, bytes | None]]:
@@ -54,20 +60,8 @@ def test_state_store_publisher_restarts_while_the_merger_runs(
     unique: str,
 ) -> None:
     prefix = f"test:{unique}"
-    config = merger_config(
-        pipeline_configs[1],
-        "state-store",
-        strategy="state_store",
-        flush_interval="2s",
-        state_store={
-            "backend": "redis",
-            "redis_url": f"redis://127.0.0.1:{REDIS_PORT}/0",
-            "key_prefix": prefix,
-            "batch_size": 50,
-            "publish_interval": "2s",
-        },
-    )
-    store = RedisStore(f"redis://127.0.0.1:{REDIS_PORT}/0", prefix)
+    config = redis_store_config(pipeline_configs[1], "state-store", prefix, batch_size=50)
+    store = RedisStore(REDIS_URL, prefix)
     first = records_for(300, "a", 1_000_000, received_at=1)
     produce(etl_settings, keyed(first))
     submit("latest_merger", config)
@@ -78,9 +72,7 @@ def test_state_store_publisher_restarts_while_the_merger_runs(
     second = records_for(300, "b", 2_000_000, received_at=2)
     produce(etl_settings, keyed(second))
     # The merger goes on writing to the store while no publisher runs.
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline and store.count() and _missing(store, second):
-        time.sleep(2)
+    wait_until(lambda: not _missing(store, second), timeout=90)
     assert not _missing(store, second)
     assert data.latest_records(etl_settings) == expected_latest(first)
 
@@ -130,9 +122,7 @@ def test_inline_to_a_file_in_batches(
                 latest[vin] = signals
         return latest
 
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and written() != expected:
-        time.sleep(2)
+    wait_until(lambda: written() == expected, timeout=120)
     assert written() == expected
 
 
@@ -214,9 +204,7 @@ def test_window_stream_with_reordered_and_late_input(
         {"a": 2.0, "b": 1.0, "c": 1.0},
         {"a": 2.0, "b": 1.0, "c": 1.0, "d": 1.0},
     ]
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and emissions("A") != expected_a:
-        time.sleep(2)
+    wait_until(lambda: emissions("A") == expected_a, timeout=60)
     assert emissions("A") == expected_a
     assert emissions("B") == [{"x": 1.0}]
     letters = [orjson.loads(v) for _, v in read_topic(settings.kafka, settings.topics.dlq) if v]
@@ -273,9 +261,7 @@ def test_inline_to_a_kafka_topic_keyed_by_vin(
             latest[vin] = signals
         return latest
 
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and inline_latest() != expected:
-        time.sleep(2)
+    wait_until(lambda: inline_latest() == expected, timeout=120)
     assert inline_latest() == expected
     # Nothing went to the latest topic: the inline sink is the only output.
     assert read_topic(etl_settings.kafka, etl_settings.topics.latest) == []
@@ -308,18 +294,8 @@ def test_state_store_keeps_its_writes_while_redis_is_down(
     submit: Callable[..., str],
     unique: str,
 ) -> None:
-    prefix = f"test:{unique}"
-    config = merger_config(
-        pipeline_configs[1],
-        "store-outage",
-        strategy="state_store",
-        flush_interval="2s",
-        state_store={
-            "redis_url": f"redis://127.0.0.1:{REDIS_PORT}/0",
-            "key_prefix": prefix,
-            "linger": "100ms",
-            "publish_interval": "2s",
-        },
+    config = redis_store_config(
+        pipeline_configs[1], "store-outage", f"test:{unique}", linger="100ms"
     )
     first = records_for(40, "a", 1_000, received_at=1)
     produce(etl_settings, keyed(first))
@@ -327,26 +303,14 @@ def test_state_store_keeps_its_writes_while_redis_is_down(
     submit("state_store_publisher", config)
     assert wait_for(latest_equals(etl_settings, first), timeout=120) == []
 
-    errors_before = len(_events(stack, "flush_error"))
+    errors_before = len(events(stack, "flush_error"))
     stack.stop_service("redis")
     try:
         second = records_for(40, "b", 2_000, received_at=2)
         produce(etl_settings, keyed(second))
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and len(_events(stack, "flush_error")) == errors_before:
-            time.sleep(1)
-        assert len(_events(stack, "flush_error")) > errors_before, "no flush_error logged"
+        wait_until(lambda: len(events(stack, "flush_error")) > errors_before, 60, interval=1)
+        assert len(events(stack, "flush_error")) > errors_before, "no flush_error logged"
     finally:
         stack.start_service("redis")
     # The buffered writes were kept and retried: everything reaches the latest topic.
     assert wait_for(latest_equals(etl_settings, first + second), timeout=120) == []
-
-
-def _events(stack: Stack, name: str) -> list[dict[str, str]]:
-    found = []
-    for log in stack.taskmanager_logs():
-        for line in log.read_text(errors="replace").splitlines():
-            event = parse_event(line)
-            if event and event.event == name:
-                found.append(event.fields)
-    return found
