@@ -151,23 +151,42 @@ def fetch_whole(fetch: Fetch, pod: str, chunk: Window, truncated: list[Window]) 
     return result
 
 
-def poll(
-    pod: str,
-    now: int,
-    progress: PodProgress,
-    fetch: Fetch,
-    plan: PollPlan,
-    rng: random.Random,
-) -> PollResult:
-    window = plan_window(progress.completed_until, now, plan)
-    if window is None:
-        return PollResult(progress, now + plan.poll_interval)
+@dataclass(slots=True)
+class ReadOutcome:
+    """What reading a whole window gave: every chunk's readings, or the error that stopped it.
+
+    `truncated` lists the chunks that came back cut and were read again in halves.
+    """
+
+    result: FetchResult | None
+    error: str | None = None
+    truncated: list[Window] = field(default_factory=list)
+
+
+def read_window(fetch: Fetch, pod: str, window: Window, chunk_duration: int) -> ReadOutcome:
+    """Read every chunk of the window; the first chunk that fails fails the whole window."""
     combined = FetchResult()
     truncated: list[Window] = []
     try:
-        for chunk in split_chunks(window, plan.chunk_duration):
+        for chunk in split_chunks(window, chunk_duration):
             combined.merge(fetch_whole(fetch, pod, chunk, truncated))
     except SourceError as exc:
+        return ReadOutcome(None, str(exc), truncated)
+    return ReadOutcome(combined, truncated=truncated)
+
+
+def settle(
+    pod: str,
+    now: int,
+    progress: PodProgress,
+    window: Window,
+    outcome: ReadOutcome,
+    plan: PollPlan,
+    rng: random.Random,
+) -> PollResult:
+    """The poll's result once its window was read: records and new progress, or the retry."""
+    combined = outcome.result
+    if combined is None:
         attempts = progress.failed_attempts + 1
         if attempts >= plan.retry_max_attempts:
             # The window is kept (progress unchanged) and tried again at the next regular poll.
@@ -175,17 +194,17 @@ def poll(
                 PodProgress(progress.completed_until, 0),
                 now + plan.poll_interval,
                 window,
-                error=str(exc),
+                error=outcome.error,
                 gave_up=True,
-                truncated=truncated,
+                truncated=outcome.truncated,
             )
         delay = backoff_delay(attempts, plan.retry_initial_interval, plan.retry_max_interval, rng)
         return PollResult(
             PodProgress(progress.completed_until, attempts),
             now + delay,
             window,
-            error=str(exc),
-            truncated=truncated,
+            error=outcome.error,
+            truncated=outcome.truncated,
         )
     records = aggregate(combined, pod, received_at=now, produced_at=now)
     caught_up = window.end >= now - plan.ingest_delay
@@ -196,5 +215,21 @@ def poll(
         records,
         combined.rejects,
         rows=combined.readings,
-        truncated=truncated,
+        truncated=outcome.truncated,
     )
+
+
+def poll(
+    pod: str,
+    now: int,
+    progress: PodProgress,
+    fetch: Fetch,
+    plan: PollPlan,
+    rng: random.Random,
+) -> PollResult:
+    """Plan, read and settle one poll in one go."""
+    window = plan_window(progress.completed_until, now, plan)
+    if window is None:
+        return PollResult(progress, now + plan.poll_interval)
+    outcome = read_window(fetch, pod, window, plan.chunk_duration)
+    return settle(pod, now, progress, window, outcome, plan, rng)

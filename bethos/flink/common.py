@@ -6,6 +6,7 @@ This package is the only place in bethos that imports Flink.
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import os
 import sys
@@ -40,6 +41,17 @@ def ensure_logging() -> None:
         handler.setFormatter(logging.Formatter("%(message)s"))
         root.addHandler(handler)
         root.setLevel(logging.INFO)
+
+
+def freeze_loaded_objects() -> None:
+    """Take every object alive now (PyFlink, the job's modules, the settings) out of the
+    cyclic garbage collector's reach; reference counting still frees them.
+
+    A TaskManager's interpreter holds some 400k long-lived objects, and every full collection
+    walks them all: an allocation-heavy loop (parsing a query response) ran about twice as
+    slowly in a TaskManager as in a plain interpreter, and as fast once they were frozen.
+    """
+    gc.freeze()
 
 
 def create_environments(

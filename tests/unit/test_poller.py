@@ -19,6 +19,8 @@ from bethos.poller import (
     backoff_delay,
     plan_window,
     poll,
+    read_window,
+    settle,
     split_chunks,
 )
 from bethos.record import SignalValue
@@ -85,6 +87,33 @@ def test_poll_reads_every_chunk_and_advances_progress() -> None:
     assert result.rows == len(points)
     assert [r.signals for r in result.records] == [{"speed": (147_000.0, 147_000)}]
     assert result.next_poll_at == 160_000
+
+
+def test_a_read_settled_later_advances_to_the_window_it_read() -> None:
+    points: list[Point] = [("V1", "speed", float(t), t) for t in range(70_000, 148_000, 7_000)]
+    window = plan_window(100_000, 150_000, PLAN)
+    assert window is not None
+    outcome = read_window(fetch_from(points), "p", window, PLAN.chunk_duration)
+    # Settled 5 s after the read: progress is the read window's end, not the later `now`.
+    result = settle("p", 155_000, PodProgress(100_000), window, outcome, PLAN, random.Random(1))
+    same = poll("p", 150_000, PodProgress(100_000), fetch_from(points), PLAN, random.Random(1))
+    assert result.progress == same.progress == PodProgress(148_000)
+    assert [r.signals for r in result.records] == [r.signals for r in same.records]
+    assert result.rows == same.rows
+    # By then the pod is behind (148 s < 155 s - ingest delay): the next window is due at once.
+    assert result.next_poll_at == 155_000
+
+
+def test_a_failed_read_names_its_error_and_keeps_the_chunks_it_split() -> None:
+    def failing(pod: str, window: Window) -> FetchResult:
+        raise SourceError("HTTP 500: boom")
+
+    outcome = read_window(failing, "p", Window(70_000, 148_000), PLAN.chunk_duration)
+    assert outcome.result is None and outcome.error == "HTTP 500: boom"
+    result = settle(
+        "p", 150_000, PodProgress(100_000), Window(70_000, 148_000), outcome, PLAN, random.Random(1)
+    )
+    assert result.progress == PodProgress(100_000, 1) and result.records == []
 
 
 def test_poll_passes_on_the_rejects_of_every_chunk() -> None:

@@ -1,0 +1,85 @@
+"""Window reads on a background thread, so that InfluxDB serves one pod's query while the job
+parses and emits another pod's records.
+
+The poller plans a pod's window and hands it here; a later call for the same pod takes the
+finished read and settles it (records, progress), all on the caller's thread. At most one read
+per pod is outstanding. Nothing here touches progress: a read that is never taken (the job
+stopped, a checkpoint restored) is simply planned and read again.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+
+from bethos.poller import ReadOutcome, Window
+
+Read = Callable[[str, Window], ReadOutcome]
+
+
+@dataclass(frozen=True, slots=True)
+class FinishedRead:
+    window: Window
+    outcome: ReadOutcome
+    submitted_at: float  # time.monotonic() when the read was handed over
+    read_seconds: float  # how long the read itself took, once started
+
+
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    window: Window
+    future: Future[tuple[ReadOutcome, float]]
+    submitted_at: float
+
+
+class BackgroundReads:
+    """Reads run one at a time, in the order handed over, on one worker thread.
+
+    One thread is enough: a single query already keeps InfluxDB busy, and the point is only to
+    keep it busy while the caller's thread works on something else.
+    """
+
+    def __init__(self, read: Read) -> None:
+        self._read = read
+        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="influxdb-read")
+        self._pending: dict[str, _Pending] = {}
+
+    def _timed_read(self, pod: str, window: Window) -> tuple[ReadOutcome, float]:
+        started = time.monotonic()
+        outcome = self._read(pod, window)
+        return outcome, time.monotonic() - started
+
+    def submit(self, pod: str, window: Window) -> None:
+        if pod in self._pending:
+            raise RuntimeError(f"pod {pod!r} already has a read outstanding")
+        future = self._pool.submit(self._timed_read, pod, window)
+        self._pending[pod] = _Pending(window, future, time.monotonic())
+
+    def outstanding(self, pod: str) -> Window | None:
+        pending = self._pending.get(pod)
+        return None if pending is None else pending.window
+
+    def take(self, pod: str, wait: float | None = 0.0) -> FinishedRead | None:
+        """The pod's finished read, removed; None while it runs (after waiting up to `wait`
+        seconds, None waits for it) or when none was handed over. An unexpected exception
+        of the read is raised here, on the caller's thread."""
+        pending = self._pending.get(pod)
+        if pending is None:
+            return None
+        if not pending.future.done():
+            if wait is not None and wait <= 0:
+                return None
+            try:
+                pending.future.result(timeout=wait)
+            except TimeoutError:
+                return None
+        del self._pending[pod]
+        outcome, read_seconds = pending.future.result()
+        return FinishedRead(pending.window, outcome, pending.submitted_at, read_seconds)
+
+    def close(self) -> None:
+        """Drop the reads not started yet; one that is running finishes on its own."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._pending.clear()
