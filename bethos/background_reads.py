@@ -25,12 +25,13 @@ class FinishedRead:
     outcome: ReadOutcome
     submitted_at: float  # time.monotonic() when the read was handed over
     read_seconds: float  # how long the read itself took, once started
+    read_cpu_seconds: float  # of which the read thread worked (the rest: waiting for InfluxDB)
 
 
 @dataclass(frozen=True, slots=True)
 class _Pending:
     window: Window
-    future: Future[tuple[ReadOutcome, float]]
+    future: Future[tuple[ReadOutcome, float, float]]
     submitted_at: float
 
 
@@ -46,10 +47,10 @@ class BackgroundReads:
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="influxdb-read")
         self._pending: dict[str, _Pending] = {}
 
-    def _timed_read(self, pod: str, window: Window) -> tuple[ReadOutcome, float]:
-        started = time.monotonic()
+    def _timed_read(self, pod: str, window: Window) -> tuple[ReadOutcome, float, float]:
+        started, cpu_started = time.monotonic(), time.thread_time()
         outcome = self._read(pod, window)
-        return outcome, time.monotonic() - started
+        return outcome, time.monotonic() - started, time.thread_time() - cpu_started
 
     def submit(self, pod: str, window: Window) -> None:
         if pod in self._pending:
@@ -76,8 +77,10 @@ class BackgroundReads:
             except TimeoutError:
                 return None
         del self._pending[pod]
-        outcome, read_seconds = pending.future.result()
-        return FinishedRead(pending.window, outcome, pending.submitted_at, read_seconds)
+        outcome, read_seconds, read_cpu_seconds = pending.future.result()
+        return FinishedRead(
+            pending.window, outcome, pending.submitted_at, read_seconds, read_cpu_seconds
+        )
 
     def close(self) -> None:
         """Drop the reads not started yet; one that is running finishes on its own."""

@@ -15,7 +15,7 @@ import logging
 import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import orjson
 import requests
@@ -41,13 +41,20 @@ _new_signal = tuple.__new__
 SignalColumns = list[tuple[int, str]]
 
 
+class CheckedColumns(NamedTuple):
+    """A series' signal columns: those with valid names, and those whose name is refused."""
+
+    good: SignalColumns
+    bad: list[tuple[int, str, RecordError]]
+
+
 class SeriesLayout(Protocol):
     """How one InfluxDB series (tags + columns) holds signals; shared by the row loop."""
 
     @property
     def vin_tag(self) -> str: ...
 
-    def signal_columns(self, tags: Mapping[str, str], columns: Sequence[str]) -> SignalColumns:
+    def checked_columns(self, tags: Mapping[str, str], columns: Sequence[str]) -> CheckedColumns:
         """The signal columns of a series; RecordError rejects every row of the series."""
         ...
 
@@ -58,8 +65,9 @@ class WideLayout:
 
     vin_tag: str
 
-    def signal_columns(self, tags: Mapping[str, str], columns: Sequence[str]) -> SignalColumns:
-        return [(index, name) for index, name in enumerate(columns) if index > 0]
+    def checked_columns(self, tags: Mapping[str, str], columns: Sequence[str]) -> CheckedColumns:
+        # Every series of a response has the same columns: computed once, not once a series.
+        return _wide_columns(tuple(columns))
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +80,10 @@ class NarrowLayout:
     resource_map: ResourceMap
     keep_unmapped: bool
 
-    def signal_columns(self, tags: Mapping[str, str], columns: Sequence[str]) -> SignalColumns:
+    def checked_columns(self, tags: Mapping[str, str], columns: Sequence[str]) -> CheckedColumns:
+        return _checked_names(tuple(self._signal_columns(tags, columns)))
+
+    def _signal_columns(self, tags: Mapping[str, str], columns: Sequence[str]) -> SignalColumns:
         resource = tags.get(self.resource_tag) or ""
         if not resource:
             raise RecordError("no_resource", f"series has no {self.resource_tag!r} tag")
@@ -121,9 +132,7 @@ def _name_error(name: str) -> RecordError | None:
 
 
 @functools.lru_cache(maxsize=1024)
-def _checked_names(
-    targets: tuple[tuple[int, str], ...],
-) -> tuple[SignalColumns, list[tuple[int, str, RecordError]]]:
+def _checked_names(targets: tuple[tuple[int, str], ...]) -> CheckedColumns:
     """Signal columns split into valid names and invalid ones; series share their columns."""
     good: SignalColumns = []
     bad: list[tuple[int, str, RecordError]] = []
@@ -133,10 +142,16 @@ def _checked_names(
             good.append((index, name))
         else:
             bad.append((index, name, error))
-    return good, bad
+    return CheckedColumns(good, bad)
 
 
-_PLAIN_TYPES = frozenset({float, int, bool, type(None)})
+@functools.lru_cache(maxsize=64)
+def _wide_columns(columns: tuple[str, ...]) -> CheckedColumns:
+    return _checked_names(tuple((index, name) for index, name in enumerate(columns) if index > 0))
+
+
+_NULL = type(None)
+_PLAIN_TYPES = frozenset({float, int, bool, _NULL})
 
 
 def _single_row(latest: dict[str, Signal], good: SignalColumns, row: Sequence[Any]) -> bool:
@@ -148,7 +163,7 @@ def _single_row(latest: dict[str, Signal], good: SignalColumns, row: Sequence[An
     kinds = set(map(type, values))
     if not _PLAIN_TYPES.issuperset(kinds):
         return False
-    numbers = [v for v in values if v is not None]
+    numbers = [v for v in values if v is not None] if _NULL in kinds else values
     try:
         if not math.isfinite(math.fsum(numbers)):
             return False  # a NaN or an infinity among them
@@ -198,13 +213,12 @@ def _parse_series(series: Mapping[str, Any], layout: SeriesLayout, result: Fetch
     try:
         if not vin:
             raise RecordError("no_vin", f"series has no {layout.vin_tag!r} tag")
-        targets = layout.signal_columns(tags, columns)
+        good, bad = layout.checked_columns(tags, columns)
     except RecordError as exc:
         for row in rows:
             original = _original(series, tags, dict(zip(columns, row, strict=True)))
             result.rejects.append(Reject(exc.reason, exc.detail, original))
         return
-    good, bad = _checked_names(tuple(targets))
     rejects = result.rejects
     latest = result.latest.get(vin)
     if latest is None:
