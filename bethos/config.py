@@ -76,6 +76,9 @@ class InfluxSettings(_Settings):
     unmapped: Literal["keep", "drop"] = "drop"
     pods: list[str] = Field(min_length=1)
     timeout: DurationMs = 30_000
+    # Queries one subtask of the ETL keeps running at once (each for a different pod): while
+    # InfluxDB serves one, the job parses and emits another.
+    concurrent_reads: int = Field(default=2, ge=1, le=64)
 
 
 class FlinkSettings(_Settings):

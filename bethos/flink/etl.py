@@ -95,7 +95,7 @@ class PodPollFunction(KeyedProcessFunction):  # type: ignore[misc]
         self.clients: list[InfluxClient] = [self._new_client()]
         self.thread_client = threading.local()
         self.rng = random.Random()
-        self.reads = BackgroundReads(self._read)
+        self.reads = BackgroundReads(self._read, self.settings.influxdb.concurrent_reads)
         # (completed_until, failed_attempts, next_poll_at)
         self.progress = runtime_context.get_state(
             ValueStateDescriptor("pod_progress", Types.PICKLED_BYTE_ARRAY())
