@@ -1,8 +1,9 @@
 """Flink wiring of the ETL job: ticks -> per-pod poller (keyed state) -> Kafka.
 
-A Flink source cannot be written in Python, so a once-a-second `datagen` tick drives a
+A Flink source cannot be written in Python, so a `datagen` tick (ten a second) drives a
 KeyedProcessFunction keyed by pod; the pod's progress lives in keyed state, so checkpoints and
-savepoints carry it and pods spread over the parallel subtasks.
+savepoints carry it and pods spread over the parallel subtasks. Windows are read on background
+threads (`BackgroundReads`) and settled by a later tick of the same pod.
 """
 
 from __future__ import annotations
