@@ -175,6 +175,17 @@ def read_window(fetch: Fetch, pod: str, window: Window, chunk_duration: int) -> 
     return ReadOutcome(combined, truncated=truncated)
 
 
+def next_poll_after(completed_until: int, window: Window, now: int, plan: PollPlan) -> int:
+    """When to poll after a window was read, judged by how it was planned, not by how long the
+    read took: a window cut short by `max_window` is a catch-up, so the next one is due at once;
+    any other ended `ingest_delay` before the time it was planned at, and the next poll is one
+    `poll_interval` after that time (at once if the read took longer than that)."""
+    if window.end >= completed_until + plan.max_window:
+        return now
+    planned_at = window.end + plan.ingest_delay
+    return max(now, planned_at + plan.poll_interval)
+
+
 def settle(
     pod: str,
     now: int,
@@ -207,10 +218,9 @@ def settle(
             truncated=outcome.truncated,
         )
     records = aggregate(combined, pod, received_at=now, produced_at=now)
-    caught_up = window.end >= now - plan.ingest_delay
     return PollResult(
         PodProgress(window.end, 0),
-        now + plan.poll_interval if caught_up else now,
+        next_poll_after(progress.completed_until, window, now, plan),
         window,
         records,
         combined.rejects,

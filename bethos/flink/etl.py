@@ -34,15 +34,13 @@ from bethos.flink.common import (
     freeze_loaded_objects,
 )
 from bethos.logevents import log_event
+from bethos.poll_driver import PodState, PollDriver
 from bethos.poller import (
-    PodProgress,
     PollPlan,
     PollResult,
     ReadOutcome,
     Window,
-    plan_window,
     read_window,
-    settle,
 )
 from bethos.record import encode_aggregated
 from bethos.resource_map import resource_map_for
@@ -95,9 +93,9 @@ class PodPollFunction(KeyedProcessFunction):  # type: ignore[misc]
         # A requests session is not made for threads: each read thread gets a client of its own.
         self.clients: list[InfluxClient] = [self._new_client()]
         self.thread_client = threading.local()
-        self.rng = random.Random()
         self.reads = BackgroundReads(self._read, self.settings.influxdb.concurrent_reads)
-        # (completed_until, failed_attempts, next_poll_at)
+        self.driver = PollDriver(self.plan, self.reads, self._initial_progress, random.Random())
+        # (completed_until, failed_attempts, next_poll_at): PodState as a plain tuple
         self.progress = runtime_context.get_state(
             ValueStateDescriptor("pod_progress", Types.PICKLED_BYTE_ARRAY())
         )
@@ -142,37 +140,30 @@ class PodPollFunction(KeyedProcessFunction):  # type: ignore[misc]
 
     def process_element(self, tick: object, ctx: KeyedProcessFunction.Context):  # type: ignore[no-untyped-def]
         """Each tick: settle the pod's finished read (emit, advance), then hand over the next
-        read when one is due. Reading happens on `self.reads`' thread in between ticks."""
+        read when one is due (`PollDriver`). Reads run on `self.reads`' threads in between."""
         pod = ctx.get_current_key()
         now = ctx.timer_service().current_processing_time()
-        saved = self.progress.value()
-        if saved is None:
-            saved = (self._initial_progress(pod, now), 0, now)
-        completed_until, attempts, next_poll_at = saved
-        progress = PodProgress(completed_until, attempts)
+        stored = self.progress.value()
+        saved = None if stored is None else PodState(*stored)
+        step = self.driver.tick(pod, now, saved)
+        if step.state != saved:
+            # A plain tuple, as the first version stored it: savepoints stay readable both ways.
+            self.progress.update(tuple(step.state))
         metrics = self._metrics(pod)
-        metrics.lag_ms = now - completed_until
-        finished = self.reads.take(pod)
-        if finished is not None and finished.window.start == completed_until - self.plan.lookback:
-            result = settle(
-                pod, now, progress, finished.window, finished.outcome, self.plan, self.rng
+        metrics.lag_ms = now - step.state.completed_until
+        if step.stale is not None:
+            log_event(
+                log,
+                COMPONENT,
+                "error",
+                logging.ERROR,
+                pod=pod,
+                err="a finished read does not start at the saved progress; it is read again",
+                window_start=step.stale.start,
+                lag_ms=metrics.lag_ms,
             )
-            progress, next_poll_at = result.progress, result.next_poll_at
-            self.progress.update((progress.completed_until, progress.failed_attempts, next_poll_at))
-            metrics.lag_ms = now - progress.completed_until
-            yield from self._emit(pod, now, result, finished, metrics)
-        if now >= next_poll_at and self.reads.outstanding(pod) is None:
-            window = plan_window(progress.completed_until, now, self.plan)
-            if window is None:
-                self.progress.update(
-                    (
-                        progress.completed_until,
-                        progress.failed_attempts,
-                        now + self.plan.poll_interval,
-                    )
-                )
-            else:
-                self.reads.submit(pod, window)
+        if step.result is not None and step.finished is not None:
+            yield from self._emit(pod, now, step.result, step.finished, metrics)
 
     def _emit(
         self, pod: str, now: int, result: PollResult, finished: FinishedRead, metrics: PodMetrics

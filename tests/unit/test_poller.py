@@ -100,8 +100,10 @@ def test_a_read_settled_later_advances_to_the_window_it_read() -> None:
     assert result.progress == same.progress == PodProgress(148_000)
     assert [r.signals for r in result.records] == [r.signals for r in same.records]
     assert result.rows == same.rows
-    # By then the pod is behind (148 s < 155 s - ingest delay): the next window is due at once.
-    assert result.next_poll_at == 155_000
+    # The next poll is due one interval after the read was planned, not after it settled.
+    assert result.next_poll_at == 160_000
+    late = settle("p", 171_000, PodProgress(100_000), window, outcome, PLAN, random.Random(1))
+    assert late.next_poll_at == 171_000
 
 
 def test_a_failed_read_names_its_error_and_keeps_the_chunks_it_split() -> None:
