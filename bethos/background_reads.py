@@ -1,7 +1,7 @@
-"""Window reads on a background thread, so that InfluxDB serves one pod's query while the job
+"""Window reads on background threads, so that InfluxDB serves one pod's query while the job
 parses and emits another pod's records.
 
-The poller plans a pod's window and hands it here; a later call for the same pod takes the
+`PollDriver` plans a pod's window and hands it here; a later tick of the same pod takes the
 finished read and settles it (records, progress), all on the caller's thread. At most one read
 per pod is outstanding. Nothing here touches progress: a read that is never taken (the job
 stopped, a checkpoint restored) is simply planned and read again.

@@ -90,8 +90,9 @@ class PodPollFunction(KeyedProcessFunction):  # type: ignore[misc]
         freeze_loaded_objects()
         self.plan = poll_plan(self.settings)
         self.resource_map = resource_map_for(self.settings)
+        self._new_client()  # a layout the settings cannot build fails here, at the start
         # A requests session is not made for threads: each read thread gets a client of its own.
-        self.clients: list[InfluxClient] = [self._new_client()]
+        self.clients: list[InfluxClient] = []
         self.thread_client = threading.local()
         self.reads = BackgroundReads(self._read, self.settings.influxdb.concurrent_reads)
         self.driver = PollDriver(self.plan, self.reads, self._initial_progress, random.Random())
