@@ -58,9 +58,21 @@ class FetchResult:
             signals[name] = Signal(value, ts)
 
     def merge(self, other: FetchResult) -> None:
+        """Add another read's readings; `other` must not be used afterwards (its per-VIN dicts
+        may be taken over as they are)."""
         for vin, signals in other.latest.items():
+            mine = self.latest.get(vin)
+            if mine is None:
+                # The common case (a window read in one chunk): nothing to compare against.
+                self.latest[vin] = signals
+                continue
             for name, signal in signals.items():
-                self.offer(vin, name, signal.value, signal.ts)
+                current = mine.get(name)
+                if current is None or (signal.ts, value_order_key(signal.value)) > (
+                    current.ts,
+                    value_order_key(current.value),
+                ):
+                    mine[name] = signal
         self.readings += other.readings
         self.rejects.extend(other.rejects)
 
