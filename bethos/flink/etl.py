@@ -1,9 +1,9 @@
 """Flink wiring of the ETL job: ticks -> per-pod poller (keyed state) -> Kafka.
 
-A Flink source cannot be written in Python, so a `datagen` tick (ten a second) drives a
+A Flink source cannot be written in Python, so a once-a-second `datagen` tick drives a
 KeyedProcessFunction keyed by pod; the pod's progress lives in keyed state, so checkpoints and
 savepoints carry it and pods spread over the parallel subtasks. Windows are read on background
-threads (`BackgroundReads`) and settled by a later tick of the same pod.
+threads (`BackgroundReads`) and settled by a later tick or timer of the same pod.
 """
 
 from __future__ import annotations
@@ -50,6 +50,7 @@ from connectors.kafka.tables import append_sink_ddl, upsert_sink_ddl
 log = logging.getLogger("bethos.influxdb_source")
 COMPONENT = "influxdb_source"
 POLLER_UID = "influxdb-pod-poller"
+SETTLE_CHECK_MS = 100
 DEAD_LETTERS = OutputTag("dead-letters", ROW_DEAD_LETTER)
 
 
@@ -142,8 +143,15 @@ class PodPollFunction(KeyedProcessFunction):  # type: ignore[misc]
     def process_element(self, tick: object, ctx: KeyedProcessFunction.Context):  # type: ignore[no-untyped-def]
         """Each tick: settle the pod's finished read (emit, advance), then hand over the next
         read when one is due (`PollDriver`). Reads run on `self.reads`' threads in between."""
+        yield from self._step(ctx)
+
+    def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext):  # type: ignore[no-untyped-def]
+        yield from self._step(ctx)
+
+    def _step(self, ctx: KeyedProcessFunction.Context) -> Iterator[Any]:
         pod = ctx.get_current_key()
-        now = ctx.timer_service().current_processing_time()
+        timers = ctx.timer_service()
+        now = timers.current_processing_time()
         stored = self.progress.value()
         saved = None if stored is None else PodState(*stored)
         step = self.driver.tick(pod, now, saved)
@@ -165,6 +173,10 @@ class PodPollFunction(KeyedProcessFunction):  # type: ignore[misc]
             )
         if step.result is not None and step.finished is not None:
             yield from self._emit(pod, now, step.result, step.finished, metrics)
+        if self.reads.outstanding(pod) is not None:
+            # Ticks come once a second; a timer looks again sooner, so that a finished read
+            # waits at most SETTLE_CHECK_MS. Aligned times: one timer per slot and pod.
+            timers.register_processing_time_timer((now // SETTLE_CHECK_MS + 1) * SETTLE_CHECK_MS)
 
     def _emit(
         self, pod: str, now: int, result: PollResult, finished: FinishedRead, metrics: PodMetrics
@@ -251,7 +263,7 @@ def build(settings: EtlSettings):  # type: ignore[no-untyped-def]
     env, t_env = create_environments(settings.flink)
     t_env.execute_sql(
         "CREATE TEMPORARY TABLE ticks (n INT) WITH ("
-        "'connector' = 'datagen', 'rows-per-second' = '10')"
+        "'connector' = 'datagen', 'rows-per-second' = '1')"
     )
     t_env.execute_sql(upsert_sink_ddl("aggregated_out", settings.topics.aggregated, settings.kafka))
     t_env.execute_sql(append_sink_ddl("dead_letters_out", settings.topics.dlq, settings.kafka))
