@@ -82,6 +82,19 @@ class PodMetrics:
         pod_group.gauge("lag_ms", lambda: self.lag_ms)
 
 
+def log_error(pod: str, err: str, window: Window, lag_ms: int) -> None:
+    log_event(
+        log,
+        COMPONENT,
+        "error",
+        logging.ERROR,
+        pod=pod,
+        err=err,
+        window_start=window.start,
+        lag_ms=lag_ms,
+    )
+
+
 class PodPollFunction(KeyedProcessFunction):  # type: ignore[misc]
     def __init__(self, settings: EtlSettings) -> None:
         self.settings = settings
@@ -161,15 +174,11 @@ class PodPollFunction(KeyedProcessFunction):  # type: ignore[misc]
         metrics = self._metrics(pod)
         metrics.lag_ms = now - step.state.completed_until
         if step.stale is not None:
-            log_event(
-                log,
-                COMPONENT,
-                "error",
-                logging.ERROR,
-                pod=pod,
-                err="a finished read does not start at the saved progress; it is read again",
-                window_start=step.stale.start,
-                lag_ms=metrics.lag_ms,
+            log_error(
+                pod,
+                "a finished read does not start at the saved progress; it is read again",
+                step.stale,
+                metrics.lag_ms,
             )
         if step.result is not None and step.finished is not None:
             yield from self._emit(pod, now, step.result, step.finished, metrics)
@@ -198,16 +207,7 @@ class PodPollFunction(KeyedProcessFunction):  # type: ignore[misc]
         if result.error is not None:
             if result.gave_up:
                 metrics.failures.inc()
-                log_event(
-                    log,
-                    COMPONENT,
-                    "error",
-                    logging.ERROR,
-                    pod=pod,
-                    err=result.error,
-                    window_start=window.start,
-                    lag_ms=metrics.lag_ms,
-                )
+                log_error(pod, result.error, window, metrics.lag_ms)
             else:
                 metrics.retries.inc()
                 log_event(

@@ -5,18 +5,9 @@ import random
 from bethos.background_reads import FinishedRead
 from bethos.exceptions import SourceError
 from bethos.poll_driver import PodState, PollDriver
-from bethos.poller import FetchResult, PollPlan, ReadOutcome, Window, read_window
+from bethos.poller import FetchResult, ReadOutcome, Window, read_window
+from tests.unit.test_poller import PLAN
 
-PLAN = PollPlan(
-    poll_interval=10_000,
-    chunk_duration=10_000,
-    lookback=30_000,
-    ingest_delay=2_000,
-    max_window=600_000,
-    retry_max_attempts=3,
-    retry_initial_interval=500,
-    retry_max_interval=10_000,
-)
 BACKFILL = 3_600_000
 
 
