@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from bethos.record import AggregatedRecord, Signal, SignalValue
+from bethos.record import AggregatedRecord, Signal, SignalValue, encode_latest
 
 # (value, ts, received_at): the smallest form that keeps state small and pickles fast.
 Candidate = tuple[SignalValue, int, int]
@@ -69,6 +69,10 @@ class VinState:
 
     def latest_signals(self) -> dict[str, Signal]:
         return {name: Signal(c[0], c[1]) for name, c in self.signals.items()}
+
+    def encode_latest(self, vin: str, produced_at: int) -> bytes:
+        """The VIN's latest record: every signal known."""
+        return encode_latest(vin, self.latest_signals(), self.pod, self.received_at, produced_at)
 
     def to_tuple(self) -> tuple[dict[str, Candidate], str, int]:
         """The form kept in Flink state (pickled)."""

@@ -1,8 +1,9 @@
 """The per-pod polling logic of the ETL job, free of Flink, clocks and sleeps.
 
-A poll is handed `now`, the pod's saved progress and a fetch function, and returns what to emit,
-the new progress and when to poll next (bytewax's SimplePollingSource shape). Progress is the end
-of the pod's last completed window; it advances only when every chunk of a window was read.
+A poll plans a window from `now` and the pod's saved progress (`plan_window`), reads it through
+a fetch function (`read_window`), and settles what was read into what to emit, the new progress
+and when to poll next (`settle`; bytewax's SimplePollingSource shape). Progress is the end of
+the pod's last completed window; it advances only when every chunk of a window was read.
 """
 
 from __future__ import annotations
@@ -33,6 +34,14 @@ class Reject:
     row: str
 
 
+def _newer(value: SignalValue, ts: int, current: Signal | None) -> bool:
+    """Whether a reading supersedes the current one of its signal (ties: the value order)."""
+    return current is None or (ts, value_order_key(value)) > (
+        current.ts,
+        value_order_key(current.value),
+    )
+
+
 @dataclass(slots=True)
 class FetchResult:
     """What a read found, already reduced: per VIN, the newest reading of each signal.
@@ -50,11 +59,7 @@ class FetchResult:
         signals = self.latest.get(vin)
         if signals is None:
             signals = self.latest[vin] = {}
-        current = signals.get(name)
-        if current is None or (ts, value_order_key(value)) > (
-            current.ts,
-            value_order_key(current.value),
-        ):
+        if _newer(value, ts, signals.get(name)):
             signals[name] = Signal(value, ts)
 
     def merge(self, other: FetchResult) -> None:
@@ -67,11 +72,7 @@ class FetchResult:
                 self.latest[vin] = signals
                 continue
             for name, signal in signals.items():
-                current = mine.get(name)
-                if current is None or (signal.ts, value_order_key(signal.value)) > (
-                    current.ts,
-                    value_order_key(current.value),
-                ):
+                if _newer(signal.value, signal.ts, mine.get(name)):
                     mine[name] = signal
         self.readings += other.readings
         self.rejects.extend(other.rejects)
@@ -239,19 +240,3 @@ def settle(
         rows=combined.readings,
         truncated=outcome.truncated,
     )
-
-
-def poll(
-    pod: str,
-    now: int,
-    progress: PodProgress,
-    fetch: Fetch,
-    plan: PollPlan,
-    rng: random.Random,
-) -> PollResult:
-    """Plan, read and settle one poll in one go."""
-    window = plan_window(progress.completed_until, now, plan)
-    if window is None:
-        return PollResult(progress, now + plan.poll_interval)
-    outcome = read_window(fetch, pod, window, plan.chunk_duration)
-    return settle(pod, now, progress, window, outcome, plan, rng)

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 
 import orjson
 
+from bethos.record import SCHEMA_VERSION
+
 
 def stagger_offset(vin: str, interval_ms: int) -> int:
     """A stable per-VIN offset inside the interval (crc32: Python's hash() is salted)."""
@@ -89,7 +91,7 @@ def delivery_bucket(vin: str, buckets: int = DELIVERY_BUCKETS) -> int:
 
 def tombstone_json(vin: str) -> bytes:
     """How a forgotten VIN appears where a message cannot be null (files, batches)."""
-    return orjson.dumps({"schema": 1, "vin": vin, "data": None})
+    return orjson.dumps({"schema": SCHEMA_VERSION, "vin": vin, "data": None})
 
 
 def encode_batch(entries: Sequence[tuple[str, bytes | None]]) -> bytes:

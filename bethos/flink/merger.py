@@ -32,7 +32,7 @@ from bethos.flink.common import (
 from bethos.flink.delivery import BatchFunction, LineWriter, StoreWriter
 from bethos.logevents import log_event
 from bethos.merge import Entry, VinState
-from bethos.record import decode_aggregated, encode_latest
+from bethos.record import decode_aggregated
 from bethos.strategies import (
     FlushSummary,
     FlushTracker,
@@ -178,14 +178,7 @@ class MergeFunction(KeyedProcessFunction):  # type: ignore[misc]
             yield tombstone
             return
         if self.options.emit == "all" or entry.dirty:
-            state = entry.state
-            value = encode_latest(
-                vin,
-                state.latest_signals(),
-                state.pod,
-                state.received_at,
-                produced_at=int(time.time() * 1000),
-            )
+            value = entry.state.encode_latest(vin, produced_at=int(time.time() * 1000))
             entry.dirty = False
             self.emitted.inc()
             self.flushes.on_emit()

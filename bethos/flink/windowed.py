@@ -30,7 +30,7 @@ from bethos.flink.common import (
     ensure_logging,
 )
 from bethos.logevents import log_event
-from bethos.record import decode_aggregated, encode_latest
+from bethos.record import decode_aggregated
 from bethos.windows import Verdict, WindowState, close_time, event_time
 
 log = logging.getLogger("bethos.latest_merger")
@@ -145,14 +145,7 @@ class WindowMergeFunction(KeyedProcessFunction):  # type: ignore[misc]
         self.state.update(state.to_tuple())
 
     def _emission(self, vin: str, state: WindowState) -> Row:
-        closed = state.closed
-        value = encode_latest(
-            vin,
-            closed.latest_signals(),
-            closed.pod,
-            closed.received_at,
-            produced_at=int(time.time() * 1000),
-        )
+        value = state.closed.encode_latest(vin, produced_at=int(time.time() * 1000))
         self.emitted.inc()
         return Row(vin, value.decode())
 

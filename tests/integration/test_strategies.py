@@ -52,6 +52,21 @@ def keyed(records: list[AggregatedRecord]) -> list[tuple[bytes | None, bytes | N
     return [(r.vin.encode(), encode_aggregated(r)) for r in records]
 
 
+def start_state_store(
+    etl_settings: EtlSettings,
+    submit: Callable[..., str],
+    config: Path,
+    records: list[AggregatedRecord],
+) -> str:
+    """Produce the records, start the merger and its publisher, wait until the latest topic
+    holds their merge; returns the publisher's job id."""
+    produce(etl_settings, keyed(records))
+    submit("latest_merger", config)
+    publisher = submit("state_store_publisher", config)
+    assert wait_for(latest_equals(etl_settings, records), timeout=120) == []
+    return publisher
+
+
 def test_state_store_publisher_restarts_while_the_merger_runs(
     stack: Stack,
     pipeline_configs: tuple[Path, Path],
@@ -63,10 +78,7 @@ def test_state_store_publisher_restarts_while_the_merger_runs(
     config = redis_store_config(pipeline_configs[1], "state-store", prefix, batch_size=50)
     store = RedisStore(REDIS_URL, prefix)
     first = records_for(300, "a", 1_000_000, received_at=1)
-    produce(etl_settings, keyed(first))
-    submit("latest_merger", config)
-    publisher = submit("state_store_publisher", config)
-    assert wait_for(latest_equals(etl_settings, first), timeout=120) == []
+    publisher = start_state_store(etl_settings, submit, config, first)
 
     savepoint = jobs.stop(stack, publisher, str(stack.state / "flink" / "savepoints"))
     second = records_for(300, "b", 2_000_000, received_at=2)
@@ -280,11 +292,7 @@ def test_state_store_in_memory_with_its_publisher(
         flush_interval="2s",
         state_store={"backend": "memory", "key_prefix": unique, "publish_interval": "2s"},
     )
-    records = records_for(50, "a", 1_000, received_at=1)
-    produce(etl_settings, keyed(records))
-    submit("latest_merger", config)
-    submit("state_store_publisher", config)
-    assert wait_for(latest_equals(etl_settings, records), timeout=120) == []
+    start_state_store(etl_settings, submit, config, records_for(50, "a", 1_000, received_at=1))
 
 
 def test_state_store_keeps_its_writes_while_redis_is_down(
@@ -298,10 +306,7 @@ def test_state_store_keeps_its_writes_while_redis_is_down(
         pipeline_configs[1], "store-outage", f"test:{unique}", linger="100ms"
     )
     first = records_for(40, "a", 1_000, received_at=1)
-    produce(etl_settings, keyed(first))
-    submit("latest_merger", config)
-    submit("state_store_publisher", config)
-    assert wait_for(latest_equals(etl_settings, first), timeout=120) == []
+    start_state_store(etl_settings, submit, config, first)
 
     errors_before = len(events(stack, "flush_error"))
     stack.stop_service("redis")

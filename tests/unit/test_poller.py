@@ -13,17 +13,29 @@ from bethos.poller import (
     FetchResult,
     PodProgress,
     PollPlan,
+    PollResult,
     Reject,
     Window,
     aggregate,
     backoff_delay,
     plan_window,
-    poll,
     read_window,
     settle,
     split_chunks,
 )
 from bethos.record import SignalValue
+
+
+def poll(
+    pod: str, now: int, progress: PodProgress, fetch: Fetch, plan: PollPlan, rng: random.Random
+) -> PollResult:
+    """Plan, read and settle one poll in one go, as the ETL does across two ticks."""
+    window = plan_window(progress.completed_until, now, plan)
+    if window is None:
+        return PollResult(progress, now + plan.poll_interval)
+    outcome = read_window(fetch, pod, window, plan.chunk_duration)
+    return settle(pod, now, progress, window, outcome, plan, rng)
+
 
 PLAN = PollPlan(
     poll_interval=10_000,
