@@ -10,34 +10,23 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, Field, SecretStr, ValidationError
 
-from bethos.durations import parse_duration_ms
 from bethos.exceptions import ConfigError
+from bethos.sections import DurationMs, Section
+from bethos.strategies import REGISTRY, StrategySettings
+from bethos.strategies.inline import Inline
+from bethos.strategies.log_compacted import LogCompacted
 
-DEFAULT_BROKERS = "localhost:19091,localhost:19092,localhost:19093"
-STRATEGIES = ("log_compacted", "inline", "state_store", "window_stream")
-
-
-def _duration(value: str | int) -> int:
-    try:
-        return parse_duration_ms(value)
-    except ConfigError as exc:  # pydantic reports ValueErrors with the key's location
-        raise ValueError(str(exc)) from None
-
-
-DurationMs = Annotated[int, BeforeValidator(_duration)]
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::([^}]*))?\}")
+DEFAULT_BROKERS = "localhost:19091,localhost:19092,localhost:19093"
+STRATEGIES = tuple(REGISTRY)
 
 
-class _Settings(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class KafkaSettings(_Settings):
+class KafkaSettings(Section):
     brokers: str = DEFAULT_BROKERS
     # Extra client properties (security.protocol, sasl.mechanism, ssl.*) pass through unchanged.
     properties: dict[str, str] = Field(default_factory=dict)
@@ -51,14 +40,14 @@ class KafkaSettings(_Settings):
         return props
 
 
-class TopicSettings(_Settings):
+class TopicSettings(Section):
     aggregated: str = "sensor-service.dispatch.telemetry-aggregated"
     latest: str = "sensor-service.dispatch.telemetry-latest-compacted"
     dlq: str = "sensor-service.dispatch.telemetry-dlq"
     partitions: int = Field(default=3, ge=1)
 
 
-class InfluxSettings(_Settings):
+class InfluxSettings(Section):
     url: str = "http://localhost:8086"
     database: str = "telemetry"
     username: str = ""
@@ -81,13 +70,13 @@ class InfluxSettings(_Settings):
     concurrent_reads: int = Field(default=2, ge=1, le=64)
 
 
-class FlinkSettings(_Settings):
+class FlinkSettings(Section):
     parallelism: int = Field(default=1, ge=1)
     checkpoint_interval: DurationMs = 10_000
     rest_port: int = 8081
 
 
-class EtlSettings(_Settings):
+class EtlSettings(Section):
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     topics: TopicSettings = Field(default_factory=TopicSettings)
     influxdb: InfluxSettings
@@ -111,63 +100,11 @@ class EtlSettings(_Settings):
     checkpoint_path: str | None = None
 
 
-class InlineSettings(_Settings):
-    """`inline`: the merge emitted straight to stdout, a JSON-lines file or a Kafka topic."""
-
-    sink: Literal["stdout", "file", "kafka"] = "stdout"
-    path: str | None = None
-    # The Kafka topic; the `latest` topic when not set.
-    topic: str | None = None
-    # VINs per message: above 1, a message is a JSON array of latest records.
-    batch_size: int = Field(default=1, ge=1, le=10_000)
-    # How long a partial batch waits for more VINs.
-    linger: DurationMs = 200
-
-
-class StateStoreSettings(_Settings):
-    """`state_store`: flushes write to a store; the publisher job emits what changed."""
-
-    backend: Literal["redis", "memory"] = "redis"
-    redis_url: str = "redis://127.0.0.1:6379/0"
-    key_prefix: str = "bethos:latest"
-    # VINs per pipelined (one round trip, atomic) write.
-    batch_size: int = Field(default=2_000, ge=1, le=5_000)
-    linger: DurationMs = 200
-    # How often the publisher reads the store.
-    publish_interval: DurationMs = 120_000
-    password: SecretStr | None = None
-
-
-class WindowSettings(_Settings):
-    """`window_stream`: event-time tumbling windows."""
-
-    size: DurationMs = 120_000
-    out_of_orderness: DurationMs = 10_000
-    allowed_lateness: DurationMs = 0
-    # A Kafka partition without records for this long stops holding the watermark back.
-    idleness: DurationMs = 30_000
-
-
-class MergerOptions(_Settings):
-    strategy: str = "log_compacted"
-    flush_interval: DurationMs = 120_000
-    emit: Literal["changed", "all"] = "changed"
-    # Spread the per-VIN flushes over the interval instead of one burst.
-    stagger: bool = False
-    # A VIN with no reading for this long is emitted once as a tombstone and forgotten.
-    vin_ttl: DurationMs | None = None
-    # A merger starting without state first loads the `latest` topic (SPEC section 6).
-    bootstrap_from_latest: bool = True
-    inline: InlineSettings = Field(default_factory=InlineSettings)
-    state_store: StateStoreSettings = Field(default_factory=StateStoreSettings)
-    window: WindowSettings = Field(default_factory=WindowSettings)
-
-
-class MergerSettings(_Settings):
+class MergerSettings(Section):
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     topics: TopicSettings = Field(default_factory=TopicSettings)
     flink: FlinkSettings = Field(default_factory=FlinkSettings)
-    latest_merger: MergerOptions = Field(default_factory=MergerOptions)
+    latest_merger: StrategySettings = Field(default_factory=LogCompacted)
     consumer_group: str = "bethos-latest-merger"
     start_from_oldest: bool = True
 
@@ -233,7 +170,11 @@ def parse_settings(model: type[M], doc: Any, source: str, environ: Mapping[str, 
         settings = model.model_validate(doc)
     except ValidationError as exc:
         first = exc.errors()[0]
-        key = ".".join(str(part) for part in first["loc"]) or "(top level)"
+        # A discriminated union puts the strategy's name in the path: latest_merger.inline.inline.x
+        loc = [str(part) for part in first["loc"]]
+        if len(loc) > 1 and loc[0] == "latest_merger" and loc[1] in REGISTRY:
+            del loc[1]
+        key = ".".join(loc) or "(top level)"
         raise ConfigError(f"{source}: {key}: {first['msg']}") from None
     if (
         isinstance(settings, EtlSettings)
@@ -251,8 +192,12 @@ def parse_settings(model: type[M], doc: Any, source: str, environ: Mapping[str, 
                 f"{source}: latest_merger.strategy: unknown {strategy!r}; "
                 f"valid: {', '.join(STRATEGIES)}"
             )
-        inline = settings.latest_merger.inline
-        if strategy == "inline" and inline.sink == "file" and not inline.path:
+        options = settings.latest_merger
+        if (
+            isinstance(options, Inline)
+            and options.inline.sink == "file"
+            and not options.inline.path
+        ):
             raise ConfigError(
                 f"{source}: latest_merger.inline.path: required when inline.sink is 'file'"
             )

@@ -27,3 +27,12 @@ class SourceError(BethosError):
 class TruncatedError(SourceError):
     """InfluxDB returned a cut result (a result or series still `partial` at the end): the
     window is split and each part read again."""
+
+
+class ProgressFileError(BethosError):
+    """The ETL's progress file (`checkpoint_path`) exists but cannot be used; the message names
+    it."""
+
+
+class StoreError(BethosError):
+    """A latest-store operation failed; the message names the store and never holds a password."""

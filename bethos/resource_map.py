@@ -41,7 +41,6 @@ from typing import Any
 
 import yaml
 
-from bethos.config import EtlSettings
 from bethos.exceptions import ConfigError
 from bethos.record import MAX_NAME_LENGTH
 
@@ -196,15 +195,3 @@ def load_resource_map(path: str | Path) -> ResourceMap:
     except UnicodeDecodeError as exc:
         raise ConfigError(f"resource map {path}: not UTF-8: {exc.reason}") from None
     return parse_resource_map(_parse(path, text), str(path))
-
-
-def resource_map_for(settings: EtlSettings) -> ResourceMap | None:
-    """The map an ETL job needs: loaded for the narrow layout, None for the wide one.
-
-    A relative `resource_map_path` is relative to the working directory.
-    """
-    if settings.influxdb.layout != "narrow":
-        return None
-    if not settings.resource_map_path:
-        raise ConfigError("resource_map_path: required when influxdb.layout is 'narrow'")
-    return load_resource_map(settings.resource_map_path)

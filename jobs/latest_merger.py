@@ -1,7 +1,7 @@
 """The latest merger job: `flink run -py jobs/latest_merger.py [--config FILE]`."""
 
 from bethos.config import MergerSettings
-from bethos.flink.common import run_job
+from bethos.flink.environment import run_job
 from bethos.flink.merger import build
 
 if __name__ == "__main__":

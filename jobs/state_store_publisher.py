@@ -5,8 +5,8 @@ what changed to the `latest` topic.
 """
 
 from bethos.config import MergerSettings
-from bethos.flink.common import run_job
-from bethos.flink.publisher import build
+from bethos.flink.environment import run_job
+from bethos.flink.state_store import build
 
 if __name__ == "__main__":
     run_job(

@@ -19,12 +19,16 @@ from pyflink.common import Row, Types
 from pyflink.datastream import KeyedProcessFunction, ProcessFunction, RuntimeContext
 from pyflink.datastream.state import ListStateDescriptor, ValueStateDescriptor
 
-from bethos.config import InlineSettings, StateStoreSettings
-from bethos.flink.common import KEYLESS, ensure_logging
+from bethos.exceptions import StoreError
+from bethos.flink.environment import ensure_logging
+from bethos.flink.rows import KEYLESS
 from bethos.logevents import log_event
-from bethos.poller import backoff_delay
-from bethos.strategies import encode_batch, tombstone_json
-from connectors.redis.store import LatestStore, MemoryStore, StoreEntry, StoreError, open_store
+from bethos.retry import backoff_delay
+from bethos.strategies.flushing import encode_batch, tombstone_json
+from bethos.strategies.inline import InlineSettings
+from bethos.strategies.state_store import StateStoreSettings
+from connectors.store import LatestStore, MemoryStore, open_store
+from connectors.store.base import StoreEntry
 
 log = logging.getLogger("bethos.latest_merger")
 COMPONENT = "latest_merger"

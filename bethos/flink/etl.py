@@ -19,31 +19,29 @@ from pyflink.common import Row, Types
 from pyflink.datastream import KeyedProcessFunction, OutputTag, RuntimeContext
 from pyflink.datastream.state import ValueStateDescriptor
 
-from bethos import progress_file
-from bethos.background_reads import BackgroundReads, FinishedRead
 from bethos.config import EtlSettings
 from bethos.deadletter import dead_letter
-from bethos.flink.common import (
+from bethos.flink.environment import create_environments, ensure_logging, freeze_loaded_objects
+from bethos.flink.rows import (
     KEYLESS,
     ROW_DEAD_LETTER,
     ROW_KEY_VALUE,
     add_dead_letter_sink,
     add_sink,
-    create_environments,
-    ensure_logging,
-    freeze_loaded_objects,
 )
 from bethos.logevents import log_event
-from bethos.poll_driver import PodState, PollDriver
-from bethos.poller import (
+from bethos.readings import Window
+from bethos.record import encode_aggregated
+from bethos.source import progress_file
+from bethos.source.driver import PodState, PollDriver
+from bethos.source.layout import resource_map_for
+from bethos.source.poller import (
     PollPlan,
     PollResult,
     ReadOutcome,
-    Window,
     read_window,
 )
-from bethos.record import encode_aggregated
-from bethos.resource_map import resource_map_for
+from bethos.source.reads import BackgroundReads, FinishedRead
 from connectors.influxdb.client import InfluxClient
 from connectors.kafka.tables import append_sink_ddl, upsert_sink_ddl
 

@@ -11,10 +11,12 @@ from pyflink.datastream import DataStream, KeyedProcessFunction, OutputTag, Runt
 from pyflink.datastream.state import ValueStateDescriptor
 from pyflink.table.expressions import col
 
-from bethos.config import MergerOptions, MergerSettings
+from bethos.config import MergerSettings
 from bethos.exceptions import RecordError
-from bethos.flink import windowed
-from bethos.flink.common import (
+from bethos.flink import window_stream as windowed
+from bethos.flink.delivery import BatchFunction, LineWriter, StoreWriter
+from bethos.flink.environment import create_environments, ensure_logging
+from bethos.flink.rows import (
     KEYLESS,
     ORIGIN_AGGREGATED,
     ORIGIN_LATEST,
@@ -25,15 +27,13 @@ from bethos.flink.common import (
     Intake,
     add_dead_letter_sink,
     add_sink,
-    create_environments,
-    ensure_logging,
     keyed_by_first_column,
 )
-from bethos.flink.delivery import BatchFunction, LineWriter, StoreWriter
 from bethos.logevents import log_event
 from bethos.merge import Entry, VinState
 from bethos.record import decode_aggregated
-from bethos.strategies import (
+from bethos.strategies.base import MergerOptions
+from bethos.strategies.flushing import (
     FlushSummary,
     FlushTracker,
     delivery_bucket,
@@ -41,6 +41,9 @@ from bethos.strategies import (
     flush_due,
     stagger_offset,
 )
+from bethos.strategies.inline import Inline
+from bethos.strategies.state_store import StateStore
+from bethos.strategies.window_stream import WindowStream
 from connectors.kafka.tables import append_sink_ddl, source_table_ddl, upsert_sink_ddl
 
 log = logging.getLogger("bethos.latest_merger")
@@ -247,7 +250,7 @@ def build(settings: MergerSettings):  # type: ignore[no-untyped-def]
     t_env.execute_sql(append_sink_ddl("dead_letters_out", settings.topics.dlq, settings.kafka))
     statements = t_env.create_statement_set()
 
-    if strategy == "window_stream":
+    if isinstance(options, WindowStream):
         records = t_env.to_append_stream(query.select(col("element").flatten), ROW_INPUT)
         merged, dead_letters = windowed.build(records, options)
     else:
@@ -266,20 +269,22 @@ def build(settings: MergerSettings):  # type: ignore[no-untyped-def]
     if strategy in ("log_compacted", "window_stream"):
         t_env.execute_sql(upsert_sink_ddl("latest_out", settings.topics.latest, settings.kafka))
         add_sink(t_env, statements, merged, "latest_out", changelog=True)
-    elif strategy == "state_store":
+    elif isinstance(options, StateStore):
         (
             merged.key_by(lambda row: delivery_bucket(row[0]), key_type=Types.INT())
             .process(StoreWriter(options.state_store), output_type=ROW_KEY_VALUE)
             .uid(STORE_WRITER_UID)
             .name(f"write to the {options.state_store.backend} store")
         )
-    else:
-        _inline_sink(t_env, statements, merged, settings)
+    elif isinstance(options, Inline):
+        _inline_sink(t_env, statements, merged, settings, options)
     return env, statements
 
 
-def _inline_sink(t_env: Any, statements: Any, merged: DataStream, settings: MergerSettings) -> None:
-    inline = settings.latest_merger.inline
+def _inline_sink(
+    t_env: Any, statements: Any, merged: DataStream, settings: MergerSettings, options: Inline
+) -> None:
+    inline = options.inline
     messages = merged
     if inline.batch_size > 1:
         messages = (

@@ -10,9 +10,10 @@ import pytest
 import yaml
 
 from bethos import paths
-from bethos.cli import jobs
 from bethos.config import EtlSettings, MergerSettings, load_settings
-from bethos.stack import (
+from connectors.kafka.admin import create_topics
+from devstack.cli import jobs
+from devstack.stack import (
     FLINK_REST_PORT,
     INFLUXDB_PORT,
     KAFKA_PORT_BASE,
@@ -20,7 +21,6 @@ from bethos.stack import (
     Stack,
     port_open,
 )
-from connectors.kafka.admin import create_topics
 
 
 @pytest.fixture(scope="session")

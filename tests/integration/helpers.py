@@ -5,16 +5,16 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from bethos.cli import data
 from bethos.config import EtlSettings
 from bethos.exceptions import RecordError
 from bethos.logevents import parse_event
 from bethos.merge import VinState
 from bethos.record import Signal, decode_aggregated
-from bethos.stack import Stack
-from bethos.verify import Difference, compare
 from connectors.influxdb.writer import InfluxWriter, Point
 from connectors.kafka.reader import read_topic
+from devstack.cli import data
+from devstack.stack import Stack
+from devstack.verify import Difference, compare
 
 
 def write_points(settings: EtlSettings, points: list[Point]) -> None:

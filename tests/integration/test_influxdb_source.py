@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bethos.cli import jobs
 from bethos.config import EtlSettings, InfluxSettings, load_settings
 from bethos.exceptions import SourceError
-from bethos.poller import Window
-from bethos.stack import Stack, wait_until, write_influxdb_config
+from bethos.readings import Window
 from connectors.influxdb.client import InfluxClient
 from connectors.influxdb.writer import InfluxWriter, Point
+from devstack.cli import jobs
+from devstack.stack import Stack, wait_until, write_influxdb_config
 from tests.integration.helpers import (
     aggregated_equals_truth,
     point,

@@ -12,13 +12,13 @@ import pytest
 import yaml
 from confluent_kafka import Producer
 
-from bethos.cli import data, jobs
 from bethos.config import EtlSettings
 from bethos.merge import VinState
 from bethos.record import AggregatedRecord, Signal, decode_aggregated, encode_aggregated
-from bethos.stack import Stack
-from bethos.verify import compare
 from connectors.kafka.reader import read_topic
+from devstack.cli import data, jobs
+from devstack.stack import Stack
+from devstack.verify import compare
 from tests.data.bad_records import BAD_RECORDS, GOOD_RECORDS
 from tests.integration.helpers import wait_for
 

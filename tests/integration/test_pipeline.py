@@ -10,11 +10,11 @@ import orjson
 import pytest
 from confluent_kafka import Producer
 
-from bethos.cli import data
-from bethos.cli.main import main as bethos_main
 from bethos.config import EtlSettings
-from bethos.verify import Difference
 from connectors.kafka.reader import read_topic
+from devstack.cli import data
+from devstack.cli.main import main as bethos_main
+from devstack.verify import Difference
 from tests.integration.helpers import wait_for
 
 pytestmark = pytest.mark.integration

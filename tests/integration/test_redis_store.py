@@ -13,17 +13,12 @@ import pytest
 import redis
 from hypothesis import HealthCheck, given, settings
 
-from bethos.stack import REDIS_PORT
-from connectors.redis.store import (
-    MAX_ENTRIES_PER_CALL,
-    Change,
-    LatestStore,
-    MemoryStore,
-    RedisStore,
-    StoreEntry,
-    StoreError,
-)
-from tests.unit.test_latest_store import (
+from bethos.exceptions import StoreError
+from connectors.store import LatestStore, MemoryStore, RedisStore
+from connectors.store.base import Change, StoreEntry
+from connectors.store.redis import MAX_ENTRIES_PER_CALL
+from devstack.stack import REDIS_PORT
+from tests.unit.connectors.store.test_latest_store import (
     SEMANTIC_CHECKS,
     check_interleaved_reader_misses_nothing,
     operations,

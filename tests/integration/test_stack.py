@@ -8,8 +8,8 @@ import pytest
 from confluent_kafka.admin import AdminClient, ConfigResource
 
 from bethos.config import MergerSettings, load_settings
-from bethos.stack import Stack
 from connectors.kafka.admin import create_topics
+from devstack.stack import Stack
 
 pytestmark = pytest.mark.integration
 

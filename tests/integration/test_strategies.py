@@ -13,7 +13,6 @@ import pytest
 import yaml
 from confluent_kafka import Producer
 
-from bethos.cli import data, jobs
 from bethos.config import EtlSettings, MergerSettings, load_settings
 from bethos.record import (
     AggregatedRecord,
@@ -22,10 +21,11 @@ from bethos.record import (
     encode_aggregated,
     encode_latest,
 )
-from bethos.stack import REDIS_PORT, Stack
 from connectors.kafka.admin import create_topics
 from connectors.kafka.reader import read_topic
-from connectors.redis.store import RedisStore
+from connectors.store.redis import RedisStore
+from devstack.cli import data, jobs
+from devstack.stack import REDIS_PORT, Stack
 from tests.integration.helpers import events, wait_for, wait_until
 from tests.integration.test_merger import expected_latest, latest_equals, produce, records_for
 

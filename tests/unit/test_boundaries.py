@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import base64
 from pathlib import Path
 
@@ -17,16 +18,59 @@ from connectors.kafka.tables import source_table_ddl, upsert_sink_ddl
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_domain_and_connectors_import_no_flink() -> None:
-    offenders = []
-    for folder in ("bethos", "connectors"):
-        for path in (ROOT / folder).rglob("*.py"):
-            if "flink" in path.relative_to(ROOT).parts:
-                continue
-            text = path.read_text()
-            if "import pyflink" in text or "from pyflink" in text:
-                offenders.append(str(path.relative_to(ROOT)))
-    assert offenders == []
+def imports_of(path: Path) -> set[str]:
+    """The modules a file imports, absolute names (relative imports are not used here)."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return names
+
+
+def offenders(folder: str, forbidden: tuple[str, ...], skip: str | None = None) -> list[str]:
+    found = []
+    for path in sorted((ROOT / folder).rglob("*.py")):
+        relative = path.relative_to(ROOT)
+        if skip is not None and skip in relative.parts:
+            continue
+        bad = sorted(
+            name
+            for name in imports_of(path)
+            if any(name == f or name.startswith(f + ".") for f in forbidden)
+        )
+        if bad:
+            found.append(f"{relative}: {', '.join(bad)}")
+    return found
+
+
+# The product core's ground floor: what connectors may import of it.
+GROUND_FLOOR = (
+    "bethos.config",
+    "bethos.exceptions",
+    "bethos.readings",
+    "bethos.record",
+    "bethos.resource_map",
+    "bethos.retry",
+    "bethos.sections",
+)
+
+
+def test_arrows_run_one_way() -> None:
+    # The core imports no Flink, no connector and no tooling; only bethos/flink imports Flink.
+    assert offenders("bethos", ("pyflink", "connectors", "devstack"), skip="flink") == []
+    assert offenders("bethos/flink", ("devstack",)) == []
+    # Connectors import only the core's ground floor: never the source, the strategies, Flink.
+    core = ("bethos.source", "bethos.strategies", "bethos.flink", "bethos.merge")
+    assert offenders("connectors", (*core, "devstack", "pyflink")) == []
+    for path in (ROOT / "connectors").rglob("*.py"):
+        for name in imports_of(path):
+            if name.startswith("bethos.") and not name.startswith(GROUND_FLOOR):
+                raise AssertionError(f"{path.relative_to(ROOT)} imports {name}")
+    # Entry points are thin: settings and the Flink wiring only.
+    assert offenders("jobs", ("devstack", "connectors", "bethos.source", "bethos.strategies")) == []
 
 
 def test_event_lines() -> None:

@@ -1,0 +1,167 @@
+"""Flink wiring of the `window_stream` strategy: decode -> event-time watermarks -> per-VIN
+tumbling windows with allowed lateness (the logic is `bethos.strategies.window_stream`)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from pyflink.common import Duration, Row, Types, WatermarkStrategy
+from pyflink.common.watermark_strategy import TimestampAssigner
+from pyflink.datastream import (
+    DataStream,
+    KeyedProcessFunction,
+    OutputTag,
+    ProcessFunction,
+    RuntimeContext,
+)
+from pyflink.datastream.state import ValueStateDescriptor
+
+from bethos.deadletter import dead_letter
+from bethos.exceptions import RecordError
+from bethos.flink.environment import ensure_logging
+from bethos.flink.rows import INPUT_FIELDS, ORIGIN_LATEST, ROW_DEAD_LETTER, ROW_KEY_VALUE, Intake
+from bethos.logevents import log_event
+from bethos.record import decode_aggregated
+from bethos.strategies.window_stream import Verdict, WindowState, close_time, event_time
+from bethos.strategies.window_stream import WindowStream as MergerOptions
+
+log = logging.getLogger("bethos.latest_merger")
+COMPONENT = "latest_merger"
+DECODE_UID = "latest-merger-window-decode"
+WINDOW_UID = "latest-merger-window-merge"
+DEAD_LETTERS = OutputTag("window-dead-letters", ROW_DEAD_LETTER)
+
+# The merger's input row plus the record's event time.
+ROW_DECODED = Types.ROW([*INPUT_FIELDS, Types.LONG()])
+
+
+class DecodeFunction(ProcessFunction):  # type: ignore[misc]
+    """Checks each record and finds its event time; bad ones become dead letters."""
+
+    def open(self, runtime_context: RuntimeContext) -> None:
+        ensure_logging()
+        metrics = runtime_context.get_metrics_group()
+        self.records_in = metrics.counter("records_in")
+        self.intake = Intake(metrics, log, COMPONENT)
+
+    def process_element(self, value: Row, ctx: ProcessFunction.Context):  # type: ignore[no-untyped-def]
+        key, raw, topic, partition, offset, origin = value[:6]
+        if origin == ORIGIN_LATEST:
+            if raw is None:
+                return
+            try:
+                record = decode_aggregated(raw)
+            except RecordError:
+                return
+            # Loaded state, not an event: it must not move the watermark.
+            yield Row(record.vin, raw, topic, partition, offset, origin, 0)
+            return
+        self.records_in.inc()
+        record = self.intake.read(key, raw, topic, partition, offset, int(time.time() * 1000))
+        if isinstance(record, Row):
+            yield DEAD_LETTERS, record
+            return
+        yield Row(record.vin, raw, topic, partition, offset, origin, event_time(record))
+
+
+class EventTimeAssigner(TimestampAssigner):  # type: ignore[misc]
+    def extract_timestamp(self, value: Any, record_timestamp: int) -> int:
+        return int(value[6])
+
+
+class WindowMergeFunction(KeyedProcessFunction):  # type: ignore[misc]
+    def __init__(self, options: MergerOptions) -> None:
+        self.size = options.window.size
+        self.allowed_lateness = options.window.allowed_lateness
+
+    def open(self, runtime_context: RuntimeContext) -> None:
+        ensure_logging()
+        self.state = runtime_context.get_state(
+            ValueStateDescriptor("window_state", Types.PICKLED_BYTE_ARRAY())
+        )
+        metrics = runtime_context.get_metrics_group()
+        self.merged = metrics.counter("merged")
+        self.late = metrics.counter("late")
+        self.late_emitted = metrics.counter("late_emitted")
+        self.emitted = metrics.counter("emitted")
+        self.dead_lettered = metrics.counter("dead_lettered")
+
+    def process_element(self, value: Row, ctx: KeyedProcessFunction.Context):  # type: ignore[no-untyped-def]
+        vin, raw, topic, partition, offset, origin = value[:6]
+        record = decode_aggregated(raw)
+        state = WindowState.from_tuple(self.state.value())
+        if origin == ORIGIN_LATEST:
+            state.closed.merge_record(record)
+            self.state.update(state.to_tuple())
+            return
+        watermark = ctx.timer_service().current_watermark()
+        outcome = state.add(record, watermark, self.size, self.allowed_lateness)
+        if outcome.verdict is Verdict.TOO_LATE:
+            self.late.inc()
+            self.dead_lettered.inc()
+            log_event(
+                log,
+                COMPONENT,
+                "late",
+                vin=vin,
+                window_end=outcome.end,
+                watermark=watermark,
+                topic=topic,
+                partition=partition,
+                offset=offset,
+            )
+            now = int(time.time() * 1000)
+            detail = (
+                f"window ending {outcome.end} closed; watermark {watermark} is past its "
+                f"allowed lateness of {self.allowed_lateness} ms"
+            )
+            origin_info = {"topic": topic, "partition": partition, "offset": offset}
+            yield DEAD_LETTERS, Row(vin, dead_letter(raw, "late", detail, origin_info, now))
+            return
+        self.merged.inc()
+        self.state.update(state.to_tuple())
+        if outcome.verdict is Verdict.PENDING:
+            if outcome.new_window:
+                ctx.timer_service().register_event_time_timer(close_time(outcome.end))
+        elif outcome.changed:
+            self.late_emitted.inc()
+            yield self._emission(vin, state)
+
+    def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext):  # type: ignore[no-untyped-def]
+        state = WindowState.from_tuple(self.state.value())
+        vin = ctx.get_current_key()
+        for end in state.due(timestamp):
+            emission = state.close(end)
+            if emission is not None:
+                yield self._emission(vin, WindowState(emission))
+        self.state.update(state.to_tuple())
+
+    def _emission(self, vin: str, state: WindowState) -> Row:
+        value = state.closed.encode_latest(vin, produced_at=int(time.time() * 1000))
+        self.emitted.inc()
+        return Row(vin, value.decode())
+
+
+def build(records: DataStream, options: MergerOptions) -> tuple[DataStream, DataStream]:
+    """The windowed merge; returns the emissions and the dead letters."""
+    window = options.window
+    decoded = (
+        records.process(DecodeFunction(), output_type=ROW_DECODED).uid(DECODE_UID).name("decode")
+    )
+    # with_idleness() returns a strategy without the Python timestamp assigner: call it first.
+    watermarks = (
+        WatermarkStrategy.for_bounded_out_of_orderness(Duration.of_millis(window.out_of_orderness))
+        .with_idleness(Duration.of_millis(window.idleness))
+        .with_timestamp_assigner(EventTimeAssigner())
+    )
+    merged = (
+        decoded.assign_timestamps_and_watermarks(watermarks)
+        .key_by(lambda row: row[0], key_type=Types.STRING())
+        .process(WindowMergeFunction(options), output_type=ROW_KEY_VALUE)
+        .uid(WINDOW_UID)
+        .name(f"tumbling windows of {window.size} ms per VIN")
+    )
+    dead_letters = decoded.get_side_output(DEAD_LETTERS).union(merged.get_side_output(DEAD_LETTERS))
+    return merged, dead_letters

@@ -1,0 +1,138 @@
+"""`window_stream`: event-time tumbling windows with allowed lateness (SPEC section 4); its
+settings and per-VIN logic, free of Flink.
+
+Each emission is the VIN's complete record as of its window's end, earlier windows included:
+the latest topic is compacted, so consumers keep only the newest message per VIN, and a record
+holding just one window's signals would hide the others. Records of still-open windows wait in
+`pending`, so an emission never shows a signal from after its window's end.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Literal, NamedTuple
+
+from pydantic import Field
+
+from bethos.merge import Candidate, VinState
+from bethos.record import INT64_MAX, AggregatedRecord
+from bethos.sections import DurationMs, Section
+from bethos.strategies.base import MergerOptions
+
+
+class WindowSettings(Section):
+    size: DurationMs = 120_000
+    out_of_orderness: DurationMs = 10_000
+    allowed_lateness: DurationMs = 0
+    # A Kafka partition without records for this long stops holding the watermark back.
+    idleness: DurationMs = 30_000
+
+
+class WindowStream(MergerOptions):
+    strategy: Literal["window_stream"] = "window_stream"
+    window: WindowSettings = Field(default_factory=WindowSettings)
+
+
+SavedVinState = tuple[dict[str, Candidate], str, int]
+SavedWindowState = tuple[SavedVinState, dict[int, SavedVinState]]
+
+
+def event_time(record: AggregatedRecord) -> int:
+    """The newest signal `ts`; a record without signals falls back to its `received_at`."""
+    return max((signal.ts for signal in record.signals.values()), default=record.received_at)
+
+
+def window_end(ts: int, size_ms: int) -> int:
+    """The exclusive end of the tumbling window that holds `ts`."""
+    return (ts // size_ms) * size_ms + size_ms
+
+
+def close_time(end: int) -> int:
+    """The watermark at which the window ending at `end` closes: its last millisecond.
+
+    Capped at the largest long so that a Flink timer can hold it; the final watermark of a
+    bounded input is that value, so such a window still closes.
+    """
+    return min(end - 1, INT64_MAX)
+
+
+class Verdict(Enum):
+    PENDING = "pending"
+    """Stored in `pending[end]`; the window's timer emits it."""
+    LATE_EMIT = "late_emit"
+    """Its window had closed but it is within the allowed lateness: merged into `closed`."""
+    TOO_LATE = "too_late"
+    """Rejected (dead letter reason `late`); the state is untouched."""
+
+
+class Outcome(NamedTuple):
+    verdict: Verdict
+    end: int
+    """The exclusive end of the record's window."""
+    new_window: bool = False
+    """PENDING only: first record of this window, so register an event-time timer at
+    `close_time(end)`."""
+    changed: bool = False
+    """LATE_EMIT only: a signal of `closed` changed; when False, re-emitting would repeat the
+    previous emission's signals."""
+
+
+def _copy(state: VinState) -> VinState:
+    return VinState(dict(state.signals), state.pod, state.received_at)
+
+
+@dataclass(slots=True)
+class WindowState:
+    """What the `window_stream` merger keeps per VIN."""
+
+    closed: VinState = field(default_factory=VinState)
+    """The merge of every record whose window has closed, allowed late ones included."""
+    pending: dict[int, VinState] = field(default_factory=dict)
+    """Window end -> the merge of the records of that still-open window."""
+
+    def add(
+        self, record: AggregatedRecord, watermark: int, size_ms: int, allowed_lateness_ms: int
+    ) -> Outcome:
+        """Place one record given the current watermark (Long.MIN_VALUE before the first)."""
+        end = window_end(event_time(record), size_ms)
+        closes_at = close_time(end)
+        # A window keeps taking records until its timer has closed it, even if the watermark
+        # seen here is already past its close time.
+        if watermark < closes_at or end in self.pending:
+            window = self.pending.get(end)
+            new_window = window is None
+            if window is None:
+                window = self.pending[end] = VinState()
+            window.merge_record(record)
+            return Outcome(Verdict.PENDING, end, new_window=new_window)
+        if watermark < closes_at + allowed_lateness_ms:
+            return Outcome(Verdict.LATE_EMIT, end, changed=self.closed.merge_record(record))
+        return Outcome(Verdict.TOO_LATE, end)
+
+    def due(self, watermark: int) -> list[int]:
+        """The ends, oldest first, of the pending windows that `watermark` closes."""
+        return sorted(end for end in self.pending if close_time(end) <= watermark)
+
+    def close(self, end: int) -> VinState | None:
+        """Close the window ending at `end`; return the emission, or None if it held nothing."""
+        window = self.pending.pop(end, None)
+        if window is None:
+            return None
+        self.closed.merge_state(window)
+        return _copy(self.closed)
+
+    def to_tuple(self) -> SavedWindowState:
+        """The form kept in Flink state (pickled)."""
+        pending = {end: window.to_tuple() for end, window in self.pending.items()}
+        return (self.closed.to_tuple(), pending)
+
+    @classmethod
+    def from_tuple(cls, saved: SavedWindowState | None) -> WindowState:
+        if saved is None:
+            return cls()
+        closed, pending = saved
+        return cls(
+            VinState.from_tuple(closed),
+            {end: VinState.from_tuple(window) for end, window in pending.items()},
+        )

@@ -1,0 +1,258 @@
+"""The `bethos` command: the local stack, topics, test data, jobs, verify and the demo."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+from bethos import paths
+from bethos.config import EtlSettings, MergerSettings, load_settings
+from bethos.durations import parse_duration_ms
+from bethos.exceptions import BethosError
+from connectors.kafka.admin import create_topics
+from devstack.cli import data, jobs
+from devstack.stack import FLINK_REST_PORT, Stack
+from devstack.verify import Difference
+
+
+def _etl_settings(args: argparse.Namespace) -> EtlSettings:
+    return load_settings(EtlSettings, args.config or jobs.DEFAULT_CONFIGS["etl"])
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    Stack(brokers=args.brokers).up()
+    print(f"stack is up; Flink dashboard: http://localhost:{FLINK_REST_PORT}")
+    return 0
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    Stack().down(purge=args.purge)
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    stack = Stack()
+    statuses = stack.status()
+    for status in statuses:
+        print(f"{status.name:10} {'up' if status.running else 'down':5} {status.detail}")
+    for job in stack.jobs():
+        print(f"job        {job.get('state', '?'):9} {job.get('jid')}  {job.get('name')}")
+    return 0 if all(s.running for s in statuses) else 1
+
+
+def cmd_topics(args: argparse.Namespace) -> int:
+    settings = load_settings(MergerSettings, args.config or jobs.DEFAULT_CONFIGS["latest_merger"])
+    for name, outcome in create_topics(settings.kafka, settings.topics).items():
+        print(f"{name}: {outcome}")
+    return 0
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    settings = _etl_settings(args)
+    count = data.generate(
+        settings, args.vins, args.rounds, parse_duration_ms(args.interval), args.seed
+    )
+    print(
+        f"wrote {count} points ({args.vins} VINs x {args.rounds} rounds) to "
+        f"{settings.influxdb.url} database {settings.influxdb.database}"
+    )
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    settings = _etl_settings(args)
+    vins, signals, differences = data.verify(settings)
+    if differences:
+        print(data.format_differences(differences))
+        print(f"verify: FAILED, {len(differences)} difference(s) over {vins} VINs")
+        return 1
+    print(f"verify: OK, {vins} VINs and {signals} signals equal the newest values in InfluxDB")
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    print(data.format_latest(data.latest_records(_etl_settings(args))))
+    return 0
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    job_id = jobs.submit(Stack(), args.job, args.config, args.savepoint, args.parallelism)
+    print(job_id)
+    return 0
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    savepoint = jobs.stop(Stack(), args.job_id, args.savepoint_dir)
+    print(savepoint or f"cancelled {args.job_id}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    stack = Stack(brokers=args.brokers)
+    step = 0
+
+    def say(text: str) -> None:
+        nonlocal step
+        step += 1
+        print(f"\n[{step}/7] {text}", flush=True)
+
+    say("bringing the local stack up (Kafka, InfluxDB, Redis, Flink)")
+    stack.up(progress=lambda line: print("   " + line, flush=True))
+    say("creating topics")
+    merger_settings = load_settings(MergerSettings, jobs.DEFAULT_CONFIGS["latest_merger"])
+    for name, outcome in create_topics(merger_settings.kafka, merger_settings.topics).items():
+        print(f"   {name}: {outcome}")
+    say("generating the varied test set in InfluxDB (10 VINs x 6 rounds)")
+    settings = load_settings(EtlSettings, jobs.DEFAULT_CONFIGS["etl"])
+    count = data.generate(settings, vins=10, rounds=6, round_interval_ms=10_000)
+    print(f"   wrote {count} points")
+    say("starting the ETL and latest merger jobs on the Flink cluster")
+    for name, job_id in jobs.running_jobs(stack):
+        if name.startswith("bethos"):
+            print(f"   cancelling the previous {name} ({job_id})")
+            jobs.stop(stack, job_id)
+    demo_env = {"BETHOS_FLUSH_INTERVAL": args.flush_interval}
+    for job in ("etl", "latest_merger"):
+        print(f"   submitting {job} ...", flush=True)
+        job_id = jobs.submit(stack, job, extra_env=demo_env)
+        print(f"   {job}: {job_id}")
+    say(
+        f"waiting for a flush (flush interval {args.flush_interval}) until the latest topic "
+        "matches InfluxDB"
+    )
+    deadline = time.monotonic() + args.timeout
+    differences: list[Difference] = []
+    vins = signals = 0
+    while time.monotonic() < deadline:
+        try:
+            vins, signals, differences = data.verify(settings)
+        except BethosError as exc:
+            differences = [Difference("*", "*", "readable topic", str(exc))]
+        if not differences:
+            break
+        print(
+            f"   {len(differences)} difference(s) left, {int(deadline - time.monotonic())}s to go",
+            flush=True,
+        )
+        time.sleep(5)
+    say("verify")
+    if differences:
+        print(data.format_differences(differences))
+        print(f"verify: FAILED, {len(differences)} difference(s)")
+        return 1
+    print(f"   verify: OK, {vins} VINs and {signals} signals equal the newest values in InfluxDB")
+    say("the latest record of every VIN")
+    print(data.format_latest(data.latest_records(settings)))
+    print(
+        "\nFlink dashboard: http://localhost:8081  (both jobs keep running; "
+        "`bethos status`, `bethos down` to stop)"
+    )
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    if args.which == "etl":
+        from devstack.bench.etl import bench
+
+        result = bench(args.vins, args.pods, args.signals, args.runs, args.parallelism)
+    elif args.which == "merger":
+        from devstack.bench.merger import bench as bench_merger
+
+        result = bench_merger(args.vins, args.signals, args.rounds, args.runs)
+    else:
+        raise BethosError(f"unknown benchmark {args.which!r}")
+    print(json.dumps(result))
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="bethos", description=__doc__)
+    sub = root.add_subparsers(dest="command", required=True)
+
+    up = sub.add_parser("up", help="start the local stack on loopback, installing nothing")
+    up.add_argument(
+        "--brokers",
+        type=int,
+        choices=(1, 2, 3),
+        default=None,
+        help="Kafka brokers (default 3; 1 for small machines and tests)",
+    )
+    up.set_defaults(func=cmd_up)
+    down = sub.add_parser("down", help="stop exactly what `up` started")
+    down.add_argument("--purge", action="store_true", help=f"also delete {paths.state_dir()}")
+    down.set_defaults(func=cmd_down)
+    sub.add_parser("status", help="each service and each job").set_defaults(func=cmd_status)
+
+    topics = sub.add_parser("topics", help="topic administration")
+    topics_sub = topics.add_subparsers(dest="topics_command", required=True)
+    create = topics_sub.add_parser("create", help="create the topics (idempotent)")
+    create.add_argument("--config")
+    create.set_defaults(func=cmd_topics)
+
+    gen = sub.add_parser("generate", help="write varied telemetry into InfluxDB")
+    gen.add_argument("--config")
+    gen.add_argument("--vins", type=int, default=10)
+    gen.add_argument("--rounds", type=int, default=6)
+    gen.add_argument("--interval", default="10s", help="time between rounds")
+    gen.add_argument("--seed", type=int, default=7)
+    gen.set_defaults(func=cmd_generate)
+
+    for name, func, text in (
+        ("verify", cmd_verify, "compare the latest topic with InfluxDB; exit 1 on a difference"),
+        ("show", cmd_show, "print the latest record of every VIN"),
+    ):
+        command = sub.add_parser(name, help=text)
+        command.add_argument("--config", help="the ETL config (InfluxDB, pods, topics)")
+        command.set_defaults(func=func)
+
+    submit = sub.add_parser("submit", help="start a job on the Flink cluster")
+    submit.add_argument("job", choices=sorted(jobs.JOBS))
+    submit.add_argument("--config")
+    submit.add_argument("--savepoint", help="resume from this savepoint")
+    submit.add_argument("--parallelism", type=int)
+    submit.set_defaults(func=cmd_submit)
+    stop = sub.add_parser("stop", help="stop a job, with a savepoint when a directory is given")
+    stop.add_argument("job_id")
+    stop.add_argument("--savepoint-dir")
+    stop.set_defaults(func=cmd_stop)
+
+    bench = sub.add_parser("bench", help="benchmarks; each prints its figures as JSON last")
+    bench.add_argument("which", choices=["etl", "merger"])
+    bench.add_argument("--vins", type=int, default=100_000)
+    bench.add_argument("--pods", type=int, default=10)
+    bench.add_argument("--signals", type=int, default=20)
+    bench.add_argument("--runs", type=int, default=3)
+    bench.add_argument("--rounds", type=int, default=2, help="merger: update rounds per VIN")
+    bench.add_argument("--parallelism", type=int, default=1, help="the job's parallelism")
+    bench.set_defaults(func=cmd_bench)
+
+    demo = sub.add_parser("demo", help="everything end to end on local defaults")
+    demo.add_argument("--brokers", type=int, choices=(1, 2, 3), default=None)
+    demo.add_argument("--flush-interval", default="10s")
+    demo.add_argument("--timeout", type=float, default=300)
+    demo.set_defaults(func=cmd_demo)
+    return root
+
+
+def _default_brokers_from_stack(args: argparse.Namespace) -> None:
+    """Without KAFKA_BROKERS, talk to the brokers of the local stack (1 to 3 of them)."""
+    if os.environ.get("KAFKA_BROKERS") or os.environ.get("KAFKA_BROKER_1"):
+        return
+    os.environ["KAFKA_BROKERS"] = Stack(brokers=getattr(args, "brokers", None)).bootstrap_servers()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    _default_brokers_from_stack(args)
+    try:
+        return int(args.func(args))
+    except BethosError as exc:
+        print(f"bethos: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
