@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from confluent_kafka.admin import (
     AdminClient,
@@ -33,6 +34,23 @@ def topic_specs(topics: TopicSettings) -> list[TopicSpec]:
     ]
 
 
+def durability(replication: int) -> dict[str, str]:
+    """`min.insync.replicas` for a topic of that replication factor.
+
+    The sinks write with `acks=all`, which waits only for the replicas in sync: with the
+    broker's default of 1, a write acknowledged by the leader alone is lost when that leader
+    dies. At replication 3, two replicas must hold every acknowledged write, so one broker may
+    fail without loss, and writes go on while it is down.
+    """
+    return {"min.insync.replicas": "2" if replication >= 3 else "1"}
+
+
+def _replication_of(metadata: Any, topic: str) -> int:
+    """The replication factor of an existing topic (its first partition's replica count)."""
+    partitions = metadata.topics[topic].partitions
+    return min((len(p.replicas) for p in partitions.values()), default=1)
+
+
 def create_topics(
     kafka: KafkaSettings, topics: TopicSettings, timeout: float = 30.0
 ) -> dict[str, str]:
@@ -44,7 +62,12 @@ def create_topics(
     outcome: dict[str, str] = {}
     wanted = topic_specs(topics)
     new = [
-        NewTopic(spec.name, topics.partitions, replication, config=spec.config)
+        NewTopic(
+            spec.name,
+            topics.partitions,
+            replication,
+            config={**spec.config, **durability(replication)},
+        )
         for spec in wanted
         if spec.name not in metadata.topics
     ]
@@ -65,7 +88,10 @@ def create_topics(
                 spec.name,
                 incremental_configs=[
                     ConfigEntry(key, value, incremental_operation=AlterConfigOpType.SET)
-                    for key, value in spec.config.items()
+                    for key, value in {
+                        **spec.config,
+                        **durability(_replication_of(metadata, spec.name)),
+                    }.items()
                 ],
             )
             for spec in existing
