@@ -123,7 +123,7 @@ class PodPollFunction(KeyedProcessFunction):  # type: ignore[misc]
     def _new_client(self) -> InfluxClient:
         return InfluxClient(
             self.settings.influxdb,
-            chunk_size=self.settings.batch_size,
+            rows_per_response_chunk=self.settings.batch_size,
             resource_map=self.resource_map,
         )
 
