@@ -36,7 +36,6 @@ from bethos.source import progress_file
 from bethos.source.driver import PodState, PollDriver
 from bethos.source.layout import resource_map_for
 from bethos.source.poller import (
-    PollPlan,
     PollResult,
     ReadOutcome,
     read_window,
@@ -50,19 +49,6 @@ COMPONENT = "influxdb_source"
 POLLER_UID = "influxdb-pod-poller"
 SETTLE_CHECK_MS = 100
 DEAD_LETTERS = OutputTag("dead-letters", ROW_DEAD_LETTER)
-
-
-def poll_plan(settings: EtlSettings) -> PollPlan:
-    return PollPlan(
-        poll_interval=settings.poll_interval,
-        chunk_duration=settings.chunk_duration,
-        lookback=settings.lookback,
-        ingest_delay=settings.ingest_delay,
-        max_window=settings.max_window,
-        retry_max_attempts=settings.retry_max_attempts,
-        retry_initial_interval=settings.retry_initial_interval,
-        retry_max_interval=settings.retry_max_interval,
-    )
 
 
 class PodMetrics:
@@ -100,14 +86,13 @@ class PodPollFunction(KeyedProcessFunction):  # type: ignore[misc]
     def open(self, runtime_context: RuntimeContext) -> None:
         ensure_logging()
         freeze_loaded_objects()
-        self.plan = poll_plan(self.settings)
         self.resource_map = resource_map_for(self.settings)
         self._new_client()  # a layout the settings cannot build fails here, at the start
         # A requests session is not made for threads: each read thread gets a client of its own.
         self.clients: list[InfluxClient] = []
         self.thread_client = threading.local()
         self.reads = BackgroundReads(self._read, self.settings.influxdb.concurrent_reads)
-        self.driver = PollDriver(self.plan, self.reads, self._initial_progress, random.Random())
+        self.driver = PollDriver(self.settings, self.reads, self._initial_progress, random.Random())
         # (completed_until, failed_attempts, next_poll_at): PodState as a plain tuple
         self.progress = runtime_context.get_state(
             ValueStateDescriptor("pod_progress", Types.PICKLED_BYTE_ARRAY())
@@ -133,7 +118,7 @@ class PodPollFunction(KeyedProcessFunction):  # type: ignore[misc]
         if client is None:
             client = self.thread_client.client = self._new_client()
             self.clients.append(client)
-        return read_window(client.fetch_window, pod, window, self.plan.chunk_duration)
+        return read_window(client.fetch_window, pod, window, self.settings.chunk_duration)
 
     def _initial_progress(self, pod: str, now: int) -> int:
         """A pod without state resumes from the progress file if any, else `backfill` ago."""

@@ -13,8 +13,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
+from bethos.config import EtlSettings
 from bethos.readings import Window
-from bethos.source.poller import PodProgress, PollPlan, PollResult, plan_window, settle
+from bethos.source.planning import plan_window
+from bethos.source.poller import PodProgress, PollResult, settle
 from bethos.source.reads import FinishedRead
 
 
@@ -51,12 +53,12 @@ class Tick:
 class PollDriver:
     def __init__(
         self,
-        plan: PollPlan,
+        settings: EtlSettings,
         reads: Reads,
         initial_progress: Callable[[str, int], int],
         rng: random.Random,
     ) -> None:
-        self._plan = plan
+        self._settings = settings
         self._reads = reads
         self._initial_progress = initial_progress
         self._rng = rng
@@ -67,9 +69,9 @@ class PollDriver:
         result = stale = None
         finished = self._reads.take(pod)
         if finished is not None:
-            if finished.window.start == state.completed_until - self._plan.lookback:
+            if finished.window.start == state.completed_until - self._settings.lookback:
                 result = settle(
-                    pod, now, progress, finished.window, finished.outcome, self._plan, self._rng
+                    pod, now, progress, finished.window, finished.outcome, self._settings, self._rng
                 )
                 progress = result.progress
                 state = PodState(
@@ -78,9 +80,9 @@ class PollDriver:
             else:
                 stale, finished = finished.window, None
         if now >= state.next_poll_at and self._reads.outstanding(pod) is None:
-            window = plan_window(progress.completed_until, now, self._plan)
+            window = plan_window(progress.completed_until, now, self._settings)
             if window is None:
-                state = state._replace(next_poll_at=now + self._plan.poll_interval)
+                state = state._replace(next_poll_at=now + self._settings.poll_interval)
             else:
                 self._reads.submit(pod, window)
         return Tick(state, result, finished, stale)

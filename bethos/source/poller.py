@@ -1,9 +1,10 @@
 """The per-pod polling logic of the ETL job, free of Flink, clocks and sleeps.
 
-A poll plans a window from `now` and the pod's saved progress (`plan_window`), reads it through
-a fetch function (`read_window`), and settles what was read into what to emit, the new progress
-and when to poll next (`settle`; bytewax's SimplePollingSource shape). Progress is the end of
-the pod's last completed window; it advances only when every chunk of a window was read.
+A poll plans a window from `now` and the pod's saved progress (`planning.plan_window`), reads
+it through a fetch function (`read_window`), and settles what was read into what to emit, the
+new progress and when to poll next (`settle`; bytewax's SimplePollingSource shape). Progress is
+the end of the pod's last completed window; it advances only when every chunk of a window was
+read.
 """
 
 from __future__ import annotations
@@ -12,24 +13,14 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from bethos.config import EtlSettings
 from bethos.exceptions import SourceError, TruncatedError
 from bethos.readings import FetchResult, Reject, Window
 from bethos.record import AggregatedRecord
 from bethos.retry import backoff_delay
+from bethos.source.planning import next_poll_after, split_chunks
 
 Fetch = Callable[[str, Window], FetchResult]
-
-
-@dataclass(frozen=True, slots=True)
-class PollPlan:
-    poll_interval: int
-    chunk_duration: int
-    lookback: int
-    ingest_delay: int
-    max_window: int
-    retry_max_attempts: int
-    retry_initial_interval: int
-    retry_max_interval: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,25 +41,6 @@ class PollResult:
     gave_up: bool = False
     # Chunks whose response was cut (`partial`) and were read again in halves.
     truncated: list[Window] = field(default_factory=list)
-
-
-def plan_window(progress: int, now: int, plan: PollPlan) -> Window | None:
-    """The next window: from the progress minus the lookback, up to `now - ingest_delay`.
-
-    A catch-up is bounded by `max_window` so that no single poll issues a huge query.
-    """
-    end_limit = now - plan.ingest_delay
-    if end_limit <= progress:
-        return None
-    return Window(progress - plan.lookback, min(end_limit, progress + plan.max_window))
-
-
-def split_chunks(window: Window, chunk_duration: int) -> list[Window]:
-    """Chunks that tile the window with no gap and no overlap."""
-    if chunk_duration <= 0:
-        raise ValueError("chunk_duration must be positive")
-    starts = range(window.start, window.end, chunk_duration)
-    return [Window(s, min(s + chunk_duration, window.end)) for s in starts]
 
 
 def aggregate(
@@ -121,41 +93,32 @@ def read_window(fetch: Fetch, pod: str, window: Window, chunk_duration: int) -> 
     return ReadOutcome(combined, truncated=truncated)
 
 
-def next_poll_after(completed_until: int, window: Window, now: int, plan: PollPlan) -> int:
-    """When to poll after a window was read, judged by how it was planned, not by how long the
-    read took: a window cut short by `max_window` is a catch-up, so the next one is due at once;
-    any other ended `ingest_delay` before the time it was planned at, and the next poll is one
-    `poll_interval` after that time (at once if the read took longer than that)."""
-    if window.end >= completed_until + plan.max_window:
-        return now
-    planned_at = window.end + plan.ingest_delay
-    return max(now, planned_at + plan.poll_interval)
-
-
 def settle(
     pod: str,
     now: int,
     progress: PodProgress,
     window: Window,
     outcome: ReadOutcome,
-    plan: PollPlan,
+    settings: EtlSettings,
     rng: random.Random,
 ) -> PollResult:
     """The poll's result once its window was read: records and new progress, or the retry."""
     combined = outcome.result
     if combined is None:
         attempts = progress.failed_attempts + 1
-        if attempts >= plan.retry_max_attempts:
+        if attempts >= settings.retry_max_attempts:
             # The window is kept (progress unchanged) and tried again at the next regular poll.
             return PollResult(
                 PodProgress(progress.completed_until, 0),
-                now + plan.poll_interval,
+                now + settings.poll_interval,
                 window,
                 error=outcome.error,
                 gave_up=True,
                 truncated=outcome.truncated,
             )
-        delay = backoff_delay(attempts, plan.retry_initial_interval, plan.retry_max_interval, rng)
+        delay = backoff_delay(
+            attempts, settings.retry_initial_interval, settings.retry_max_interval, rng
+        )
         return PollResult(
             PodProgress(progress.completed_until, attempts),
             now + delay,
@@ -166,7 +129,7 @@ def settle(
     records = aggregate(combined, pod, received_at=now, produced_at=now)
     return PollResult(
         PodProgress(window.end, 0),
-        next_poll_after(progress.completed_until, window, now, plan),
+        next_poll_after(progress.completed_until, window, now, settings),
         window,
         records,
         combined.rejects,

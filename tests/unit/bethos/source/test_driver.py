@@ -7,7 +7,7 @@ from bethos.readings import FetchResult, Window
 from bethos.source.driver import PodState, PollDriver
 from bethos.source.poller import ReadOutcome, read_window
 from bethos.source.reads import FinishedRead
-from tests.unit.bethos.source.test_poller import PLAN
+from tests.unit.bethos.source.test_planning import SETTINGS
 
 BACKFILL = 3_600_000
 
@@ -30,7 +30,7 @@ class InlineReads:
     def submit(self, pod: str, window: Window) -> None:
         assert pod not in self.pending
         self.submitted.append((pod, window))
-        outcome: ReadOutcome = read_window(self._fetch, pod, window, PLAN.chunk_duration)
+        outcome: ReadOutcome = read_window(self._fetch, pod, window, SETTINGS.chunk_duration)
         self.pending[pod] = FinishedRead(window, outcome, 0.0, 0.0, 0.0)
 
     def outstanding(self, pod: str) -> Window | None:
@@ -42,7 +42,7 @@ class InlineReads:
 
 
 def driver(reads: InlineReads) -> PollDriver:
-    return PollDriver(PLAN, reads, lambda pod, now: now - BACKFILL, random.Random(1))
+    return PollDriver(SETTINGS, reads, lambda pod, now: now - BACKFILL, random.Random(1))
 
 
 def test_a_new_pod_saves_its_starting_point_before_the_first_read() -> None:

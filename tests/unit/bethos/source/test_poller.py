@@ -7,68 +7,37 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from bethos.config import EtlSettings
 from bethos.exceptions import SourceError, TruncatedError
 from bethos.readings import FetchResult, Reject, Window
 from bethos.record import SignalValue
 from bethos.retry import backoff_delay
+from bethos.source.planning import plan_window, split_chunks
 from bethos.source.poller import (
     Fetch,
     PodProgress,
-    PollPlan,
     PollResult,
     aggregate,
-    plan_window,
     read_window,
     settle,
-    split_chunks,
 )
+from tests.unit.bethos.source.test_planning import SETTINGS
 
 
 def poll(
-    pod: str, now: int, progress: PodProgress, fetch: Fetch, plan: PollPlan, rng: random.Random
+    pod: str,
+    now: int,
+    progress: PodProgress,
+    fetch: Fetch,
+    settings: EtlSettings,
+    rng: random.Random,
 ) -> PollResult:
     """Plan, read and settle one poll in one go, as the ETL does across two ticks."""
-    window = plan_window(progress.completed_until, now, plan)
+    window = plan_window(progress.completed_until, now, settings)
     if window is None:
-        return PollResult(progress, now + plan.poll_interval)
-    outcome = read_window(fetch, pod, window, plan.chunk_duration)
-    return settle(pod, now, progress, window, outcome, plan, rng)
-
-
-PLAN = PollPlan(
-    poll_interval=10_000,
-    chunk_duration=10_000,
-    lookback=30_000,
-    ingest_delay=2_000,
-    max_window=600_000,
-    retry_max_attempts=3,
-    retry_initial_interval=500,
-    retry_max_interval=10_000,
-)
-
-
-@given(st.integers(-(10**12), 10**12), st.integers(0, 10**7), st.integers(1_000, 10**6))
-def test_chunks_tile_the_window_without_gap_or_overlap(start: int, length: int, chunk: int) -> None:
-    window = Window(start, start + length)
-    chunks = split_chunks(window, chunk)
-    if length == 0:
-        assert chunks == []
-        return
-    assert chunks[0].start == window.start
-    assert chunks[-1].end == window.end
-    for before, after in itertools.pairwise(chunks):
-        assert before.end == after.start
-    assert all(0 < c.end - c.start <= chunk for c in chunks)
-
-
-def test_window_rereads_the_lookback_and_stops_before_the_ingest_delay() -> None:
-    assert plan_window(100_000, 150_000, PLAN) == Window(70_000, 148_000)
-    assert plan_window(100_000, 101_000, PLAN) is None
-
-
-def test_a_catch_up_is_bounded() -> None:
-    window = plan_window(0, 10_000_000, PLAN)
-    assert window == Window(-30_000, 600_000)
+        return PollResult(progress, now + settings.poll_interval)
+    outcome = read_window(fetch, pod, window, settings.chunk_duration)
+    return settle(pod, now, progress, window, outcome, settings, rng)
 
 
 # (vin, signal, value, ts): one value as a source would read it.
@@ -91,7 +60,9 @@ def fetch_from(points: list[Point]) -> Fetch:
 
 def test_poll_reads_every_chunk_and_advances_progress() -> None:
     points: list[Point] = [("V1", "speed", float(t), t) for t in range(70_000, 148_000, 7_000)]
-    result = poll("p", 150_000, PodProgress(100_000), fetch_from(points), PLAN, random.Random(1))
+    result = poll(
+        "p", 150_000, PodProgress(100_000), fetch_from(points), SETTINGS, random.Random(1)
+    )
     assert result.progress == PodProgress(148_000)
     # Every value read counts, also those superseded by a newer one in a later chunk.
     assert result.rows == len(points)
@@ -101,18 +72,18 @@ def test_poll_reads_every_chunk_and_advances_progress() -> None:
 
 def test_a_read_settled_later_advances_to_the_window_it_read() -> None:
     points: list[Point] = [("V1", "speed", float(t), t) for t in range(70_000, 148_000, 7_000)]
-    window = plan_window(100_000, 150_000, PLAN)
+    window = plan_window(100_000, 150_000, SETTINGS)
     assert window is not None
-    outcome = read_window(fetch_from(points), "p", window, PLAN.chunk_duration)
+    outcome = read_window(fetch_from(points), "p", window, SETTINGS.chunk_duration)
     # Settled 5 s after the read: progress is the read window's end, not the later `now`.
-    result = settle("p", 155_000, PodProgress(100_000), window, outcome, PLAN, random.Random(1))
-    same = poll("p", 150_000, PodProgress(100_000), fetch_from(points), PLAN, random.Random(1))
+    result = settle("p", 155_000, PodProgress(100_000), window, outcome, SETTINGS, random.Random(1))
+    same = poll("p", 150_000, PodProgress(100_000), fetch_from(points), SETTINGS, random.Random(1))
     assert result.progress == same.progress == PodProgress(148_000)
     assert [r.signals for r in result.records] == [r.signals for r in same.records]
     assert result.rows == same.rows
     # The next poll is due one interval after the read was planned, not after it settled.
     assert result.next_poll_at == 160_000
-    late = settle("p", 171_000, PodProgress(100_000), window, outcome, PLAN, random.Random(1))
+    late = settle("p", 171_000, PodProgress(100_000), window, outcome, SETTINGS, random.Random(1))
     assert late.next_poll_at == 171_000
 
 
@@ -120,10 +91,16 @@ def test_a_failed_read_names_its_error_and_keeps_the_chunks_it_split() -> None:
     def failing(pod: str, window: Window) -> FetchResult:
         raise SourceError("HTTP 500: boom")
 
-    outcome = read_window(failing, "p", Window(70_000, 148_000), PLAN.chunk_duration)
+    outcome = read_window(failing, "p", Window(70_000, 148_000), SETTINGS.chunk_duration)
     assert outcome.result is None and outcome.error == "HTTP 500: boom"
     result = settle(
-        "p", 150_000, PodProgress(100_000), Window(70_000, 148_000), outcome, PLAN, random.Random(1)
+        "p",
+        150_000,
+        PodProgress(100_000),
+        Window(70_000, 148_000),
+        outcome,
+        SETTINGS,
+        random.Random(1),
     )
     assert result.progress == PodProgress(100_000, 1) and result.records == []
 
@@ -135,8 +112,8 @@ def test_poll_passes_on_the_rejects_of_every_chunk() -> None:
         result.rejects.append(Reject("schema", "bad", str(window.start)))
         return result
 
-    result = poll("p", 150_000, PodProgress(100_000), fetch, PLAN, random.Random(1))
-    chunks = split_chunks(Window(70_000, 148_000), PLAN.chunk_duration)
+    result = poll("p", 150_000, PodProgress(100_000), fetch, SETTINGS, random.Random(1))
+    chunks = split_chunks(Window(70_000, 148_000), SETTINGS.chunk_duration)
     assert [r.row for r in result.rejects] == [str(c.start) for c in chunks]
     assert result.rows == len(chunks)
     assert [r.signals for r in result.records] == [{"s": (chunks[-1].start, chunks[-1].start)}]
@@ -152,12 +129,12 @@ def test_a_failed_chunk_keeps_the_window_and_backs_off() -> None:
         return FetchResult()
 
     rng = random.Random(1)
-    result = poll("p", 150_000, PodProgress(100_000), flaky, PLAN, rng)
+    result = poll("p", 150_000, PodProgress(100_000), flaky, SETTINGS, rng)
     assert result.progress == PodProgress(100_000, 1)
     assert result.records == []
     assert 150_000 < result.next_poll_at <= 150_500
     # After the last attempt the window is still not lost: progress stays, attempts reset.
-    result = poll("p", 160_000, PodProgress(100_000, 2), flaky, PLAN, rng)
+    result = poll("p", 160_000, PodProgress(100_000, 2), flaky, SETTINGS, rng)
     assert result.gave_up and result.progress == PodProgress(100_000, 0)
 
 
@@ -265,15 +242,22 @@ def test_a_cut_response_is_split_and_nothing_is_lost(times: list[int], max_rows:
             150_000,
             PodProgress(100_000),
             row_limited(points, max_rows),
-            PLAN,
+            SETTINGS,
             random.Random(1),
         )
         assert result.error is not None and result.progress == PodProgress(100_000, 1)
         return
     result = poll(
-        "p", 150_000, PodProgress(100_000), row_limited(points, max_rows), PLAN, random.Random(1)
+        "p",
+        150_000,
+        PodProgress(100_000),
+        row_limited(points, max_rows),
+        SETTINGS,
+        random.Random(1),
     )
-    expected = poll("p", 150_000, PodProgress(100_000), fetch_from(points), PLAN, random.Random(1))
+    expected = poll(
+        "p", 150_000, PodProgress(100_000), fetch_from(points), SETTINGS, random.Random(1)
+    )
     assert result.error is None
     assert result.rows == expected.rows == len(points)
     assert {r.vin: r.signals for r in result.records} == {
@@ -283,7 +267,7 @@ def test_a_cut_response_is_split_and_nothing_is_lost(times: list[int], max_rows:
         len(points) <= max_rows
         or all(
             sum(1 for t in times if c.start <= t < c.end) <= max_rows
-            for c in split_chunks(Window(70_000, 148_000), PLAN.chunk_duration)
+            for c in split_chunks(Window(70_000, 148_000), SETTINGS.chunk_duration)
         )
     )
 
