@@ -14,7 +14,7 @@ import pytest
 from bethos.config import InfluxSettings
 from bethos.exceptions import TruncatedError
 from bethos.readings import Window
-from connectors.influxdb.client import InfluxClient
+from connectors.influxdb.client import InfluxClient, ends_partial
 
 SERIES = {"name": "telemetry", "tags": {"vin": "V1"}, "columns": ["time", "speed"]}
 
@@ -76,3 +76,10 @@ def test_rows_per_response_chunk_is_sent_as_influxdbs_chunk_size(server: StandIn
     client.close()
     form = parse_qs(received[-1].decode())
     assert form["chunk_size"] == ["123"] and form["chunked"] == ["true"]
+
+
+def test_a_truncated_stream_is_recognised() -> None:
+    assert ends_partial({"statement_id": 0, "series": [{"name": "m"}], "partial": True})
+    assert ends_partial({"statement_id": 0, "series": [{"name": "m", "partial": True}]})
+    assert not ends_partial({"statement_id": 0, "series": [{"name": "m"}]})
+    assert not ends_partial({"statement_id": 0})
