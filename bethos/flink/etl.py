@@ -2,17 +2,18 @@
 
 A Flink source cannot be written in Python, so a once-a-second `datagen` tick drives a
 KeyedProcessFunction keyed by pod; the pod's progress lives in keyed state, so checkpoints and
-savepoints carry it and pods spread over the parallel subtasks. Windows are read on background
-threads (`BackgroundReads`) and settled by a later tick or timer of the same pod.
+savepoints carry it and pods spread over the parallel subtasks. The function only adapts:
+`PollDriver` (bethos/source/poller.py) plans, reads on its own threads and settles; the
+function saves the progress it returns, emits the records, counts and logs.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
-import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from pyflink.common import Row, Types
@@ -32,16 +33,9 @@ from bethos.flink.rows import (
 from bethos.logevents import log_event
 from bethos.readings import Window
 from bethos.record import encode_aggregated
-from bethos.source import progress_file
-from bethos.source.driver import PodState, PollDriver
 from bethos.source.layout import resource_map_for
-from bethos.source.poller import (
-    PollPlan,
-    PollResult,
-    ReadOutcome,
-    read_window,
-)
-from bethos.source.reads import BackgroundReads, FinishedRead
+from bethos.source.poller import PodProgress, PollDriver, TickResult
+from bethos.source.reads import FinishedRead
 from connectors.influxdb.client import InfluxClient
 from connectors.kafka.tables import append_sink_ddl, upsert_sink_ddl
 
@@ -52,16 +46,14 @@ SETTLE_CHECK_MS = 100
 DEAD_LETTERS = OutputTag("dead-letters", ROW_DEAD_LETTER)
 
 
-def poll_plan(settings: EtlSettings) -> PollPlan:
-    return PollPlan(
-        poll_interval=settings.poll_interval,
-        chunk_duration=settings.chunk_duration,
-        lookback=settings.lookback,
-        ingest_delay=settings.ingest_delay,
-        max_window=settings.max_window,
-        retry_max_attempts=settings.retry_max_attempts,
-        retry_initial_interval=settings.retry_initial_interval,
-        retry_max_interval=settings.retry_max_interval,
+def influx_clients(settings: EtlSettings) -> Callable[[], InfluxClient]:
+    """What opens an InfluxDB client for a read thread: the ETL's settings, with `batch_size`
+    rows per piece of InfluxDB's chunked response."""
+    return functools.partial(
+        InfluxClient,
+        settings.influxdb,
+        rows_per_response_chunk=settings.batch_size,
+        resource_map=resource_map_for(settings),
     )
 
 
@@ -100,15 +92,8 @@ class PodPollFunction(KeyedProcessFunction):  # type: ignore[misc]
     def open(self, runtime_context: RuntimeContext) -> None:
         ensure_logging()
         freeze_loaded_objects()
-        self.plan = poll_plan(self.settings)
-        self.resource_map = resource_map_for(self.settings)
-        self._new_client()  # a layout the settings cannot build fails here, at the start
-        # A requests session is not made for threads: each read thread gets a client of its own.
-        self.clients: list[InfluxClient] = []
-        self.thread_client = threading.local()
-        self.reads = BackgroundReads(self._read, self.settings.influxdb.concurrent_reads)
-        self.driver = PollDriver(self.plan, self.reads, self._initial_progress, random.Random())
-        # (completed_until, failed_attempts, next_poll_at): PodState as a plain tuple
+        self.driver = PollDriver(self.settings, influx_clients(self.settings), random.Random())
+        # PodProgress (completed_until, failed_attempts, next_poll_at) as a plain tuple
         self.progress = runtime_context.get_state(
             ValueStateDescriptor("pod_progress", Types.PICKLED_BYTE_ARRAY())
         )
@@ -116,34 +101,7 @@ class PodPollFunction(KeyedProcessFunction):  # type: ignore[misc]
         self.pod_metrics: dict[str, PodMetrics] = {}
 
     def close(self) -> None:
-        self.reads.close()
-        for client in self.clients:
-            client.close()
-
-    def _new_client(self) -> InfluxClient:
-        return InfluxClient(
-            self.settings.influxdb,
-            chunk_size=self.settings.batch_size,
-            resource_map=self.resource_map,
-        )
-
-    def _read(self, pod: str, window: Window) -> ReadOutcome:
-        """Runs on a read thread."""
-        client = getattr(self.thread_client, "client", None)
-        if client is None:
-            client = self.thread_client.client = self._new_client()
-            self.clients.append(client)
-        return read_window(client.fetch_window, pod, window, self.plan.chunk_duration)
-
-    def _initial_progress(self, pod: str, now: int) -> int:
-        """A pod without state resumes from the progress file if any, else `backfill` ago."""
-        if self.settings.checkpoint_path:
-            saved = progress_file.load(self.settings.checkpoint_path).get(pod)
-            if saved is not None:
-                return saved
-        if self.settings.start_at is not None:
-            return self.settings.start_at
-        return now - self.settings.backfill
+        self.driver.close()
 
     def _metrics(self, pod: str) -> PodMetrics:
         metrics = self.pod_metrics.get(pod)
@@ -153,7 +111,7 @@ class PodPollFunction(KeyedProcessFunction):  # type: ignore[misc]
 
     def process_element(self, tick: object, ctx: KeyedProcessFunction.Context):  # type: ignore[no-untyped-def]
         """Each tick: settle the pod's finished read (emit, advance), then hand over the next
-        read when one is due (`PollDriver`). Reads run on `self.reads`' threads in between."""
+        read when one is due (`PollDriver`). Reads run on the driver's threads in between."""
         yield from self._step(ctx)
 
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext):  # type: ignore[no-untyped-def]
@@ -164,33 +122,34 @@ class PodPollFunction(KeyedProcessFunction):  # type: ignore[misc]
         timers = ctx.timer_service()
         now = timers.current_processing_time()
         stored = self.progress.value()
-        saved = None if stored is None else PodState(*stored)
-        step = self.driver.tick(pod, now, saved)
-        if step.state != saved:
+        saved = None if stored is None else PodProgress(*stored)
+        result = self.driver.tick(pod, now, saved)
+        if result.progress != saved:
             # A plain tuple, as the first version stored it: savepoints stay readable both ways.
-            self.progress.update(tuple(step.state))
+            self.progress.update(tuple(result.progress))
         metrics = self._metrics(pod)
-        metrics.lag_ms = now - step.state.completed_until
-        if step.stale is not None:
+        metrics.lag_ms = now - result.progress.completed_until
+        if result.stale is not None:
             log_error(
                 pod,
                 "a finished read does not start at the saved progress; it is read again",
-                step.stale,
+                result.stale,
                 metrics.lag_ms,
             )
-        if step.result is not None and step.finished is not None:
-            yield from self._emit(pod, now, step.result, step.finished, metrics)
-        if self.reads.outstanding(pod) is not None:
+        if result.read is not None:
+            yield from self._emit(pod, now, result.read, result, metrics)
+        if self.driver.reading(pod):
             # Ticks come once a second; a timer looks again sooner, so that a finished read
             # waits at most SETTLE_CHECK_MS. Aligned times: one timer per slot and pod.
             timers.register_processing_time_timer((now // SETTLE_CHECK_MS + 1) * SETTLE_CHECK_MS)
 
     def _emit(
-        self, pod: str, now: int, result: PollResult, finished: FinishedRead, metrics: PodMetrics
+        self, pod: str, now: int, read: FinishedRead, result: TickResult, metrics: PodMetrics
     ) -> Iterator[Any]:
+        """What a settled read gives: records and dead letters, or its retry or failure."""
         emit_started = time.monotonic()
-        window = finished.window
-        for cut in result.truncated:
+        window = read.window
+        for cut in read.truncated:
             metrics.truncated.inc()
             log_event(
                 log,
@@ -202,10 +161,11 @@ class PodPollFunction(KeyedProcessFunction):  # type: ignore[misc]
                 window_end=cut.end,
                 action="split_and_reread",
             )
-        if result.error is not None:
+        found = read.result
+        if found is None:
             if result.gave_up:
                 metrics.failures.inc()
-                log_error(pod, result.error, window, metrics.lag_ms)
+                log_error(pod, read.error, window, metrics.lag_ms)
             else:
                 metrics.retries.inc()
                 log_event(
@@ -215,25 +175,22 @@ class PodPollFunction(KeyedProcessFunction):  # type: ignore[misc]
                     logging.WARNING,
                     pod=pod,
                     attempt=result.progress.failed_attempts,
-                    err=result.error,
-                    retry_in_ms=result.next_poll_at - now,
+                    err=read.error,
+                    retry_in_ms=result.progress.next_poll_at - now,
                 )
             return
-        metrics.rows_read.inc(result.rows)
+        metrics.rows_read.inc(found.readings)
         for record in result.records:
             yield Row(record.vin, encode_aggregated(record).decode())
         metrics.records_out.inc(len(result.records))
-        for reject in result.rejects:
+        for reject in found.rejects:
             origin = {"pod": pod, "window_start": window.start, "window_end": window.end}
             yield (
                 DEAD_LETTERS,
                 Row(KEYLESS, dead_letter(reject.row, reject.reason, reject.detail, origin, now)),
             )
-        metrics.dead_lettered.inc(len(result.rejects))
-        if self.settings.checkpoint_path:
-            progress_file.save(
-                self.settings.checkpoint_path, {pod: result.progress.completed_until}
-            )
+        metrics.dead_lettered.inc(len(found.rejects))
+        self.driver.emitted(pod, result)
         ended = time.monotonic()
         # duration_ms runs from handing the read over to the last record handed to the Kafka
         # sink; read_ms is the read itself (query and parse), read_cpu_ms the part of it the
@@ -245,13 +202,13 @@ class PodPollFunction(KeyedProcessFunction):  # type: ignore[misc]
             pod=pod,
             window_start=window.start,
             window_end=window.end,
-            rows=result.rows,
+            rows=found.readings,
             records=len(result.records),
-            rejected=len(result.rejects),
+            rejected=len(found.rejects),
             lag_ms=metrics.lag_ms,
-            duration_ms=int((ended - finished.submitted_at) * 1000),
-            read_ms=int(finished.read_seconds * 1000),
-            read_cpu_ms=int(finished.read_cpu_seconds * 1000),
+            duration_ms=int((ended - read.submitted_at) * 1000),
+            read_ms=int(read.read_seconds * 1000),
+            read_cpu_ms=int(read.read_cpu_seconds * 1000),
             emit_ms=int((ended - emit_started) * 1000),
         )
 

@@ -1,1 +1,3 @@
-"""The ETL source, free of Flink: windows and chunks, reads, per-pod progress."""
+"""The ETL source, free of Flink: planning windows and chunks (`planning`), reads on background
+threads (`reads`), per-pod progress and the poller that drives them (`poller`), the progress
+file (`progress_file`), the input layout's resource map (`layout`)."""

@@ -1,74 +1,57 @@
-"""The per-pod polling logic of the ETL job, free of Flink, clocks and sleeps.
+"""The ETL's per-pod poller, free of Flink, clocks and sleeps.
 
-A poll plans a window from `now` and the pod's saved progress (`plan_window`), reads it through
-a fetch function (`read_window`), and settles what was read into what to emit, the new progress
-and when to poll next (`settle`; bytewax's SimplePollingSource shape). Progress is the end of
-the pod's last completed window; it advances only when every chunk of a window was read.
+A caller (the ETL's keyed function) calls `PollDriver.tick(pod, now, saved progress)` on each
+tick of a pod, and again soon after while the pod's read is out (`reading`). A tick settles
+the pod's finished read into records and new progress, and hands over the next window when one
+is due; it never waits for a read. Reads run on the driver's threads between ticks (bytewax's
+SimplePollingSource shape: given `now` and the saved progress, it returns what to emit and
+when the pod is next due).
+
+Progress is the end of the pod's last completed window; it advances only when every chunk of a
+window was read. A window is planned from the saved progress, and that progress is saved
+before the read is handed over, so the read settles against exactly the progress it was
+planned from.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections.abc import Callable
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
-from bethos.exceptions import SourceError, TruncatedError
-from bethos.readings import FetchResult, Reject, Window
+from bethos.config import EtlSettings
+from bethos.readings import FetchResult, Window
 from bethos.record import AggregatedRecord
 from bethos.retry import backoff_delay
-
-Fetch = Callable[[str, Window], FetchResult]
-
-
-@dataclass(frozen=True, slots=True)
-class PollPlan:
-    poll_interval: int
-    chunk_duration: int
-    lookback: int
-    ingest_delay: int
-    max_window: int
-    retry_max_attempts: int
-    retry_initial_interval: int
-    retry_max_interval: int
+from bethos.source import progress_file
+from bethos.source.planning import next_poll_after, plan_window
+from bethos.source.reads import BackgroundReads, Client, FinishedRead
 
 
-@dataclass(frozen=True, slots=True)
-class PodProgress:
+class PodProgress(NamedTuple):
+    """A pod's state: the end of its last completed window, the failed attempts at the window
+    after it, and when the pod is next due (epoch ms). Kept in Flink as a plain tuple."""
+
     completed_until: int
-    failed_attempts: int = 0
-
-
-@dataclass(slots=True)
-class PollResult:
-    progress: PodProgress
+    failed_attempts: int
     next_poll_at: int
-    window: Window | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TickResult:
+    """What one tick of a pod gives: the progress to save and, when a read was settled on
+    this tick, that read with its records (`gave_up`: it failed `retry_max_attempts` times and
+    the window waits for the next regular poll). `stale`: a finished read that did not start
+    where the saved progress says (never expected), dropped and read again."""
+
+    progress: PodProgress
+    read: FinishedRead | None = None
     records: list[AggregatedRecord] = field(default_factory=list)
-    rejects: list[Reject] = field(default_factory=list)
-    rows: int = 0
-    error: str | None = None
     gave_up: bool = False
-    # Chunks whose response was cut (`partial`) and were read again in halves.
-    truncated: list[Window] = field(default_factory=list)
-
-
-def plan_window(progress: int, now: int, plan: PollPlan) -> Window | None:
-    """The next window: from the progress minus the lookback, up to `now - ingest_delay`.
-
-    A catch-up is bounded by `max_window` so that no single poll issues a huge query.
-    """
-    end_limit = now - plan.ingest_delay
-    if end_limit <= progress:
-        return None
-    return Window(progress - plan.lookback, min(end_limit, progress + plan.max_window))
-
-
-def split_chunks(window: Window, chunk_duration: int) -> list[Window]:
-    """Chunks that tile the window with no gap and no overlap."""
-    if chunk_duration <= 0:
-        raise ValueError("chunk_duration must be positive")
-    starts = range(window.start, window.end, chunk_duration)
-    return [Window(s, min(s + chunk_duration, window.end)) for s in starts]
+    stale: Window | None = None
 
 
 def aggregate(
@@ -82,94 +65,104 @@ def aggregate(
     ]
 
 
-def fetch_whole(fetch: Fetch, pod: str, chunk: Window, truncated: list[Window]) -> FetchResult:
-    """Read a chunk; a cut response is never passed on: the chunk is split in halves, each read
-    the same way (appended to `truncated`), down to a single millisecond."""
-    try:
-        return fetch(pod, chunk)
-    except TruncatedError:
-        if chunk.end - chunk.start <= 1:
-            raise
-        truncated.append(chunk)
-    middle = chunk.start + (chunk.end - chunk.start) // 2
-    result = fetch_whole(fetch, pod, Window(chunk.start, middle), truncated)
-    result.merge(fetch_whole(fetch, pod, Window(middle, chunk.end), truncated))
-    return result
-
-
-@dataclass(slots=True)
-class ReadOutcome:
-    """What reading a whole window gave: every chunk's readings, or the error that stopped it.
-
-    `truncated` lists the chunks that came back cut and were read again in halves.
-    """
-
-    result: FetchResult | None
-    error: str | None = None
-    truncated: list[Window] = field(default_factory=list)
-
-
-def read_window(fetch: Fetch, pod: str, window: Window, chunk_duration: int) -> ReadOutcome:
-    """Read every chunk of the window; the first chunk that fails fails the whole window."""
-    combined = FetchResult()
-    truncated: list[Window] = []
-    try:
-        for chunk in split_chunks(window, chunk_duration):
-            combined.merge(fetch_whole(fetch, pod, chunk, truncated))
-    except SourceError as exc:
-        return ReadOutcome(None, str(exc), truncated)
-    return ReadOutcome(combined, truncated=truncated)
-
-
-def next_poll_after(completed_until: int, window: Window, now: int, plan: PollPlan) -> int:
-    """When to poll after a window was read, judged by how it was planned, not by how long the
-    read took: a window cut short by `max_window` is a catch-up, so the next one is due at once;
-    any other ended `ingest_delay` before the time it was planned at, and the next poll is one
-    `poll_interval` after that time (at once if the read took longer than that)."""
-    if window.end >= completed_until + plan.max_window:
-        return now
-    planned_at = window.end + plan.ingest_delay
-    return max(now, planned_at + plan.poll_interval)
-
-
 def settle(
     pod: str,
     now: int,
     progress: PodProgress,
-    window: Window,
-    outcome: ReadOutcome,
-    plan: PollPlan,
+    read: FinishedRead,
+    settings: EtlSettings,
     rng: random.Random,
-) -> PollResult:
-    """The poll's result once its window was read: records and new progress, or the retry."""
-    combined = outcome.result
-    if combined is None:
+) -> TickResult:
+    """A read of the window planned from `progress`, settled: its records and the progress
+    after it, or the retry of the window with backoff."""
+    found = read.result
+    if found is None:
         attempts = progress.failed_attempts + 1
-        if attempts >= plan.retry_max_attempts:
+        if attempts >= settings.retry_max_attempts:
             # The window is kept (progress unchanged) and tried again at the next regular poll.
-            return PollResult(
-                PodProgress(progress.completed_until, 0),
-                now + plan.poll_interval,
-                window,
-                error=outcome.error,
-                gave_up=True,
-                truncated=outcome.truncated,
-            )
-        delay = backoff_delay(attempts, plan.retry_initial_interval, plan.retry_max_interval, rng)
-        return PollResult(
-            PodProgress(progress.completed_until, attempts),
-            now + delay,
-            window,
-            error=outcome.error,
-            truncated=outcome.truncated,
+            given_up = PodProgress(progress.completed_until, 0, now + settings.poll_interval)
+            return TickResult(given_up, read, gave_up=True)
+        delay = backoff_delay(
+            attempts, settings.retry_initial_interval, settings.retry_max_interval, rng
         )
-    records = aggregate(combined, pod, received_at=now, produced_at=now)
-    return PollResult(
-        PodProgress(window.end, 0),
-        next_poll_after(progress.completed_until, window, now, plan),
-        window,
-        records,
-        combined.rejects,
-        rows=combined.readings,
-        truncated=outcome.truncated,
-    )
+        return TickResult(PodProgress(progress.completed_until, attempts, now + delay), read)
+    next_poll_at = next_poll_after(progress.completed_until, read.window, now, settings)
+    records = aggregate(found, pod, received_at=now, produced_at=now)
+    return TickResult(PodProgress(read.window.end, 0, next_poll_at), read, records)
+
+
+class PollDriver:
+    """Polls the pods of one ETL subtask: plans their windows, reads them in the background,
+    settles them. Owns the read threads and their clients: `close()` releases them.
+
+    `open_client` opens a connector client (one per read thread); it is called once here too,
+    so that settings it cannot build a client from fail at the start, not on a read thread.
+    `executor` runs the reads: by default `influxdb.concurrent_reads` threads.
+    """
+
+    def __init__(
+        self,
+        settings: EtlSettings,
+        open_client: Callable[[], Client],
+        rng: random.Random,
+        executor: Executor | None = None,
+    ) -> None:
+        open_client().close()
+        self._settings = settings
+        self._rng = rng
+        if executor is None:
+            executor = ThreadPoolExecutor(
+                settings.influxdb.concurrent_reads, thread_name_prefix="influxdb-read"
+            )
+        self._reads = BackgroundReads(open_client, settings.chunk_duration, executor)
+
+    def starting_point(self, pod: str, now: int) -> int:
+        """Where a pod without progress starts: its entry in the progress file if any, else
+        `start_at`, else `backfill` before now."""
+        settings = self._settings
+        if settings.checkpoint_path:
+            saved = progress_file.load(settings.checkpoint_path).get(pod)
+            if saved is not None:
+                return saved
+        if settings.start_at is not None:
+            return settings.start_at
+        return now - settings.backfill
+
+    def tick(self, pod: str, now: int, saved: PodProgress | None) -> TickResult:
+        """Settle the pod's finished read, if any, then hand over its next window when due.
+
+        A pod without saved progress gets its starting point here, and the caller saves it
+        before the first read settles: a later tick must not compute it again from its own now.
+        """
+        progress = saved or PodProgress(self.starting_point(pod, now), 0, now)
+        result = TickResult(progress)
+        read = self._reads.take(pod)
+        if read is not None:
+            if read.window.start == progress.completed_until - self._settings.lookback:
+                result = settle(pod, now, progress, read, self._settings, self._rng)
+                progress = result.progress
+            else:
+                result = TickResult(progress, stale=read.window)
+        if now >= progress.next_poll_at and self._reads.outstanding(pod) is None:
+            window = plan_window(progress.completed_until, now, self._settings)
+            if window is None:
+                waiting = progress._replace(next_poll_at=now + self._settings.poll_interval)
+                result = dataclasses.replace(result, progress=waiting)
+            else:
+                self._reads.submit(pod, window)
+        return result
+
+    def reading(self, pod: str) -> bool:
+        """Whether a read of the pod is out: a tick soon after may settle it."""
+        return self._reads.outstanding(pod) is not None
+
+    def emitted(self, pod: str, result: TickResult) -> None:
+        """Call once a settled read's records are handed on: the progress file
+        (`checkpoint_path`), if any, then records the window as done."""
+        path = self._settings.checkpoint_path
+        if path and result.read is not None and result.read.result is not None:
+            progress_file.save(path, {pod: result.progress.completed_until})
+
+    def close(self) -> None:
+        """Drop the reads not started yet and close the read threads' clients."""
+        self._reads.close()

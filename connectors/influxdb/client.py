@@ -276,13 +276,16 @@ class InfluxClient:
     def __init__(
         self,
         settings: InfluxSettings,
-        chunk_size: int = 10_000,
+        rows_per_response_chunk: int = 10_000,
         *,
         resource_map: ResourceMap | None = None,
     ) -> None:
-        """`resource_map` is required for the narrow layout (ConfigError without it)."""
+        """`rows_per_response_chunk`: how many rows InfluxDB puts in each piece of a chunked
+        response (the `chunk_size` query parameter; the ETL's `batch_size` setting). It is
+        not a time chunk: windows are split into time chunks before they reach the client.
+        `resource_map` is required for the narrow layout (ConfigError without it)."""
         self._settings = settings
-        self._chunk_size = chunk_size
+        self._rows_per_response_chunk = rows_per_response_chunk
         self._session: requests.Session | None = None
         self._layout = layout_for(settings, resource_map)
         if settings.layout == "wide":
@@ -327,7 +330,7 @@ class InfluxClient:
                     "params": orjson.dumps(params).decode(),
                     "epoch": "ns",
                     "chunked": "true",
-                    "chunk_size": str(self._chunk_size),
+                    "chunk_size": str(self._rows_per_response_chunk),
                 },
                 stream=True,
                 timeout=self._settings.timeout / 1000,

@@ -29,7 +29,7 @@ import yaml
 from bethos.config import EtlSettings, load_settings
 from bethos.logevents import parse_event
 from bethos.readings import Window
-from bethos.source.poller import split_chunks
+from bethos.source.planning import split_chunks
 from connectors.influxdb.influxql import wide_window_query, window_params
 from connectors.influxdb.writer import InfluxWriter, Point
 from connectors.kafka.admin import create_topics

@@ -46,7 +46,7 @@ def ground_truth(settings: EtlSettings) -> dict[str, dict[str, Signal]]:
     """The newest value of every signal of every VIN, straight from InfluxDB."""
     client = InfluxClient(
         settings.influxdb,
-        chunk_size=settings.batch_size,
+        rows_per_response_chunk=settings.batch_size,
         resource_map=resource_map_for(settings),
     )
     everything = FetchResult()

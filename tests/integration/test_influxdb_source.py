@@ -197,7 +197,7 @@ def test_a_row_limit_loses_no_row_and_auth_is_used(limited_influxdb: InfluxSetti
     ]
     writer.write(points)
     writer.close()
-    client = InfluxClient(limited_influxdb, chunk_size=100)
+    client = InfluxClient(limited_influxdb, rows_per_response_chunk=100)
     result = client.fetch_window("p1", Window(base, base + 10_000))
     client.close()
     assert result.readings == 2_000

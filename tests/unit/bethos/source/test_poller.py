@@ -1,74 +1,54 @@
 from __future__ import annotations
 
-import itertools
 import random
+from collections.abc import Callable
+from concurrent.futures import Executor, Future
+from pathlib import Path
+from typing import Any, ParamSpec, TypeVar
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from bethos.config import EtlSettings
 from bethos.exceptions import SourceError, TruncatedError
 from bethos.readings import FetchResult, Reject, Window
 from bethos.record import SignalValue
 from bethos.retry import backoff_delay
-from bethos.source.poller import (
-    Fetch,
-    PodProgress,
-    PollPlan,
-    PollResult,
-    aggregate,
-    plan_window,
-    read_window,
-    settle,
-    split_chunks,
-)
+from bethos.source import progress_file
+from bethos.source.planning import plan_window, split_chunks
+from bethos.source.poller import PodProgress, PollDriver, TickResult, aggregate, settle
+from bethos.source.reads import Fetch, read_window
+from tests.unit.bethos.source.test_planning import SETTINGS
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 def poll(
-    pod: str, now: int, progress: PodProgress, fetch: Fetch, plan: PollPlan, rng: random.Random
-) -> PollResult:
+    pod: str,
+    now: int,
+    progress: PodProgress,
+    fetch: Fetch,
+    settings: EtlSettings,
+    rng: random.Random,
+) -> TickResult:
     """Plan, read and settle one poll in one go, as the ETL does across two ticks."""
-    window = plan_window(progress.completed_until, now, plan)
+    window = plan_window(progress.completed_until, now, settings)
     if window is None:
-        return PollResult(progress, now + plan.poll_interval)
-    outcome = read_window(fetch, pod, window, plan.chunk_duration)
-    return settle(pod, now, progress, window, outcome, plan, rng)
+        return TickResult(progress._replace(next_poll_at=now + settings.poll_interval))
+    read = read_window(fetch, pod, window, settings.chunk_duration)
+    return settle(pod, now, progress, read, settings, rng)
 
 
-PLAN = PollPlan(
-    poll_interval=10_000,
-    chunk_duration=10_000,
-    lookback=30_000,
-    ingest_delay=2_000,
-    max_window=600_000,
-    retry_max_attempts=3,
-    retry_initial_interval=500,
-    retry_max_interval=10_000,
-)
+def at(completed_until: int, failed_attempts: int = 0) -> PodProgress:
+    """Progress as saved before a poll (the poll was due)."""
+    return PodProgress(completed_until, failed_attempts, 0)
 
 
-@given(st.integers(-(10**12), 10**12), st.integers(0, 10**7), st.integers(1_000, 10**6))
-def test_chunks_tile_the_window_without_gap_or_overlap(start: int, length: int, chunk: int) -> None:
-    window = Window(start, start + length)
-    chunks = split_chunks(window, chunk)
-    if length == 0:
-        assert chunks == []
-        return
-    assert chunks[0].start == window.start
-    assert chunks[-1].end == window.end
-    for before, after in itertools.pairwise(chunks):
-        assert before.end == after.start
-    assert all(0 < c.end - c.start <= chunk for c in chunks)
-
-
-def test_window_rereads_the_lookback_and_stops_before_the_ingest_delay() -> None:
-    assert plan_window(100_000, 150_000, PLAN) == Window(70_000, 148_000)
-    assert plan_window(100_000, 101_000, PLAN) is None
-
-
-def test_a_catch_up_is_bounded() -> None:
-    window = plan_window(0, 10_000_000, PLAN)
-    assert window == Window(-30_000, 600_000)
+def rows(result: TickResult) -> int:
+    assert result.read is not None and result.read.result is not None
+    return result.read.result.readings
 
 
 # (vin, signal, value, ts): one value as a source would read it.
@@ -91,41 +71,39 @@ def fetch_from(points: list[Point]) -> Fetch:
 
 def test_poll_reads_every_chunk_and_advances_progress() -> None:
     points: list[Point] = [("V1", "speed", float(t), t) for t in range(70_000, 148_000, 7_000)]
-    result = poll("p", 150_000, PodProgress(100_000), fetch_from(points), PLAN, random.Random(1))
-    assert result.progress == PodProgress(148_000)
+    result = poll("p", 150_000, at(100_000), fetch_from(points), SETTINGS, random.Random(1))
+    assert result.progress == PodProgress(148_000, 0, 160_000)
     # Every value read counts, also those superseded by a newer one in a later chunk.
-    assert result.rows == len(points)
+    assert rows(result) == len(points)
     assert [r.signals for r in result.records] == [{"speed": (147_000.0, 147_000)}]
-    assert result.next_poll_at == 160_000
 
 
 def test_a_read_settled_later_advances_to_the_window_it_read() -> None:
     points: list[Point] = [("V1", "speed", float(t), t) for t in range(70_000, 148_000, 7_000)]
-    window = plan_window(100_000, 150_000, PLAN)
+    window = plan_window(100_000, 150_000, SETTINGS)
     assert window is not None
-    outcome = read_window(fetch_from(points), "p", window, PLAN.chunk_duration)
+    read = read_window(fetch_from(points), "p", window, SETTINGS.chunk_duration)
     # Settled 5 s after the read: progress is the read window's end, not the later `now`.
-    result = settle("p", 155_000, PodProgress(100_000), window, outcome, PLAN, random.Random(1))
-    same = poll("p", 150_000, PodProgress(100_000), fetch_from(points), PLAN, random.Random(1))
-    assert result.progress == same.progress == PodProgress(148_000)
+    result = settle("p", 155_000, at(100_000), read, SETTINGS, random.Random(1))
+    same = poll("p", 150_000, at(100_000), fetch_from(points), SETTINGS, random.Random(1))
+    assert result.progress.completed_until == same.progress.completed_until == 148_000
     assert [r.signals for r in result.records] == [r.signals for r in same.records]
-    assert result.rows == same.rows
+    assert rows(result) == rows(same)
     # The next poll is due one interval after the read was planned, not after it settled.
-    assert result.next_poll_at == 160_000
-    late = settle("p", 171_000, PodProgress(100_000), window, outcome, PLAN, random.Random(1))
-    assert late.next_poll_at == 171_000
+    assert result.progress.next_poll_at == 160_000
+    late = settle("p", 171_000, at(100_000), read, SETTINGS, random.Random(1))
+    assert late.progress.next_poll_at == 171_000
 
 
 def test_a_failed_read_names_its_error_and_keeps_the_chunks_it_split() -> None:
     def failing(pod: str, window: Window) -> FetchResult:
         raise SourceError("HTTP 500: boom")
 
-    outcome = read_window(failing, "p", Window(70_000, 148_000), PLAN.chunk_duration)
-    assert outcome.result is None and outcome.error == "HTTP 500: boom"
-    result = settle(
-        "p", 150_000, PodProgress(100_000), Window(70_000, 148_000), outcome, PLAN, random.Random(1)
-    )
-    assert result.progress == PodProgress(100_000, 1) and result.records == []
+    read = read_window(failing, "p", Window(70_000, 148_000), SETTINGS.chunk_duration)
+    assert read.result is None and read.error == "HTTP 500: boom"
+    result = settle("p", 150_000, at(100_000), read, SETTINGS, random.Random(1))
+    assert result.progress[:2] == (100_000, 1) and result.records == []
+    assert result.read is read and not result.gave_up
 
 
 def test_poll_passes_on_the_rejects_of_every_chunk() -> None:
@@ -135,10 +113,11 @@ def test_poll_passes_on_the_rejects_of_every_chunk() -> None:
         result.rejects.append(Reject("schema", "bad", str(window.start)))
         return result
 
-    result = poll("p", 150_000, PodProgress(100_000), fetch, PLAN, random.Random(1))
-    chunks = split_chunks(Window(70_000, 148_000), PLAN.chunk_duration)
-    assert [r.row for r in result.rejects] == [str(c.start) for c in chunks]
-    assert result.rows == len(chunks)
+    result = poll("p", 150_000, at(100_000), fetch, SETTINGS, random.Random(1))
+    chunks = split_chunks(Window(70_000, 148_000), SETTINGS.chunk_duration)
+    assert result.read is not None and result.read.result is not None
+    assert [r.row for r in result.read.result.rejects] == [str(c.start) for c in chunks]
+    assert rows(result) == len(chunks)
     assert [r.signals for r in result.records] == [{"s": (chunks[-1].start, chunks[-1].start)}]
 
 
@@ -152,13 +131,15 @@ def test_a_failed_chunk_keeps_the_window_and_backs_off() -> None:
         return FetchResult()
 
     rng = random.Random(1)
-    result = poll("p", 150_000, PodProgress(100_000), flaky, PLAN, rng)
-    assert result.progress == PodProgress(100_000, 1)
+    result = poll("p", 150_000, at(100_000), flaky, SETTINGS, rng)
+    assert result.progress[:2] == (100_000, 1)
     assert result.records == []
-    assert 150_000 < result.next_poll_at <= 150_500
-    # After the last attempt the window is still not lost: progress stays, attempts reset.
-    result = poll("p", 160_000, PodProgress(100_000, 2), flaky, PLAN, rng)
-    assert result.gave_up and result.progress == PodProgress(100_000, 0)
+    assert 150_000 < result.progress.next_poll_at <= 150_500
+    assert not result.gave_up
+    # After the last attempt the window is still not lost: progress stays, attempts reset, and
+    # it is read again at the next regular poll.
+    result = poll("p", 160_000, at(100_000, 2), flaky, SETTINGS, rng)
+    assert result.gave_up and result.progress == PodProgress(100_000, 0, 170_000)
 
 
 def test_backoff_grows_and_stays_within_bounds() -> None:
@@ -182,64 +163,6 @@ def test_aggregate_keeps_the_newest_reading_per_signal() -> None:
     assert all((r.pod, r.received_at, r.produced_at) == ("pod", 10, 11) for r in records)
 
 
-def test_offer_keeps_the_newest_value_whatever_the_order() -> None:
-    offers: list[tuple[SignalValue, int]] = [(9.0, 3), ("zzz", 1), (1.0, 5), (True, 4)]
-    for order in itertools.permutations(offers):
-        result = FetchResult()
-        for value, ts in order:
-            result.offer("V", "s", value, ts)
-        assert result.latest == {"V": {"s": (1.0, 5)}}
-        assert result.readings == 0  # offering does not count: the reader counts what it reads
-
-
-# Values in ascending value order: booleans < numbers (an int before an equal float) < strings.
-ASCENDING: list[SignalValue] = [False, True, -1.5, 0, 1, 1.0, 2, "", "a", "b"]
-
-
-@pytest.mark.parametrize(("low", "high"), list(itertools.combinations(ASCENDING, 2)))
-def test_offer_breaks_a_tie_in_ts_by_the_value_order(low: SignalValue, high: SignalValue) -> None:
-    for order in ((low, high), (high, low)):
-        result = FetchResult()
-        for value in order:
-            result.offer("V", "s", value, 7)
-        kept = result.latest["V"]["s"]
-        assert kept == (high, 7) and type(kept.value) is type(high)
-
-
-def test_offer_keeps_signals_and_vins_apart() -> None:
-    result = FetchResult()
-    result.offer("V", "a", 1, 10)
-    result.offer("V", "b", 2, 5)
-    result.offer("W", "a", 3, 1)
-    assert result.latest == {"V": {"a": (1, 10), "b": (2, 5)}, "W": {"a": (3, 1)}}
-
-
-def test_merge_adds_counts_and_rejects_and_keeps_the_newest() -> None:
-    first = FetchResult(readings=3, rejects=[Reject("schema", "one", "r1")])
-    first.offer("V", "s", 1.0, 10)
-    first.offer("V", "t", "old", 10)
-    second = FetchResult(readings=4, rejects=[Reject("no_vin", "two", "r2")])
-    second.offer("V", "s", 0.5, 9)  # older: superseded by the first
-    second.offer("V", "t", "new", 11)
-    second.offer("W", "s", False, 1)
-    first.merge(second)
-    assert first.readings == 7
-    assert first.rejects == [Reject("schema", "one", "r1"), Reject("no_vin", "two", "r2")]
-    assert first.latest == {"V": {"s": (1.0, 10), "t": ("new", 11)}, "W": {"s": (False, 1)}}
-    # The merged-in result is left as it was.
-    assert second.readings == 4 and len(second.rejects) == 1
-
-
-def test_merge_breaks_ties_by_the_value_order_in_either_direction() -> None:
-    for left, right in ((1, 1.0), (1.0, 1)):
-        merged = FetchResult()
-        merged.offer("V", "s", left, 5)
-        other = FetchResult()
-        other.offer("V", "s", right, 5)
-        merged.merge(other)
-        assert type(merged.latest["V"]["s"].value) is float
-
-
 def row_limited(points: list[Point], max_rows: int) -> Fetch:
     """A server with a row limit: a window holding more rows than that comes back cut."""
     read = fetch_from(points)
@@ -258,40 +181,239 @@ def row_limited(points: list[Point], max_rows: int) -> Fetch:
 )
 def test_a_cut_response_is_split_and_nothing_is_lost(times: list[int], max_rows: int) -> None:
     points: list[Point] = [(f"V{i % 3}", f"s{i % 4}", float(i), t) for i, t in enumerate(times)]
+    limited = row_limited(points, max_rows)
     # More points on one millisecond than the limit can never be read whole: that is an error.
     if max(times.count(t) for t in times) > max_rows:
-        result = poll(
-            "p",
-            150_000,
-            PodProgress(100_000),
-            row_limited(points, max_rows),
-            PLAN,
-            random.Random(1),
-        )
-        assert result.error is not None and result.progress == PodProgress(100_000, 1)
+        result = poll("p", 150_000, at(100_000), limited, SETTINGS, random.Random(1))
+        assert result.read is not None and result.read.error != ""
+        assert result.read.result is None and result.progress[:2] == (100_000, 1)
         return
-    result = poll(
-        "p", 150_000, PodProgress(100_000), row_limited(points, max_rows), PLAN, random.Random(1)
-    )
-    expected = poll("p", 150_000, PodProgress(100_000), fetch_from(points), PLAN, random.Random(1))
-    assert result.error is None
-    assert result.rows == expected.rows == len(points)
+    result = poll("p", 150_000, at(100_000), limited, SETTINGS, random.Random(1))
+    expected = poll("p", 150_000, at(100_000), fetch_from(points), SETTINGS, random.Random(1))
+    assert result.read is not None and result.read.error == ""
+    assert rows(result) == rows(expected) == len(points)
     assert {r.vin: r.signals for r in result.records} == {
         r.vin: r.signals for r in expected.records
     }
-    assert (result.truncated == []) == (
+    assert (result.read.truncated == []) == (
         len(points) <= max_rows
         or all(
             sum(1 for t in times if c.start <= t < c.end) <= max_rows
-            for c in split_chunks(Window(70_000, 148_000), PLAN.chunk_duration)
+            for c in split_chunks(Window(70_000, 148_000), SETTINGS.chunk_duration)
         )
     )
 
 
-def test_a_truncated_stream_is_recognised() -> None:
-    from connectors.influxdb.client import ends_partial
+# The driver, with reads run at once on the test's thread.
 
-    assert ends_partial({"statement_id": 0, "series": [{"name": "m"}], "partial": True})
-    assert ends_partial({"statement_id": 0, "series": [{"name": "m", "partial": True}]})
-    assert not ends_partial({"statement_id": 0, "series": [{"name": "m"}]})
-    assert not ends_partial({"statement_id": 0})
+BACKFILL = SETTINGS.backfill
+
+
+class InlineExecutor(Executor):
+    """Runs each read at once when it is handed over: no threads."""
+
+    def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
+        future: Future[T] = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as exc:
+            future.set_exception(exc)
+        return future
+
+
+class FakeInflux:
+    """Stands in for InfluxDB and every client opened on it; each chunk read gives V1's speed
+    at the chunk's start, or fails."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.fail = fail
+        self.fetched: list[tuple[str, Window]] = []
+        self.opened = 0
+        self.closed = 0
+
+    def open_client(self) -> FakeInflux:
+        self.opened += 1
+        return self
+
+    def close(self) -> None:
+        self.closed += 1
+
+    def fetch_window(self, pod: str, window: Window) -> FetchResult:
+        self.fetched.append((pod, window))
+        if self.fail:
+            raise SourceError("HTTP 500")
+        result = FetchResult(readings=1)
+        result.offer("V1", "speed", float(window.start), window.start)
+        return result
+
+    @property
+    def submitted(self) -> list[tuple[str, Window]]:
+        """The windows read, from their chunks (a window's chunks follow each other)."""
+        windows: list[tuple[str, Window]] = []
+        for pod, chunk in self.fetched:
+            if windows and windows[-1][0] == pod and windows[-1][1].end == chunk.start:
+                windows[-1] = (pod, Window(windows[-1][1].start, chunk.end))
+            else:
+                windows.append((pod, chunk))
+        return windows
+
+
+def driver(influx: FakeInflux, settings: EtlSettings = SETTINGS) -> PollDriver:
+    return PollDriver(settings, influx.open_client, random.Random(1), InlineExecutor())
+
+
+def test_a_new_pod_saves_its_starting_point_before_the_first_read() -> None:
+    influx = FakeInflux()
+    poller = driver(influx)
+    first = poller.tick("p", 10_000_000, None)
+    # The backfill start is saved now: a later tick must not compute it again from its own now.
+    assert first.progress == PodProgress(10_000_000 - BACKFILL, 0, 10_000_000)
+    assert first.read is None
+    assert influx.submitted == [
+        ("p", Window(10_000_000 - BACKFILL - 30_000, 10_000_000 - 3_000_000))
+    ]
+    second = poller.tick("p", 10_000_500, first.progress)
+    assert second.stale is None
+    assert second.read is not None and second.read.error == ""
+    assert second.progress.completed_until == 10_000_000 - 3_000_000
+    assert [r.vin for r in second.records] == ["V1"]
+    # Still behind: the next window is handed over on the same tick.
+    assert influx.submitted[-1][1].start == 10_000_000 - 3_000_000 - 30_000
+    assert poller.reading("p")
+
+
+def test_a_caught_up_pod_waits_for_its_interval() -> None:
+    influx = FakeInflux()
+    poller = driver(influx)
+    progress = PodProgress(100_000, 0, 100_000)
+    step = poller.tick("p", 105_000, progress)
+    assert influx.submitted == [("p", Window(70_000, 103_000))]
+    assert poller.reading("p")
+    step = poller.tick("p", 105_100, step.progress)
+    # Due one interval after the read was planned (at 105 s), however long it took.
+    assert step.progress == PodProgress(103_000, 0, 115_000)
+    assert not poller.reading("p")
+    assert poller.tick("p", 110_000, step.progress).progress == step.progress
+    assert len(influx.submitted) == 1
+    poller.tick("p", 115_000, step.progress)
+    assert influx.submitted[-1] == ("p", Window(73_000, 113_000))
+
+
+def test_nothing_new_to_read_moves_the_next_poll_on() -> None:
+    influx = FakeInflux()
+    step = driver(influx).tick("p", 101_000, PodProgress(100_000, 0, 100_000))
+    assert influx.submitted == []
+    assert step.progress == PodProgress(100_000, 0, 111_000)
+
+
+def test_a_failed_read_keeps_the_progress_and_backs_off() -> None:
+    influx = FakeInflux(fail=True)
+    poller = driver(influx)
+    step = poller.tick("p", 105_000, PodProgress(100_000, 0, 100_000))
+    step = poller.tick("p", 105_100, step.progress)
+    assert step.read is not None and step.read.error == "HTTP 500"
+    assert step.progress.completed_until == 100_000
+    assert step.progress.failed_attempts == 1
+    assert 105_100 < step.progress.next_poll_at <= 105_600
+    assert not poller.reading("p")
+
+
+def test_a_read_that_does_not_match_the_saved_progress_is_dropped_and_read_again() -> None:
+    influx = FakeInflux()
+    poller = driver(influx)
+    poller.tick("p", 105_000, PodProgress(100_000, 0, 100_000))
+    # The saved progress moved (another writer, a restore) while the read was out.
+    step = poller.tick("p", 105_100, PodProgress(90_000, 0, 100_000))
+    assert step.stale == Window(70_000, 103_000)
+    assert step.read is None and step.records == []
+    assert influx.submitted[-1] == ("p", Window(60_000, 103_100))
+
+
+class DeferredExecutor(Executor):
+    """Holds each read until `finish()` runs them: a read still out on later ticks."""
+
+    def __init__(self) -> None:
+        self.held: list[Callable[[], None]] = []
+
+    def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
+        future: Future[T] = Future()
+        self.held.append(lambda: future.set_result(fn(*args, **kwargs)))
+        return future
+
+    def finish(self) -> None:
+        for run in self.held:
+            run()
+        self.held.clear()
+
+
+def test_a_pod_reads_one_window_at_a_time() -> None:
+    influx, executor = FakeInflux(), DeferredExecutor()
+    poller = PollDriver(SETTINGS, influx.open_client, random.Random(1), executor)
+    saved = PodProgress(100_000, 0, 100_000)
+    first = poller.tick("p", 105_000, saved)
+    assert first.progress == saved and len(executor.held) == 1
+    # Still due by its saved progress, but its read is out: nothing more is handed over.
+    later = poller.tick("p", 106_000, first.progress)
+    assert later.progress == saved and later.read is None
+    assert len(executor.held) == 1 and poller.reading("p")
+    executor.finish()
+    settled = poller.tick("p", 106_100, later.progress)
+    assert settled.read is not None and settled.read.window == Window(70_000, 103_000)
+    assert settled.progress == PodProgress(103_000, 0, 115_000)
+    assert executor.held == [] and not poller.reading("p")
+
+
+def test_a_pod_without_progress_starts_from_the_progress_file_then_start_at(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "progress.json"
+    progress_file.save(path, {"p": 50_000})
+    settings = SETTINGS.model_copy(update={"checkpoint_path": str(path), "start_at": 7_000})
+    poller = driver(FakeInflux(), settings)
+    assert poller.tick("p", 100_000, None).progress.completed_until == 50_000
+    assert poller.tick("q", 100_000, None).progress.completed_until == 7_000
+    plain = driver(FakeInflux())
+    assert plain.tick("q", 100_000, None).progress.completed_until == 100_000 - BACKFILL
+
+
+def test_the_progress_file_records_a_window_once_it_is_emitted(tmp_path: Path) -> None:
+    path = tmp_path / "progress.json"
+    settings = SETTINGS.model_copy(update={"checkpoint_path": str(path)})
+    poller = driver(FakeInflux(), settings)
+    first = poller.tick("p", 105_000, PodProgress(100_000, 0, 100_000))
+    poller.emitted("p", first)  # nothing settled yet: nothing to record
+    assert progress_file.load(path) == {}
+    settled = poller.tick("p", 105_100, first.progress)
+    assert progress_file.load(path) == {}  # not before the records are handed on
+    poller.emitted("p", settled)
+    assert progress_file.load(path) == {"p": 103_000}
+
+
+def test_a_failed_read_is_not_recorded_in_the_progress_file(tmp_path: Path) -> None:
+    path = tmp_path / "progress.json"
+    settings = SETTINGS.model_copy(update={"checkpoint_path": str(path)})
+    poller = driver(FakeInflux(fail=True), settings)
+    first = poller.tick("p", 105_000, PodProgress(100_000, 0, 100_000))
+    failed = poller.tick("p", 105_100, first.progress)
+    assert failed.read is not None and failed.read.result is None
+    poller.emitted("p", failed)
+    assert progress_file.load(path) == {}
+
+
+def test_the_driver_opens_a_client_at_the_start_and_closes_every_client() -> None:
+    influx = FakeInflux()
+    poller = driver(influx)
+    # One client opened and closed at once: settings that cannot build one fail there.
+    assert (influx.opened, influx.closed) == (1, 1)
+    poller.tick("p", 105_000, PodProgress(100_000, 0, 100_000))
+    assert influx.opened == 2  # the read thread's own client
+    poller.close()
+    assert influx.closed == 2
+
+
+def test_settings_that_cannot_build_a_client_fail_at_the_start() -> None:
+    def broken() -> Any:
+        raise SourceError("no client")
+
+    with pytest.raises(SourceError, match="no client"):
+        PollDriver(SETTINGS, broken, random.Random(1), InlineExecutor())

@@ -1,0 +1,238 @@
+"""The ETL's keyed function around the poller, with fakes for Flink's context and InfluxDB: what
+it keeps in state, emits, counts and logs (no servers, no Flink job)."""
+
+from __future__ import annotations
+
+import logging
+import pickle
+import time
+from collections.abc import Callable, Iterator
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from bethos.config import EtlSettings, InfluxSettings
+from bethos.exceptions import SourceError
+from bethos.logevents import parse_event
+from bethos.readings import FetchResult, Reject, Window
+
+NOW = 10_000_000
+
+
+class FakeState:
+    """A ValueState that keeps what Flink would: pickled bytes."""
+
+    def __init__(self) -> None:
+        self.stored: bytes | None = None
+
+    def value(self) -> Any:
+        return None if self.stored is None else pickle.loads(self.stored)
+
+    def update(self, value: Any) -> None:
+        self.stored = pickle.dumps(value)
+
+
+class FakeMetrics:
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {}
+        self.gauges: dict[str, Callable[[], int]] = {}
+
+    def add_group(self, key: str, value: str) -> FakeMetrics:
+        return self
+
+    def counter(self, name: str) -> Any:
+        counts = self.counts
+        counts[name] = 0
+
+        class Counter:
+            def inc(self, n: int = 1) -> None:
+                counts[name] += n
+
+        return Counter()
+
+    def gauge(self, name: str, read: Callable[[], int]) -> None:
+        self.gauges[name] = read
+
+
+class FakeRuntime:
+    def __init__(self) -> None:
+        self.state = FakeState()
+        self.metrics = FakeMetrics()
+        self.state_names: list[str] = []
+
+    def get_state(self, descriptor: Any) -> FakeState:
+        self.state_names.append(descriptor.get_name())
+        return self.state
+
+    def get_metrics_group(self) -> FakeMetrics:
+        return self.metrics
+
+
+class FakeContext:
+    """A keyed context of pod `p` at a settable time, recording the timers registered."""
+
+    def __init__(self) -> None:
+        self.now = NOW
+        self.timers: list[int] = []
+
+    def get_current_key(self) -> str:
+        return "p"
+
+    def timer_service(self) -> FakeContext:
+        return self
+
+    def current_processing_time(self) -> int:
+        return self.now
+
+    def register_processing_time_timer(self, at: int) -> None:
+        self.timers.append(at)
+
+
+class FakeClient:
+    fetch: Callable[[str, Window], FetchResult]
+    opened: list[FakeClient] = []  # noqa: RUF012 (shared on purpose: every client opened)
+
+    def __init__(self, settings: InfluxSettings, **options: object) -> None:
+        self.options = options
+        self.closed = False
+        FakeClient.opened.append(self)
+
+    def fetch_window(self, pod: str, window: Window) -> FetchResult:
+        return type(self).fetch(pod, window)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def good(pod: str, window: Window) -> FetchResult:
+    result = FetchResult(readings=2)
+    result.offer("V1", "speed", 1.5, window.start)
+    result.rejects.append(Reject("schema", "bad", "row"))
+    return result
+
+
+def failing(pod: str, window: Window) -> FetchResult:
+    raise SourceError("HTTP 500")
+
+
+@pytest.fixture
+def etl(monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
+    from bethos.flink import etl
+
+    FakeClient.opened = []
+    monkeypatch.setattr(etl, "InfluxClient", FakeClient)
+    monkeypatch.setattr(etl, "freeze_loaded_objects", lambda: None)
+    yield etl
+
+
+def settings(**overrides: Any) -> EtlSettings:
+    # One window a poll, read in one chunk (the catch-up bound is a chunk long).
+    return EtlSettings(
+        influxdb=InfluxSettings(pods=["p"]),
+        chunk_duration=600_000,
+        backfill=60_000,
+        batch_size=123,
+        **overrides,
+    )
+
+
+def run_until_settled(function: Any, ctx: FakeContext) -> list[Any]:
+    """Ticks of the pod until its read has settled (reads run on the driver's threads)."""
+    out = list(function.process_element(None, ctx))
+    deadline = time.monotonic() + 5
+    while function.driver.reading("p"):
+        assert time.monotonic() < deadline, "the read did not finish"
+        time.sleep(0.01)
+        ctx.now += 10
+        out += list(function.on_timer(ctx.now, ctx))
+    return out
+
+
+def events(caplog: pytest.LogCaptureFixture) -> list[Any]:
+    return [e for r in caplog.records if (e := parse_event(r.getMessage())) is not None]
+
+
+def test_a_settled_read_is_emitted_counted_logged_and_saved_as_a_plain_tuple(
+    etl: ModuleType, caplog: pytest.LogCaptureFixture
+) -> None:
+    FakeClient.fetch = staticmethod(good)  # type: ignore[assignment]
+    runtime, ctx = FakeRuntime(), FakeContext()
+    function = etl.PodPollFunction(settings())
+    function.open(runtime)
+    caplog.set_level(logging.INFO)
+    try:
+        first = list(function.process_element(None, ctx))
+        assert first == []
+        # A new pod's starting point is saved before its first read, as a plain tuple.
+        assert type(runtime.state.value()) is tuple
+        assert runtime.state.value() == (NOW - 60_000, 0, NOW)
+        # A read is out: a timer looks again within SETTLE_CHECK_MS, on an aligned slot.
+        assert ctx.timers == [NOW + etl.SETTLE_CHECK_MS]
+        out = first + run_until_settled(function, ctx)
+    finally:
+        function.close()
+    assert runtime.state_names == ["pod_progress"]
+    assert type(runtime.state.value()) is tuple
+    assert runtime.state.value()[:2] == (NOW - 2_000, 0)
+    records = [row for row in out if not isinstance(row, tuple)]
+    dead = [row for row in out if isinstance(row, tuple)]
+    assert [row[0] for row in records] == ["V1"]
+    assert len(dead) == 1 and dead[0][0] is etl.DEAD_LETTERS
+    counts = runtime.metrics.counts
+    assert counts == {
+        "rows_read": 2,
+        "retries": 0,
+        "failures": 0,
+        "truncated": 0,
+        "records_out": 1,
+        "dead_lettered": 1,
+    }
+    assert runtime.metrics.gauges["lag_ms"]() == ctx.now - (NOW - 2_000)
+    (poll,) = [e for e in events(caplog) if e.event == "poll"]
+    assert poll.component == "influxdb_source"
+    assert list(poll.fields) == [
+        "pod",
+        "window_start",
+        "window_end",
+        "rows",
+        "records",
+        "rejected",
+        "lag_ms",
+        "duration_ms",
+        "read_ms",
+        "read_cpu_ms",
+        "emit_ms",
+    ]
+    assert poll.fields["window_start"] == str(NOW - 60_000 - 30_000)
+    assert (poll.fields["rows"], poll.fields["records"], poll.fields["rejected"]) == ("2", "1", "1")
+    # The driver opened a client to check the settings, then one per read thread; all closed.
+    assert len(FakeClient.opened) >= 2 and all(c.closed for c in FakeClient.opened)
+    assert all(c.options["rows_per_response_chunk"] == 123 for c in FakeClient.opened)
+
+
+def test_a_failed_read_is_retried_then_given_up(
+    etl: ModuleType, caplog: pytest.LogCaptureFixture
+) -> None:
+    FakeClient.fetch = staticmethod(failing)  # type: ignore[assignment]
+    runtime, ctx = FakeRuntime(), FakeContext()
+    function = etl.PodPollFunction(settings(retry_max_attempts=2))
+    function.open(runtime)
+    caplog.set_level(logging.INFO)
+    try:
+        assert run_until_settled(function, ctx) == []
+        assert runtime.state.value()[:2] == (NOW - 60_000, 1)
+        ctx.now = runtime.state.value()[2]
+        assert run_until_settled(function, ctx) == []
+    finally:
+        function.close()
+    # Given up: the window is kept for the next regular poll.
+    assert runtime.state.value()[:2] == (NOW - 60_000, 0)
+    assert runtime.metrics.counts["retries"] == 1
+    assert runtime.metrics.counts["failures"] == 1
+    retry, error = [e for e in events(caplog) if e.event in ("retry", "error")]
+    assert retry.event == "retry"
+    assert list(retry.fields) == ["pod", "attempt", "err", "retry_in_ms"]
+    assert (retry.fields["attempt"], retry.fields["err"]) == ("1", "HTTP 500")
+    assert error.event == "error"
+    assert list(error.fields) == ["pod", "err", "window_start", "lag_ms"]
