@@ -7,3 +7,8 @@ from bethos.exceptions import BethosError
 
 class StackError(BethosError):
     """A service of the local stack failed to start or stop; the message names it."""
+
+
+class GroundTruthError(BethosError):
+    """InfluxDB did not answer the ground-truth queries of `verify` usably; the message says
+    how."""
