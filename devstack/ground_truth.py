@@ -26,7 +26,7 @@ import requests
 from bethos.config import InfluxSettings
 from bethos.exceptions import ConfigError
 from bethos.merge import value_order_key
-from bethos.record import MAX_NAME_LENGTH, Signal, SignalValue
+from bethos.record import MAX_NAME_LENGTH, Signal
 from bethos.resource_map import ResourceMap
 from connectors.influxdb.influxql import NS_PER_MS, quote_identifier
 from devstack.exceptions import GroundTruthError
@@ -155,8 +155,7 @@ def _reading(row: object, query: str) -> Signal:
         raise GroundTruthError(f"{query}: time {time_ns!r} is not integer nanoseconds")
     if not isinstance(value, bool | int | float | str):
         raise GroundTruthError(f"{query}: value {value!r:.200} is no InfluxDB field value")
-    signal_value: SignalValue = value
-    return Signal(signal_value, time_ns // NS_PER_MS)
+    return Signal(value, time_ns // NS_PER_MS)
 
 
 def _newest_per_group(
