@@ -34,8 +34,7 @@ from connectors.influxdb.influxql import wide_window_query, window_params
 from connectors.influxdb.writer import InfluxWriter, Point
 from connectors.kafka.admin import create_topics
 from connectors.kafka.reader import end_offsets
-from devstack.cli import jobs
-from devstack.stack import Stack
+from devstack.stack import Stack, jobs
 
 WINDOW_MS = 10_000
 

@@ -32,8 +32,7 @@ from bethos.record import AggregatedRecord, Signal, encode_aggregated
 from bethos.strategies.flushing import flush_due
 from connectors.kafka.admin import create_topics
 from connectors.kafka.reader import end_offsets
-from devstack.cli import jobs
-from devstack.stack import FLINK_REST_PORT, Stack
+from devstack.stack import FLINK_REST_PORT, Stack, jobs
 
 FLUSH_INTERVAL_MS = 60_000
 SQL_JOB = Path(__file__).with_name("sql_merge_job.py")

@@ -13,8 +13,8 @@ from bethos.config import EtlSettings, MergerSettings, load_settings
 from bethos.durations import parse_duration_ms
 from bethos.exceptions import BethosError
 from connectors.kafka.admin import create_topics
-from devstack.cli import data, jobs
-from devstack.stack import FLINK_REST_PORT, Stack
+from devstack.cli import data
+from devstack.stack import FLINK_REST_PORT, Stack, jobs
 from devstack.verify import Difference
 
 

@@ -12,13 +12,13 @@ import yaml
 from bethos import paths
 from bethos.config import EtlSettings, MergerSettings, load_settings
 from connectors.kafka.admin import create_topics
-from devstack.cli import jobs
 from devstack.stack import (
     FLINK_REST_PORT,
     INFLUXDB_PORT,
     KAFKA_PORT_BASE,
     REDIS_PORT,
     Stack,
+    jobs,
     port_open,
 )
 

@@ -15,8 +15,7 @@ from bethos.exceptions import SourceError
 from bethos.readings import Window
 from connectors.influxdb.client import InfluxClient
 from connectors.influxdb.writer import InfluxWriter, Point
-from devstack.cli import jobs
-from devstack.stack import Stack, wait_until, write_influxdb_config
+from devstack.stack import Stack, jobs, wait_until, write_influxdb_config
 from tests.integration.helpers import (
     aggregated_equals_truth,
     point,

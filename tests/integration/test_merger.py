@@ -16,8 +16,8 @@ from bethos.config import EtlSettings
 from bethos.merge import VinState
 from bethos.record import AggregatedRecord, Signal, decode_aggregated, encode_aggregated
 from connectors.kafka.reader import read_topic
-from devstack.cli import data, jobs
-from devstack.stack import Stack
+from devstack.cli import data
+from devstack.stack import Stack, jobs
 from devstack.verify import compare
 from tests.data.bad_records import BAD_RECORDS, GOOD_RECORDS
 from tests.integration.helpers import wait_for

@@ -24,8 +24,8 @@ from bethos.record import (
 from connectors.kafka.admin import create_topics
 from connectors.kafka.reader import read_topic
 from connectors.store.redis import RedisStore
-from devstack.cli import data, jobs
-from devstack.stack import REDIS_PORT, Stack
+from devstack.cli import data
+from devstack.stack import REDIS_PORT, Stack, jobs
 from tests.integration.helpers import events, wait_for, wait_until
 from tests.integration.test_merger import expected_latest, latest_equals, produce, records_for
 

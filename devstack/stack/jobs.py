@@ -9,7 +9,7 @@ from pathlib import Path
 
 from bethos import paths
 from bethos.exceptions import BethosError
-from devstack.stack import Stack
+from devstack.stack.local import Stack
 
 JOBS = {
     "etl": "jobs/etl.py",

@@ -1,0 +1,155 @@
+"""A Flink standalone cluster from the apache-flink wheel: a JobManager and a TaskManager.
+
+Flink's own scripts start and stop it; they write their pid files into the stack's `run/`.
+The conf dir (`state/flink-conf`) is the project's `flink-conf/config.yaml` with its
+`@NAME@` placeholders filled in, plus the wheel's log4j files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from bethos import paths
+from devstack.exceptions import StackError
+from devstack.stack.health import http_json, port_open
+from devstack.stack.process import Supervisor
+from devstack.stack.service import Progress, ServiceStatus
+
+FLINK_REST_PORT = 8081
+
+
+class FlinkCluster:
+    name = "flink"
+
+    def __init__(self, state: Path, processes: Supervisor) -> None:
+        self.state = state
+        self.processes = processes
+
+    @property
+    def log_dir(self) -> Path:
+        return self.processes.log_dir / "flink"
+
+    @property
+    def log_file(self) -> Path:
+        return self.log_dir / "flink-standalonesession.log"
+
+    def conf_dir(self) -> Path:
+        return self.state / "flink-conf"
+
+    def write_conf(self) -> Path:
+        conf = self.conf_dir()
+        conf.mkdir(parents=True, exist_ok=True)
+        wheel_conf = paths.flink_home() / "conf"
+        for item in wheel_conf.iterdir():
+            if item.name.startswith("log4j") or item.name.startswith("logback"):
+                shutil.copy(item, conf / item.name)
+        template = (paths.PROJECT_ROOT / "flink-conf" / "config.yaml").read_text()
+        text = (
+            template.replace("@STATE@", str(self.state))
+            .replace("@PYTHON@", paths.python_executable())
+            .replace("@CONNECTOR_JAR@", str(paths.connector_jar()))
+        )
+        (conf / "config.yaml").write_text(text)
+        self._write_lib()
+        (conf / "masters").write_text(f"localhost:{FLINK_REST_PORT}\n")
+        (conf / "workers").write_text("localhost\n")
+        for sub in ("logs/flink", "flink/checkpoints", "flink/savepoints", "run"):
+            (self.state / sub).mkdir(parents=True, exist_ok=True)
+        return conf
+
+    def _write_lib(self) -> None:
+        """The wheel's lib/ plus flink-python from opt/.
+
+        With flink-python on the cluster's own classpath, pemja loads libpython once per
+        TaskManager; loaded per job instead, a second Python job on the same TaskManager fails
+        (`NoSuchFieldException: loadedLibraryNames` on Java 17).
+        """
+        lib = self.state / "flink-lib"
+        if lib.exists():
+            shutil.rmtree(lib)
+        lib.mkdir(parents=True)
+        home = paths.flink_home()
+        jars = [*(home / "lib").glob("*.jar"), *(home / "opt").glob("flink-python-*.jar")]
+        for jar in jars:
+            (lib / jar.name).symlink_to(jar)
+
+    def env(self) -> dict[str, str]:
+        """The environment of Flink's scripts and CLI: the venv first on PATH, our dirs."""
+        env = dict(os.environ)
+        venv_bin = str(Path(paths.python_executable()).parent)
+        env["PATH"] = venv_bin + os.pathsep + env.get("PATH", "")
+        env["FLINK_CONF_DIR"] = str(self.conf_dir())
+        env["FLINK_LIB_DIR"] = str(self.state / "flink-lib")
+        env["FLINK_LOG_DIR"] = str(self.log_dir)
+        env["FLINK_PID_DIR"] = str(self.processes.run_dir)
+        return env
+
+    def bin(self, name: str) -> str:
+        return str(paths.flink_home() / "bin" / name)
+
+    def taskmanager_logs(self) -> list[Path]:
+        return sorted(self.log_dir.glob("*taskexecutor*.log"))
+
+    def start(self) -> None:
+        if port_open(FLINK_REST_PORT):
+            return
+        self.write_conf()
+        result = subprocess.run(
+            [self.bin("start-cluster.sh")], env=self.env(), capture_output=True, text=True
+        )
+        if result.returncode != 0:
+            raise StackError(f"flink: start-cluster.sh failed: {result.stderr or result.stdout}")
+
+    def healthy(self) -> bool:
+        overview = http_json(f"http://127.0.0.1:{FLINK_REST_PORT}/overview")
+        return isinstance(overview, dict) and int(overview.get("taskmanagers", 0)) >= 1
+
+    def _pids(self) -> list[int]:
+        return self.processes.listed_pids("flink-*.pid")
+
+    def stop(self, progress: Progress) -> None:
+        """stop-cluster.sh; whatever still runs after 30 s is killed."""
+        progress("stopping flink ...")
+        if not self.conf_dir().exists():
+            return
+        subprocess.run(
+            [self.bin("stop-cluster.sh")], env=self.env(), capture_output=True, text=True
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and (port_open(FLINK_REST_PORT) or self._pids()):
+            time.sleep(0.5)
+        for pid in self._pids():
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+
+    def status(self) -> list[ServiceStatus]:
+        try:
+            healthy = self.healthy()
+        except OSError:
+            healthy = False
+        detail = f"dashboard http://localhost:{FLINK_REST_PORT}" if healthy else "stopped"
+        return [ServiceStatus(self.name, healthy, detail)]
+
+    def kill_taskmanager(self) -> None:
+        """SIGKILL every TaskManager of the cluster (fault tests)."""
+        self.processes.signal_listed("flink-*taskexecutor*.pid", signal.SIGKILL)
+
+    def start_taskmanager(self) -> None:
+        subprocess.run(
+            [self.bin("taskmanager.sh"), "start"], env=self.env(), check=True, capture_output=True
+        )
+
+    def jobs(self) -> list[dict[str, object]]:
+        """The cluster's jobs as its REST API lists them; none when it does not answer."""
+        try:
+            overview = http_json(f"http://127.0.0.1:{FLINK_REST_PORT}/jobs/overview")
+        except OSError:
+            return []
+        jobs = overview.get("jobs", []) if isinstance(overview, dict) else []
+        return [job for job in jobs if isinstance(job, dict)]

@@ -1,0 +1,121 @@
+"""The local stack on loopback: Kafka (KRaft), InfluxDB, Redis and a Flink standalone cluster.
+
+Every process `up` starts is recorded with a pid file under the state directory, and `down` stops
+exactly those. Data and logs live under the same directory.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+from bethos import paths
+from devstack.exceptions import StackError
+from devstack.stack.flink import FlinkCluster
+from devstack.stack.health import wait_until
+from devstack.stack.influxdb import InfluxDB
+from devstack.stack.kafka import KafkaCluster
+from devstack.stack.process import Supervisor
+from devstack.stack.redis import Redis
+from devstack.stack.service import Progress, Service, ServiceStatus
+
+HEALTHY_WITHIN_S = 120
+
+
+def _quiet(line: str) -> None:
+    pass
+
+
+class Stack:
+    """The services, started in this order and stopped in the reverse one."""
+
+    def __init__(self, state: Path | None = None, brokers: int | None = None) -> None:
+        self.state = state or paths.state_dir()
+        self.run_dir = self.state / "run"
+        self.log_dir = self.state / "logs"
+        self.processes = Supervisor(self.run_dir, self.log_dir)
+        self.kafka = KafkaCluster(self.state, self.processes, brokers)
+        self.influxdb = InfluxDB(self.state, self.processes)
+        self.redis = Redis(self.state, self.processes)
+        self.flink = FlinkCluster(self.state, self.processes)
+
+    def services(self) -> list[Service]:
+        return [self.kafka, self.influxdb, self.redis, self.flink]
+
+    def _service(self, name: str) -> Service:
+        for service in self.services():
+            if service.name == name:
+                return service
+        raise StackError(f"unknown service {name!r}")
+
+    # -- the stack as a whole ----------------------------------------------------------------
+    def up(self, progress: Progress = print) -> None:
+        for service in self.services():
+            progress(f"starting {service.name} ...")
+            started = time.monotonic()
+            try:
+                service.start()
+            except subprocess.CalledProcessError as exc:
+                raise StackError(f"{service.name}: {exc}\n{exc.stderr!r}") from None
+            wait_until(service.healthy, HEALTHY_WITHIN_S, service.name, service.log_file)
+            progress(f"  {service.name} healthy ({time.monotonic() - started:.1f}s)")
+
+    def down(self, progress: Progress = print, purge: bool = False) -> None:
+        for service in reversed(self.services()):
+            service.stop(progress)
+        if purge and self.state.exists():
+            progress(f"removing {self.state} ...")
+            shutil.rmtree(self.state)
+
+    def status(self) -> list[ServiceStatus]:
+        return [status for service in self.services() for status in service.status()]
+
+    def start_service(self, name: str) -> None:
+        """Start one service (kafka, influxdb, redis, flink) and wait until it is healthy."""
+        service = self._service(name)
+        service.start()
+        wait_until(service.healthy, HEALTHY_WITHIN_S, name, service.log_file)
+
+    def stop_service(self, name: str) -> None:
+        """Stop one service abruptly (SIGTERM, then SIGKILL): fault tests use this. Any other
+        name is a process of the stack (`kafka-2`: one broker)."""
+        if name in {service.name for service in self.services()}:
+            self._service(name).stop(_quiet)
+        else:
+            self.processes.kill(name)
+
+    # -- Kafka -------------------------------------------------------------------------------
+    @property
+    def broker_count(self) -> int:
+        return self.kafka.broker_count
+
+    def bootstrap_servers(self) -> str:
+        return self.kafka.bootstrap_servers()
+
+    # -- Flink -------------------------------------------------------------------------------
+    def flink_conf_dir(self) -> Path:
+        return self.flink.conf_dir()
+
+    def write_flink_conf(self) -> Path:
+        return self.flink.write_conf()
+
+    def flink_env(self) -> dict[str, str]:
+        return self.flink.env()
+
+    def flink_bin(self, name: str) -> str:
+        return self.flink.bin(name)
+
+    def taskmanager_logs(self) -> list[Path]:
+        return self.flink.taskmanager_logs()
+
+    def kill_taskmanager(self) -> None:
+        """SIGKILL every TaskManager of the cluster (fault tests)."""
+        self.flink.kill_taskmanager()
+
+    def start_taskmanager(self) -> None:
+        self.flink.start_taskmanager()
+
+    def jobs(self) -> list[dict[str, object]]:
+        return self.flink.jobs()
