@@ -29,6 +29,7 @@ from bethos.merge import value_order_key
 from bethos.record import MAX_NAME_LENGTH, Signal
 from bethos.resource_map import ResourceMap
 from connectors.influxdb.influxql import NS_PER_MS, quote_identifier
+from connectors.influxdb.session import open_session
 from devstack.exceptions import GroundTruthError
 
 # VIN -> signal name -> its newest reading
@@ -76,11 +77,7 @@ class InfluxQL:
 
     def __init__(self, settings: InfluxSettings) -> None:
         self._settings = settings
-        self._session = requests.Session()
-        if settings.password is not None:
-            self._session.auth = (settings.username, settings.password.get_secret_value())
-        if settings.ca_file:
-            self._session.verify = settings.ca_file
+        self._session = open_session(settings)
 
     def close(self) -> None:
         self._session.close()

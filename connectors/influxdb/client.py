@@ -31,6 +31,7 @@ from connectors.influxdb.influxql import (
     wide_window_query,
     window_params,
 )
+from connectors.influxdb.session import open_session
 
 log = logging.getLogger(__name__)
 
@@ -303,14 +304,7 @@ class InfluxClient:
 
     def _http(self) -> requests.Session:
         if self._session is None:
-            session = requests.Session()
-            if self._settings.password is not None:
-                session.auth = (
-                    self._settings.username,
-                    self._settings.password.get_secret_value(),
-                )
-            if self._settings.ca_file:
-                session.verify = self._settings.ca_file
+            session = open_session(self._settings)
             self._session = session
         return self._session
 

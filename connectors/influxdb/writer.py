@@ -10,6 +10,7 @@ import requests
 from bethos.config import InfluxSettings
 from bethos.exceptions import SourceError
 from bethos.record import SignalValue
+from connectors.influxdb.session import open_session
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,9 +48,7 @@ def line_protocol(point: Point) -> str:
 class InfluxWriter:
     def __init__(self, settings: InfluxSettings) -> None:
         self._settings = settings
-        self._session = requests.Session()
-        if settings.password is not None:
-            self._session.auth = (settings.username, settings.password.get_secret_value())
+        self._session = open_session(settings)
 
     def _post(self, path: str, **kwargs: object) -> requests.Response:
         url = f"{self._settings.url.rstrip('/')}{path}"

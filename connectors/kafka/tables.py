@@ -38,6 +38,22 @@ def client_options(kafka: KafkaSettings, producer: bool = False) -> dict[str, st
     return {f"properties.{k}": v for k, v in props.items()}
 
 
+# Raw key and value columns, the value without the key (`key.fields`, where given, names the
+# key column of a plain `kafka` table; upsert-kafka takes it from the primary key).
+RAW_KEY_VALUE = {
+    "key.format": "raw",
+    "value.format": "raw",
+    "value.fields-include": "EXCEPT_KEY",
+}
+
+
+def table_ddl(table: str, columns: str, options: Mapping[str, str]) -> str:
+    return (
+        f"CREATE TEMPORARY TABLE {sql_identifier(table)} (\n  {columns}\n"
+        f") WITH (\n  {with_clause(options)}\n)"
+    )
+
+
 def source_table_ddl(
     table: str,
     topic: str,
@@ -58,19 +74,16 @@ def source_table_ddl(
         "properties.group.id": group_id,
         "scan.startup.mode": "earliest-offset" if from_earliest else "latest-offset",
         **({"scan.bounded.mode": "latest-offset"} if bounded else {}),
-        "key.format": "raw",
         "key.fields": "key",
-        "value.format": "raw",
-        "value.fields-include": "EXCEPT_KEY",
+        **RAW_KEY_VALUE,
     }
-    return (
-        f"CREATE TEMPORARY TABLE {sql_identifier(table)} (\n"
-        "  `key` BYTES,\n  `value` BYTES,\n"
+    columns = (
+        "`key` BYTES,\n  `value` BYTES,\n"
         "  `topic` STRING METADATA VIRTUAL,\n"
         "  `partition` INT METADATA VIRTUAL,\n"
-        "  `offset` BIGINT METADATA VIRTUAL\n"
-        f") WITH (\n  {with_clause(options)}\n)"
+        "  `offset` BIGINT METADATA VIRTUAL"
     )
+    return table_ddl(table, columns, options)
 
 
 def upsert_sink_ddl(table: str, topic: str, kafka: KafkaSettings) -> str:
@@ -79,16 +92,10 @@ def upsert_sink_ddl(table: str, topic: str, kafka: KafkaSettings) -> str:
         "connector": "upsert-kafka",
         "topic": topic,
         **client_options(kafka, producer=True),
-        "key.format": "raw",
-        "value.format": "raw",
-        "value.fields-include": "EXCEPT_KEY",
+        **RAW_KEY_VALUE,
     }
-    return (
-        f"CREATE TEMPORARY TABLE {sql_identifier(table)} (\n"
-        "  `key` STRING,\n  `value` STRING,\n"
-        "  PRIMARY KEY (`key`) NOT ENFORCED\n"
-        f") WITH (\n  {with_clause(options)}\n)"
-    )
+    columns = "`key` STRING,\n  `value` STRING,\n  PRIMARY KEY (`key`) NOT ENFORCED"
+    return table_ddl(table, columns, options)
 
 
 def append_sink_ddl(table: str, topic: str, kafka: KafkaSettings) -> str:
@@ -98,13 +105,7 @@ def append_sink_ddl(table: str, topic: str, kafka: KafkaSettings) -> str:
         "topic": topic,
         **client_options(kafka, producer=True),
         "sink.delivery-guarantee": "at-least-once",
-        "key.format": "raw",
         "key.fields": "key",
-        "value.format": "raw",
-        "value.fields-include": "EXCEPT_KEY",
+        **RAW_KEY_VALUE,
     }
-    return (
-        f"CREATE TEMPORARY TABLE {sql_identifier(table)} (\n"
-        "  `key` BYTES,\n  `value` STRING\n"
-        f") WITH (\n  {with_clause(options)}\n)"
-    )
+    return table_ddl(table, "`key` BYTES,\n  `value` STRING", options)
