@@ -30,7 +30,7 @@ from bethos.flink.rows import (
     keyed_by_first_column,
 )
 from bethos.logevents import log_event
-from bethos.merge import Entry, VinState
+from bethos.merge import Entry
 from bethos.record import decode_aggregated
 from bethos.strategies.base import MergerOptions
 from bethos.strategies.flushing import (
@@ -70,16 +70,6 @@ class MergeFunction(KeyedProcessFunction):  # type: ignore[misc]
         self.entry = runtime_context.get_state(
             ValueStateDescriptor("vin_entry", Types.PICKLED_BYTE_ARRAY())
         )
-        # The first version's states, read once per VIN restored from its savepoints.
-        self.legacy = [
-            runtime_context.get_state(ValueStateDescriptor(name, type_info))
-            for name, type_info in (
-                ("vin_state", Types.PICKLED_BYTE_ARRAY()),
-                ("dirty", Types.BOOLEAN()),
-                ("next_flush", Types.LONG()),
-                ("last_seen", Types.LONG()),
-            )
-        ]
         metrics = runtime_context.get_metrics_group()
         self.records_in = BatchedCounter(metrics.counter("records_in"))
         self.merged = BatchedCounter(metrics.counter("merged"))
@@ -123,18 +113,7 @@ class MergeFunction(KeyedProcessFunction):  # type: ignore[misc]
         self.entry.update(entry.saved())
 
     def _entry(self) -> Entry:
-        saved = self.entry.value()
-        if saved is not None:
-            return Entry.load(saved)
-        # Every VIN the first version held had a pending flush: one read tells a new VIN.
-        if self.legacy[2].value() is None:
-            return Entry(VinState())
-        legacy = Entry.from_legacy(*(state.value() for state in self.legacy))
-        if legacy is None:
-            return Entry(VinState())
-        for state in self.legacy:
-            state.clear()
-        return legacy
+        return Entry.load(self.entry.value())
 
     def _load_latest(self, key: str, raw: bytes | None, now: int, ctx: Any) -> None:
         """A record of the `latest` topic, read at a stateless start: merged without marking
