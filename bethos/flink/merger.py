@@ -12,7 +12,7 @@ from pyflink.datastream.state import ValueStateDescriptor
 from pyflink.table.expressions import col
 
 from bethos.config import MergerSettings
-from bethos.exceptions import RecordError
+from bethos.exceptions import DeadLettered, RecordError
 from bethos.flink import window_stream as windowed
 from bethos.flink.delivery import BatchFunction, LineWriter, StoreWriter
 from bethos.flink.environment import create_environments, ensure_logging
@@ -101,9 +101,10 @@ class MergeFunction(KeyedProcessFunction):  # type: ignore[misc]
             self._load_latest(key, raw, now, ctx)
             return
         self.records_in.inc()
-        record = self.intake.read(key, raw, topic, partition, offset, now)
-        if isinstance(record, Row):
-            yield DEAD_LETTERS, record
+        try:
+            record = self.intake.read(key, raw, topic, partition, offset, now)
+        except DeadLettered as refused:
+            yield DEAD_LETTERS, Row(refused.key, refused.letter)
             return
         entry = self._entry()
         if entry.state.merge_record(record):

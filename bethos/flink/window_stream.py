@@ -19,7 +19,7 @@ from pyflink.datastream import (
 from pyflink.datastream.state import ValueStateDescriptor
 
 from bethos.deadletter import dead_letter
-from bethos.exceptions import RecordError
+from bethos.exceptions import DeadLettered, RecordError
 from bethos.flink.environment import ensure_logging
 from bethos.flink.rows import INPUT_FIELDS, ORIGIN_LATEST, ROW_DEAD_LETTER, ROW_KEY_VALUE, Intake
 from bethos.logevents import log_event
@@ -59,9 +59,11 @@ class DecodeFunction(ProcessFunction):  # type: ignore[misc]
             yield Row(record.vin, raw, topic, partition, offset, origin, 0)
             return
         self.records_in.inc()
-        record = self.intake.read(key, raw, topic, partition, offset, int(time.time() * 1000))
-        if isinstance(record, Row):
-            yield DEAD_LETTERS, record
+        now = int(time.time() * 1000)
+        try:
+            record = self.intake.read(key, raw, topic, partition, offset, now)
+        except DeadLettered as refused:
+            yield DEAD_LETTERS, Row(refused.key, refused.letter)
             return
         yield Row(record.vin, raw, topic, partition, offset, origin, event_time(record))
 

@@ -117,4 +117,3 @@ def test_an_entry_survives_its_saved_form() -> None:
     entry = Entry(VinState({"a": (1.5, 10, 2)}, "p", 2), True, 120_000, 99)
     restored = Entry.load(pickle.loads(pickle.dumps(entry.saved())))
     assert restored == entry
-
