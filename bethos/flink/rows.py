@@ -114,11 +114,24 @@ class Intake:
 def add_dead_letter_sink(
     t_env: StreamTableEnvironment, statements: object, stream: DataStream, table: str
 ) -> None:
-    letters = t_env.from_data_stream(stream)
-    t_env.create_temporary_view(f"{table}_rows", letters)
-    query = (
-        f"SELECT CAST(NULLIF(`key`, '{KEYLESS}') AS BYTES) AS `key`, `value` FROM `{table}_rows`"
-    )
+    """Route (key, dead letter) rows into an append Kafka table; a KEYLESS key becomes null."""
+    _insert_with_bytes_key(t_env, statements, stream, table, f"NULLIF(`key`, '{KEYLESS}')")
+
+
+def add_append_sink(
+    t_env: StreamTableEnvironment, statements: object, stream: DataStream, table: str
+) -> None:
+    """Route (key, value) rows, each with its key, into an append Kafka table
+    (`append_sink_ddl`): the message key is the `key` column, a null value a tombstone."""
+    _insert_with_bytes_key(t_env, statements, stream, table, "`key`")
+
+
+def _insert_with_bytes_key(
+    t_env: StreamTableEnvironment, statements: object, stream: DataStream, table: str, key: str
+) -> None:
+    # Keys travel as text; an append table takes the message key as BYTES.
+    t_env.create_temporary_view(f"{table}_rows", t_env.from_data_stream(stream))
+    query = f"SELECT CAST({key} AS BYTES) AS `key`, `value` FROM `{table}_rows`"
     statements.add_insert(table, t_env.sql_query(query))  # type: ignore[attr-defined]
 
 
