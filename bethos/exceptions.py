@@ -20,6 +20,17 @@ class RecordError(BethosError):
         self.detail = detail
 
 
+class DeadLettered(BethosError):
+    """A record the merger's intake refused, already counted and logged: its message `key` and
+    `letter` (the dead letter's JSON, `bethos.deadletter`) go to the dead-letter output."""
+
+    def __init__(self, reason: str, key: str, letter: str) -> None:
+        super().__init__(f"dead-lettered: {reason}")
+        self.reason = reason
+        self.key = key
+        self.letter = letter
+
+
 class SourceError(BethosError):
     """A read from InfluxDB failed; the window it belonged to is retried."""
 

@@ -119,17 +119,3 @@ class Entry:
             return cls(VinState())
         signals, pod, received_at, dirty, next_flush, last_seen = saved
         return cls(VinState(signals, pod, received_at), dirty, next_flush, last_seen)
-
-    @classmethod
-    def from_legacy(
-        cls,
-        state: tuple[dict[str, Candidate], str, int] | None,
-        dirty: bool | None,
-        next_flush: int | None,
-        last_seen: int | None,
-    ) -> Entry | None:
-        """An entry from the four states of the first merger version (`vin_state`, `dirty`,
-        `next_flush`, `last_seen`), so its savepoints restore; None when it held nothing."""
-        if state is None and next_flush is None:
-            return None
-        return cls(VinState.from_tuple(state), bool(dirty), next_flush, last_seen)

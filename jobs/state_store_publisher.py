@@ -6,9 +6,13 @@ what changed to the `latest` topic.
 
 from bethos.config import MergerSettings
 from bethos.flink.environment import run_job
-from bethos.flink.state_store import build
+from bethos.flink.strategies.state_store import build_publisher
 
 if __name__ == "__main__":
     run_job(
-        __doc__, MergerSettings, "config/state_store.yaml", build, "bethos state store publisher"
+        __doc__,
+        MergerSettings,
+        "config/state_store.yaml",
+        build_publisher,
+        "bethos state store publisher",
     )

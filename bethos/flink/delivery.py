@@ -1,49 +1,28 @@
-"""Buffered delivery of the merger's emissions: to a store (`state_store`), in batches or to
-lines (`inline`).
+"""Buffered delivery of the merger's emissions, shared by `state_store` (store writes) and
+`inline` (batches).
 
 A flush fires one timer per VIN, so batching needs a buffer across timers. The buffer is keyed
 list state (keyed by `delivery_bucket`), so a checkpoint or savepoint carries what is not yet
 delivered, and a failed delivery keeps it and retries: nothing is lost between the merge and the
-sink.
+sink. What to deliver and when is `bethos.strategies.flushing.DeliveryPlan`.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import random
-import sys
+from collections.abc import Sequence
 from typing import Any
 
 from pyflink.common import Row, Types
-from pyflink.datastream import KeyedProcessFunction, ProcessFunction, RuntimeContext
+from pyflink.datastream import KeyedProcessFunction, RuntimeContext
 from pyflink.datastream.state import ListStateDescriptor, ValueStateDescriptor
 
 from bethos.exceptions import StoreError
 from bethos.flink.environment import ensure_logging
-from bethos.flink.rows import KEYLESS
+from bethos.flink.merge import COMPONENT, log
 from bethos.logevents import log_event
-from bethos.retry import backoff_delay
-from bethos.strategies.flushing import encode_batch, tombstone_json
-from bethos.strategies.inline import InlineSettings
-from bethos.strategies.state_store import StateStoreSettings
-from connectors.store import LatestStore, MemoryStore, open_store
-from connectors.store.base import StoreEntry
-
-log = logging.getLogger("bethos.latest_merger")
-COMPONENT = "latest_merger"
-MAX_RETRY_MS = 10_000
-
-# One in-memory store per key prefix and process: with Flink's thread mode every job on a
-# TaskManager shares one interpreter, so the publisher job sees what the merger wrote.
-_MEMORY_STORES: dict[str, MemoryStore] = {}
-
-
-def store_for(settings: StateStoreSettings) -> LatestStore:
-    if settings.backend == "memory":
-        return _MEMORY_STORES.setdefault(settings.key_prefix, MemoryStore())
-    password = settings.password.get_secret_value() if settings.password else None
-    return open_store("redis", settings.redis_url, settings.key_prefix, password)
+from bethos.strategies.flushing import DeliveryPlan, Pending
 
 
 class BufferedDelivery(KeyedProcessFunction):  # type: ignore[misc]
@@ -51,9 +30,8 @@ class BufferedDelivery(KeyedProcessFunction):  # type: ignore[misc]
     `linger` after the first one. A failed delivery is logged (`flush_error`) and retried with
     backoff, the rows kept."""
 
-    def __init__(self, batch_size: int, linger_ms: int) -> None:
-        self.batch_size = batch_size
-        self.linger_ms = linger_ms
+    def __init__(self, plan: DeliveryPlan) -> None:
+        self.plan = plan
 
     def open(self, runtime_context: RuntimeContext) -> None:
         ensure_logging()
@@ -67,8 +45,9 @@ class BufferedDelivery(KeyedProcessFunction):  # type: ignore[misc]
         self.flush_errors = metrics.counter("flush_errors")
         self.rng = random.Random()
 
-    def deliver(self, entries: list[tuple[str, bytes | None]]) -> list[Row]:
-        """Deliver one batch; return rows to emit downstream. Raise to retry later."""
+    def deliver(self, bucket: int, entries: Sequence[Pending]) -> list[Row]:
+        """Deliver the bucket's pending entries; return rows to emit downstream. Raise
+        `StoreError` or `OSError` to keep them and retry later."""
         raise NotImplementedError
 
     def process_element(self, value: Row, ctx: KeyedProcessFunction.Context):  # type: ignore[no-untyped-def]
@@ -76,33 +55,25 @@ class BufferedDelivery(KeyedProcessFunction):  # type: ignore[misc]
         self.buffer.add((vin, None if text is None else text.encode()))
         count = (self.buffered.value() or 0) + 1
         self.buffered.update(count)
-        if count >= self.batch_size and not self.failures.value():
+        if self.plan.full(count) and not self.failures.value():
             yield from self._flush(ctx)
         elif count == 1:
             now = ctx.timer_service().current_processing_time()
-            ctx.timer_service().register_processing_time_timer(now + self.linger_ms)
+            ctx.timer_service().register_processing_time_timer(now + self.plan.linger_ms)
 
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext):  # type: ignore[no-untyped-def]
         if self.buffered.value():
             yield from self._flush(ctx)
 
     def _flush(self, ctx: Any):  # type: ignore[no-untyped-def]
-        # Each value is a VIN's complete record: only the newest one per VIN matters, which
-        # also bounds the buffer by the bucket's VINs during a long outage.
-        newest: dict[str, bytes | None] = {}
-        for vin, value in self.buffer.get() or []:
-            newest.pop(vin, None)
-            newest[vin] = value
-        entries = list(newest.items())
+        entries = self.plan.pending(self.buffer.get() or [])
         try:
-            rows = []
-            for start in range(0, len(entries), self.batch_size):
-                rows.extend(self.deliver(entries[start : start + self.batch_size]))
+            rows = self.deliver(ctx.get_current_key(), entries)
         except (StoreError, OSError) as exc:
             failures = (self.failures.value() or 0) + 1
             self.failures.update(failures)
             self.flush_errors.inc()
-            retry_in = backoff_delay(failures, self.linger_ms, MAX_RETRY_MS, self.rng)
+            retry_in = self.plan.retry_in(failures, self.rng)
             log_event(
                 log,
                 COMPONENT,
@@ -123,72 +94,3 @@ class BufferedDelivery(KeyedProcessFunction):  # type: ignore[misc]
         self.failures.clear()
         self.delivered.inc(len(entries))
         yield from rows
-
-
-class StoreWriter(BufferedDelivery):
-    """`state_store`: each batch is one atomic, pipelined write to the store."""
-
-    def __init__(self, settings: StateStoreSettings) -> None:
-        super().__init__(settings.batch_size, settings.linger)
-        self.settings = settings
-
-    def open(self, runtime_context: RuntimeContext) -> None:
-        super().open(runtime_context)
-        self.store = store_for(self.settings)
-
-    def close(self) -> None:
-        if self.settings.backend != "memory":
-            self.store.close()
-
-    def deliver(self, entries: list[tuple[str, bytes | None]]) -> list[Row]:
-        self.store.write([StoreEntry(vin, value) for vin, value in entries])
-        return []
-
-
-class BatchFunction(BufferedDelivery):
-    """`inline` with `batch_size` > 1: one message per batch, a JSON array of records."""
-
-    def __init__(self, settings: InlineSettings) -> None:
-        super().__init__(settings.batch_size, settings.linger)
-
-    def deliver(self, entries: list[tuple[str, bytes | None]]) -> list[Row]:
-        return [Row(KEYLESS, encode_batch(entries).decode())]
-
-
-class LineWriter(ProcessFunction):  # type: ignore[misc]
-    """`inline` to stdout or a JSON-lines file: one message per line.
-
-    Each line is one `write` on a file opened for appending, so parallel subtasks can share
-    the file without tearing lines. A write error is logged and raised: Flink restarts from the
-    last checkpoint and the lines are written again (at least once).
-    """
-
-    def __init__(self, settings: InlineSettings) -> None:
-        self.settings = settings
-
-    def open(self, runtime_context: RuntimeContext) -> None:
-        ensure_logging()
-        if self.settings.sink == "stdout":
-            self.fd = sys.stdout.fileno()
-        else:
-            self.fd = os.open(
-                str(self.settings.path), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644
-            )
-
-    def close(self) -> None:
-        if self.settings.sink == "file":
-            os.close(self.fd)
-
-    def process_element(self, value: Row, ctx: ProcessFunction.Context):  # type: ignore[no-untyped-def]
-        key, text = value[0], value[1]
-        line = (text.encode() if text is not None else tombstone_json(key)) + b"\n"
-        try:
-            written = os.write(self.fd, line)
-            if written != len(line):
-                raise OSError(f"short write: {written} of {len(line)} bytes")
-        except OSError as exc:
-            log_event(
-                log, COMPONENT, "flush_error", logging.ERROR, err=str(exc), sink=self.settings.sink
-            )
-            raise
-        return iter(())

@@ -6,14 +6,14 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from pyflink.common import Row, Types
+from pyflink.common import Types
 from pyflink.common.typeinfo import TypeInformation
 from pyflink.datastream import DataStream, KeyedStream
 from pyflink.java_gateway import get_gateway
 from pyflink.table import StreamTableEnvironment, Table
 
 from bethos.deadletter import dead_letter
-from bethos.exceptions import RecordError
+from bethos.exceptions import DeadLettered, RecordError
 from bethos.logevents import log_event
 from bethos.record import AggregatedRecord, decode_message
 
@@ -80,8 +80,9 @@ ORIGIN_AGGREGATED, ORIGIN_LATEST = "aggregated", "latest"
 
 
 class Intake:
-    """Reads a message of the aggregated topic: its record, or for a bad one the dead-letter
-    row, counted (`dead_lettered`, `skipped`) and logged (`skip`, `error`)."""
+    """Reads a message of the aggregated topic into its record. A bad one is counted
+    (`dead_lettered`, `skipped`), logged (`skip`, `error`) and raised as `DeadLettered`, which
+    carries its dead letter: the caller routes that to the dead-letter output."""
 
     def __init__(self, metrics: Any, log: logging.Logger, component: str) -> None:
         self.dead_lettered = metrics.counter("dead_lettered")
@@ -90,7 +91,8 @@ class Intake:
 
     def read(
         self, key: str, raw: bytes | None, topic: str, partition: int, offset: int, now_ms: int
-    ) -> AggregatedRecord | Row:
+    ) -> AggregatedRecord:
+        """The message's record; raises `DeadLettered` for a message that holds none."""
         try:
             return decode_message(None if key == KEYLESS else key, raw, now_ms=now_ms)
         except RecordError as exc:
@@ -105,17 +107,31 @@ class Intake:
                 log_event(
                     self.log, self.component, "error", logging.ERROR, err=exc.detail, **origin
                 )
-            return Row(key, dead_letter(raw, exc.reason, exc.detail, origin, now_ms))
+            letter = dead_letter(raw, exc.reason, exc.detail, origin, now_ms)
+            raise DeadLettered(exc.reason, key, letter) from None
 
 
 def add_dead_letter_sink(
     t_env: StreamTableEnvironment, statements: object, stream: DataStream, table: str
 ) -> None:
-    letters = t_env.from_data_stream(stream)
-    t_env.create_temporary_view(f"{table}_rows", letters)
-    query = (
-        f"SELECT CAST(NULLIF(`key`, '{KEYLESS}') AS BYTES) AS `key`, `value` FROM `{table}_rows`"
-    )
+    """Route (key, dead letter) rows into an append Kafka table; a KEYLESS key becomes null."""
+    _insert_with_bytes_key(t_env, statements, stream, table, f"NULLIF(`key`, '{KEYLESS}')")
+
+
+def add_append_sink(
+    t_env: StreamTableEnvironment, statements: object, stream: DataStream, table: str
+) -> None:
+    """Route (key, value) rows, each with its key, into an append Kafka table
+    (`append_sink_ddl`): the message key is the `key` column, a null value a tombstone."""
+    _insert_with_bytes_key(t_env, statements, stream, table, "`key`")
+
+
+def _insert_with_bytes_key(
+    t_env: StreamTableEnvironment, statements: object, stream: DataStream, table: str, key: str
+) -> None:
+    # Keys travel as text; an append table takes the message key as BYTES.
+    t_env.create_temporary_view(f"{table}_rows", t_env.from_data_stream(stream))
+    query = f"SELECT CAST({key} AS BYTES) AS `key`, `value` FROM `{table}_rows`"
     statements.add_insert(table, t_env.sql_query(query))  # type: ignore[attr-defined]
 
 

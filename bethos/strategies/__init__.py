@@ -1,7 +1,16 @@
 """Latest-merger strategies (SPEC section 4), chosen by name from one registry.
 
-A strategy is a settings model (its `strategy` field, a literal, is its name) in a module of
-its own; adding one means one module here and one line in `REGISTRY`.
+A strategy is a settings model whose `strategy` field, a literal, is its name, and whose
+`build()` returns its logic, free of Flink (the per-VIN flush in `flushing`, batching, the store
+plan, the windows). Each lives in a module of its own here:
+
+    log_compacted.py  inline.py  state_store.py  window_stream.py
+
+Its Flink wiring is one module of the same name in `bethos/flink/strategies/`, chosen by the
+same name from `bethos.flink.strategies.WIRING`. Adding a fifth strategy means: one module here
+(settings model with `build()`) and its line in `REGISTRY` and in `StrategySettings`; one wiring
+module in `bethos/flink/strategies/` and its line in `WIRING`. A unit test checks that both
+mappings name the same strategies; an unknown name fails when the settings load, naming them.
 """
 
 from __future__ import annotations

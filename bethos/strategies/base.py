@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Literal
 
 from bethos.sections import DurationMs, Section
+from bethos.strategies.flushing import FlushLogic
 
 
 class MergerOptions(Section):
     """The `latest_merger` section: the strategy's name (`strategy`), the flush and the keys
-    below; each strategy adds its own section."""
+    below; each strategy adds its own section and a `build()` returning its logic."""
 
     strategy: str
     flush_interval: DurationMs = 120_000
@@ -20,3 +21,16 @@ class MergerOptions(Section):
     vin_ttl: DurationMs | None = None
     # A merger starting without state first loads the `latest` topic (SPEC section 6).
     bootstrap_from_latest: bool = True
+
+    def build(self) -> object:
+        """The strategy's logic, free of Flink (each strategy narrows the type)."""
+        raise NotImplementedError(f"strategy {self.strategy!r} has no build()")
+
+    def flush_logic(self) -> FlushLogic:
+        """The per-VIN flush these keys describe."""
+        return FlushLogic(
+            interval_ms=self.flush_interval,
+            emit_all=self.emit == "all",
+            stagger=self.stagger,
+            ttl_ms=self.vin_ttl,
+        )

@@ -1,15 +1,22 @@
-"""Flush scheduling and bookkeeping shared by the strategies (SPEC section 4). No Flink here."""
+"""The per-VIN flush that `log_compacted`, `inline` and `state_store` share, its bookkeeping and
+the buffered delivery behind `inline` batches and store writes (SPEC section 4). No Flink here:
+the Flink functions call these with the record, the VIN's `Entry` and the time.
+"""
 
 from __future__ import annotations
 
+import random
 import time
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import orjson
 
+from bethos.merge import Entry
 from bethos.record import SCHEMA_VERSION
+from bethos.retry import backoff_delay
 
 
 def stagger_offset(vin: str, interval_ms: int) -> int:
@@ -27,61 +34,160 @@ def expired(last_seen_ms: int | None, now_ms: int, ttl_ms: int | None) -> bool:
     return ttl_ms is not None and last_seen_ms is not None and now_ms - last_seen_ms >= ttl_ms
 
 
+class Flushed(NamedTuple):
+    """What a VIN's flush timer does."""
+
+    value: bytes | None
+    """The VIN's latest record to emit; None when there is nothing to emit."""
+    expired: bool = False
+    """Emit a tombstone and forget the VIN: no record, no next timer."""
+
+
+NOTHING = Flushed(None)
+EXPIRED = Flushed(None, expired=True)
+
+
+@dataclass(frozen=True, slots=True)
+class FlushLogic:
+    """The per-VIN flush decisions: every VIN has one pending processing-time timer; when it
+    fires, the VIN's latest record is emitted if it changed (`emit: changed`) or always
+    (`emit: all`), or, after `vin_ttl` without a reading, a tombstone."""
+
+    interval_ms: int
+    emit_all: bool = False
+    stagger: bool = False
+    ttl_ms: int | None = None
+
+    def on_record(self, entry: Entry, vin: str, now_ms: int) -> int | None:
+        """Bookkeeping for a record merged into `entry`: the time of a flush timer to
+        register, or None when one is pending already. Per record: keep it cheap."""
+        if self.ttl_ms is not None:
+            entry.last_seen = now_ms
+        if entry.next_flush is not None:
+            return None
+        offset = stagger_offset(vin, self.interval_ms) if self.stagger else 0
+        entry.next_flush = flush_due(now_ms, self.interval_ms, offset)
+        return entry.next_flush
+
+    def on_timer(self, entry: Entry, vin: str, timestamp_ms: int, now_ms: int) -> Flushed:
+        """The VIN's timer fired at `timestamp`. Unless the VIN expired, `entry.next_flush` is
+        the next timer to register and `entry` is to be saved; an expired VIN is forgotten."""
+        if expired(entry.last_seen, timestamp_ms, self.ttl_ms):
+            return EXPIRED
+        flushed = NOTHING
+        if self.emit_all or entry.dirty:
+            flushed = Flushed(entry.state.encode_latest(vin, produced_at=now_ms))
+            entry.dirty = False
+        entry.next_flush = timestamp_ms + self.interval_ms
+        return flushed
+
+
 @dataclass
 class FlushSummary:
-    """What one flush did, for the `event=flush` line and the metrics."""
+    """What one flush did, for the `event=flush` line (SPEC section 6) and the metrics."""
 
     duration_ms: int
-    vin_count: int
-    message_count: int
+    vin_count: int | None
+    """VINs whose timer fired; None where the operator holds no VINs (the inline batcher)."""
+    message_count: int | None
+    """Messages sent; None where they are formed downstream (inline batches)."""
     emitted: int
+    """Latest records emitted (tombstones are messages, not records)."""
+
+    def fields(self) -> dict[str, int]:
+        """The line's fields, leaving out what this operator cannot know."""
+        fields = {"flush_duration_ms": self.duration_ms}
+        if self.vin_count is not None:
+            fields["vin_count"] = self.vin_count
+        if self.message_count is not None:
+            fields["message_count"] = self.message_count
+        fields["emitted"] = self.emitted
+        return fields
 
 
 @dataclass
 class FlushTracker:
-    """Groups the per-VIN timers of one flush interval into one flush.
+    """Groups the events of one flush interval into one flush.
 
-    Each VIN has exactly one pending flush timer, so the timers fired in one interval count the
-    VINs held. Aligned timers fire in a burst; staggered ones spread over the interval.
+    The merge calls `on_timer` for each VIN's timer (each VIN has exactly one pending, so the
+    timers fired in one interval count the VINs held) and `on_emit` / `on_tombstone` for what
+    it emits; aligned timers fire in a burst, staggered ones spread over the interval. An
+    operator that sends messages formed from several VINs (the inline batcher) calls
+    `on_delivery` instead. An interval's summary is returned when the next one starts.
     """
 
     interval_ms: int
+    counts_vins: bool = True
+    counts_messages: bool = True
     _bucket: int | None = None
     _started: float = 0.0
     _last: float = 0.0
+    _events: int = 0
     _vins: int = 0
     _messages: int = 0
     _emitted: int = 0
     last: FlushSummary | None = field(default=None)
 
-    def on_timer(self, timestamp_ms: int) -> FlushSummary | None:
-        """Account a fired timer; returns the previous flush when this one starts a new one."""
+    def roll(self, timestamp_ms: int) -> FlushSummary | None:
+        """Move to the interval of `timestamp`; returns the previous one's summary if any."""
         bucket = (timestamp_ms - 1) // self.interval_ms
         finished = None
         if bucket != self._bucket:
             finished = self.finish()
             self._bucket, self._started = bucket, time.monotonic()
+        return finished
+
+    def on_timer(self, timestamp_ms: int) -> FlushSummary | None:
+        """Account a fired timer; returns the previous flush when this one starts a new one."""
+        finished = self.roll(timestamp_ms)
+        self._events += 1
         self._vins += 1
         self._last = time.monotonic()
         return finished
 
-    def on_emit(self, messages: int = 1) -> None:
-        self._messages += messages
+    def on_emit(self) -> None:
+        """A latest record emitted: one message unless a downstream batcher forms them."""
+        self._messages += 1
         self._emitted += 1
 
+    def on_tombstone(self) -> None:
+        self._messages += 1
+
+    def on_delivery(self, timestamp_ms: int, emitted: int, messages: int) -> FlushSummary | None:
+        """Messages sent at `timestamp`, holding `emitted` latest records."""
+        finished = self.roll(timestamp_ms)
+        self._events += 1
+        self._messages += messages
+        self._emitted += emitted
+        self._last = time.monotonic()
+        return finished
+
     def finish(self) -> FlushSummary | None:
-        if not self._vins:
+        if not self._events:
             return None
-        summary = FlushSummary(
-            int((self._last - self._started) * 1000), self._vins, self._messages, self._emitted
-        )
+        summary = self._summary(int((self._last - self._started) * 1000))
         self.last = summary
-        self._vins = self._messages = self._emitted = 0
+        self._events = self._vins = self._messages = self._emitted = 0
         return summary
+
+    def empty(self) -> FlushSummary:
+        """The summary of a flush that did nothing (a stop between two flushes)."""
+        return self._summary(0)
+
+    def _summary(self, duration_ms: int) -> FlushSummary:
+        return FlushSummary(
+            duration_ms,
+            self._vins if self.counts_vins else None,
+            self._messages if self.counts_messages else None,
+            self._emitted,
+        )
 
 
 # Rows on their way to a buffered sink are spread over this many keys (see delivery_bucket).
 DELIVERY_BUCKETS = 128
+
+# (VIN, its latest record or None for a tombstone): what a buffered sink holds and delivers.
+Pending = tuple[str, bytes | None]
 
 
 def delivery_bucket(vin: str, buckets: int = DELIVERY_BUCKETS) -> int:
@@ -89,12 +195,42 @@ def delivery_bucket(vin: str, buckets: int = DELIVERY_BUCKETS) -> int:
     return zlib.crc32(vin.encode("utf-8")) % buckets
 
 
+@dataclass(frozen=True, slots=True)
+class DeliveryPlan:
+    """Buffered delivery: up to `batch_size` VINs per delivery, `linger` after the first one
+    buffered at the latest; a failed delivery keeps the buffer and is retried with backoff."""
+
+    batch_size: int
+    linger_ms: int
+    max_retry_ms: int = 10_000
+
+    def full(self, buffered: int) -> bool:
+        return buffered >= self.batch_size
+
+    def pending(self, buffered: Iterable[Pending]) -> list[Pending]:
+        """What to deliver: each value is a VIN's complete record, so only the newest one per
+        VIN matters (which also bounds the buffer by the bucket's VINs during an outage)."""
+        newest: dict[str, bytes | None] = {}
+        for vin, value in buffered:
+            newest.pop(vin, None)
+            newest[vin] = value
+        return list(newest.items())
+
+    def batches(self, entries: Sequence[Pending]) -> list[Sequence[Pending]]:
+        """The deliveries: consecutive slices of at most `batch_size` entries."""
+        size = self.batch_size
+        return [entries[start : start + size] for start in range(0, len(entries), size)]
+
+    def retry_in(self, failures: int, rng: random.Random) -> int:
+        return backoff_delay(failures, self.linger_ms, self.max_retry_ms, rng)
+
+
 def tombstone_json(vin: str) -> bytes:
     """How a forgotten VIN appears where a message cannot be null (files, batches)."""
     return orjson.dumps({"schema": SCHEMA_VERSION, "vin": vin, "data": None})
 
 
-def encode_batch(entries: Sequence[tuple[str, bytes | None]]) -> bytes:
+def encode_batch(entries: Sequence[Pending]) -> bytes:
     """One message of several VINs: a JSON array of latest records (tombstones as above)."""
     parts = [value if value is not None else tombstone_json(vin) for vin, value in entries]
     return b"[" + b",".join(parts) + b"]"

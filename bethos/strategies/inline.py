@@ -1,13 +1,24 @@
-"""`inline`: the same merge, emitted straight to stdout, a JSON-lines file or a Kafka topic."""
+"""`inline`: the same merge, emitted straight to stdout, a JSON-lines file or a Kafka topic,
+optionally in batches of up to `batch_size` VINs per message."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Literal
 
 from pydantic import Field
 
+from bethos.exceptions import ConfigError
 from bethos.sections import DurationMs, Section
 from bethos.strategies.base import MergerOptions
+from bethos.strategies.flushing import (
+    DeliveryPlan,
+    FlushLogic,
+    Pending,
+    encode_batch,
+    tombstone_json,
+)
 
 
 class InlineSettings(Section):
@@ -20,7 +31,51 @@ class InlineSettings(Section):
     # How long a partial batch waits for more VINs.
     linger: DurationMs = 200
 
+    def kafka_topic(self, latest: str) -> str:
+        """The topic `sink: kafka` writes to. Batches are no VIN's record: they never go to the
+        compacted `latest` topic (the settings loader refuses that too)."""
+        topic = self.topic or latest
+        if self.batch_size > 1 and topic == latest:
+            raise ConfigError(
+                "latest_merger.inline.topic: batches (batch_size > 1) need a topic of their "
+                f"own, not the latest topic {latest!r}"
+            )
+        return topic
+
 
 class Inline(MergerOptions):
     strategy: Literal["inline"] = "inline"
     inline: InlineSettings = Field(default_factory=InlineSettings)
+
+    def build(self) -> InlineLogic:
+        inline = self.inline
+        return InlineLogic(self.flush_logic(), DeliveryPlan(inline.batch_size, inline.linger))
+
+
+def batch_key(bucket: int) -> str:
+    """The message key of a batch: its delivery bucket, so that one VIN's batches go to one
+    partition, in order."""
+    return f"batch-{bucket}"
+
+
+@dataclass(frozen=True, slots=True)
+class InlineLogic:
+    """The per-VIN flush, and how emissions become messages: one per VIN (a line, or a Kafka
+    message keyed by VIN), or with `batch_size` > 1 one per batch of the buffered VINs."""
+
+    flush: FlushLogic
+    delivery: DeliveryPlan
+
+    @property
+    def batched(self) -> bool:
+        return self.delivery.batch_size > 1
+
+    def batch_messages(self, bucket: int, entries: Sequence[Pending]) -> list[tuple[str, bytes]]:
+        """The (key, value) messages of a delivery: a JSON array of records per batch."""
+        key = batch_key(bucket)
+        return [(key, encode_batch(batch)) for batch in self.delivery.batches(entries)]
+
+    @staticmethod
+    def line(vin: str, value: bytes | None) -> bytes:
+        """One JSON line: the record, or for a forgotten VIN its tombstone object."""
+        return (value if value is not None else tombstone_json(vin)) + b"\n"

@@ -1,14 +1,18 @@
-"""`state_store`: flushes write to a store (Redis or memory); a separate publisher job emits what
-changed to the `latest` topic."""
+"""`state_store`: flushes write to a store (Redis or memory); a separate publisher job reads what
+changed in the store every `publish_interval` and emits it to the `latest` topic. Both halves'
+logic is here, free of Flink; the store itself is `connectors.store`."""
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Literal, Protocol
 
 from pydantic import Field, SecretStr
 
 from bethos.sections import DurationMs, Section
 from bethos.strategies.base import MergerOptions
+from bethos.strategies.flushing import DeliveryPlan, FlushLogic, Pending
 
 
 class StateStoreSettings(Section):
@@ -26,3 +30,73 @@ class StateStoreSettings(Section):
 class StateStore(MergerOptions):
     strategy: Literal["state_store"] = "state_store"
     state_store: StateStoreSettings = Field(default_factory=StateStoreSettings)
+
+    def build(self) -> StoreLogic:
+        store = self.state_store
+        return StoreLogic(
+            self.flush_logic(),
+            DeliveryPlan(store.batch_size, store.linger),
+            PublishPlan(store.publish_interval),
+        )
+
+
+class StoreChange(Protocol):
+    """A change the store reports (`connectors.store.base.Change`)."""
+
+    @property
+    def vin(self) -> str: ...
+    @property
+    def version(self) -> int: ...
+    @property
+    def value(self) -> bytes | None: ...
+
+
+class ChangeLog(Protocol):
+    """The reading side of the store (`connectors.store.base.LatestStore`)."""
+
+    def head(self) -> int: ...
+    def changes_since(self, cursor: int, limit: int) -> Sequence[StoreChange]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class PublishPlan:
+    """The publisher: every `interval` it pages through the store's changes after its cursor
+    (the newest version published)."""
+
+    interval_ms: int
+    page: int = 5_000
+
+    def due(self, now_ms: int, next_at_ms: int | None) -> bool:
+        return now_ms >= (next_at_ms or 0)
+
+    @staticmethod
+    def wiped(cursor: int, head: int) -> bool:
+        """A store whose newest version is behind the cursor was wiped (a Redis without
+        persistence restarted): its versions start again from 1, so publish it all again
+        (from cursor 0) rather than wait for `cursor`."""
+        return head < cursor
+
+    def pages(self, store: ChangeLog, cursor: int) -> Iterator[Sequence[StoreChange]]:
+        """The changes after `cursor`, a page at a time, ascending by version; a page's last
+        version is the cursor once it is published."""
+        while True:
+            changes = store.changes_since(cursor, self.page)
+            if changes:
+                yield changes
+                cursor = changes[-1].version
+            if len(changes) < self.page:
+                return
+
+
+@dataclass(frozen=True, slots=True)
+class StoreLogic:
+    """The per-VIN flush; the store-writing plan (emissions buffered per delivery bucket, each
+    batch one atomic, pipelined write); the publisher's plan."""
+
+    flush: FlushLogic
+    delivery: DeliveryPlan
+    publish: PublishPlan
+
+    def writes(self, entries: Sequence[Pending]) -> list[Sequence[Pending]]:
+        """The store writes of a delivery, in order: one atomic write per batch."""
+        return self.delivery.batches(entries)

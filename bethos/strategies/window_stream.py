@@ -33,6 +33,9 @@ class WindowStream(MergerOptions):
     strategy: Literal["window_stream"] = "window_stream"
     window: WindowSettings = Field(default_factory=WindowSettings)
 
+    def build(self) -> WindowLogic:
+        return WindowLogic(self.window.size, self.window.allowed_lateness)
+
 
 SavedVinState = tuple[dict[str, Candidate], str, int]
 SavedWindowState = tuple[SavedVinState, dict[int, SavedVinState]]
@@ -135,4 +138,41 @@ class WindowState:
         return cls(
             VinState.from_tuple(closed),
             {end: VinState.from_tuple(window) for end, window in pending.items()},
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class WindowLogic:
+    """The per-VIN windows of `size` with `allowed_lateness`, over a VIN's `WindowState`: where a
+    record goes, which windows a watermark closes, and what each closing emits. (The watermarks'
+    out-of-orderness and idleness are the Flink wiring's.)"""
+
+    size_ms: int
+    allowed_lateness_ms: int = 0
+
+    def place(self, state: WindowState, record: AggregatedRecord, watermark: int) -> Outcome:
+        """Place one record given the current watermark (Long.MIN_VALUE before the first)."""
+        return state.add(record, watermark, self.size_ms, self.allowed_lateness_ms)
+
+    @staticmethod
+    def load(state: WindowState, record: AggregatedRecord) -> None:
+        """A record of the `latest` topic read at a stateless start: state, not an event."""
+        state.closed.merge_record(record)
+
+    @staticmethod
+    def on_watermark(state: WindowState, watermark: int) -> list[VinState]:
+        """Close every pending window the watermark has reached, oldest first; each closing
+        emits the VIN's complete record as of that window's end."""
+        emissions = []
+        for end in state.due(watermark):
+            emission = state.close(end)
+            if emission is not None:
+                emissions.append(emission)
+        return emissions
+
+    def too_late(self, end: int, watermark: int) -> str:
+        """The dead letter's detail for a record past its window's allowed lateness."""
+        return (
+            f"window ending {end} closed; watermark {watermark} is past its allowed lateness "
+            f"of {self.allowed_lateness_ms} ms"
         )

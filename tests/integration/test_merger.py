@@ -20,7 +20,7 @@ from devstack.cli import data
 from devstack.stack import Stack, jobs
 from devstack.verify import compare
 from tests.data.bad_records import BAD_RECORDS, GOOD_RECORDS
-from tests.integration.helpers import wait_for
+from tests.integration.helpers import events, wait_for, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -46,6 +46,16 @@ def latest_equals(
     settings: EtlSettings, records: list[AggregatedRecord]
 ) -> Callable[[], list[data.Difference]]:
     return lambda: compare(expected_latest(records), data.latest_records(settings))
+
+
+def flush_lines_from_now(stack: Stack) -> Callable[[], list[dict[str, str]]]:
+    """A reader of the `flush` and `shutdown_flush` lines logged after this call. It waits for
+    the jobs of earlier tests to stop first, so that none of their lines come after."""
+    terminal = ("FINISHED", "CANCELED", "FAILED")
+    wait_until(lambda: all(job.get("state") in terminal for job in stack.jobs()), timeout=60)
+    names = ("flush", "shutdown_flush")
+    before = {name: len(events(stack, name)) for name in names}
+    return lambda: [line for name in names for line in events(stack, name)[before[name] :]]
 
 
 def records_for(vins: int, signal: str, ts: int, received_at: int) -> list[AggregatedRecord]:
@@ -154,3 +164,36 @@ def test_a_vin_without_readings_for_vin_ttl_is_tombstoned(
     assert messages[-1] == (record.vin.encode(), None)
     assert [m for m in messages if m[1] is None] == [(record.vin.encode(), None)]
     assert data.latest_records(etl_settings) == {}
+
+
+def test_flush_lines_count_the_records_and_tombstones_sent(
+    stack: Stack,
+    pipeline_configs: tuple[Path, Path],
+    etl_settings: EtlSettings,
+    submit: Callable[..., str],
+) -> None:
+    """`event=flush`: `emitted` counts latest records, `message_count` every message sent, a
+    tombstone included (SPEC section 6)."""
+    doc = yaml.safe_load(pipeline_configs[1].read_text())
+    doc["latest_merger"].update({"flush_interval": "2s", "vin_ttl": "6s"})
+    config = pipeline_configs[1].with_name("merger-flush-lines.yaml")
+    config.write_text(yaml.safe_dump(doc))
+    records = records_for(5, "a", 1_000, received_at=1)
+    produce(etl_settings, [(r.vin.encode(), encode_aggregated(r)) for r in records])
+    flush_lines = flush_lines_from_now(stack)
+    job_id = submit("latest_merger", config)
+
+    def tombstones() -> int:
+        messages = read_topic(etl_settings.kafka, etl_settings.topics.latest)
+        return sum(1 for _, value in messages if value is None)
+
+    deadline = time.monotonic() + 120
+    while tombstones() < len(records) and time.monotonic() < deadline:
+        time.sleep(2)
+    assert tombstones() == len(records)
+    # Stopped with a savepoint, the merge logs the flush under way (`shutdown_flush`).
+    jobs.stop(stack, job_id, str(stack.state / "flink" / "savepoints"))
+    lines = flush_lines()
+    messages = read_topic(etl_settings.kafka, etl_settings.topics.latest)
+    assert sum(int(line["message_count"]) for line in lines) == len(messages)
+    assert sum(int(line["emitted"]) for line in lines) == len(messages) - len(records)

@@ -12,6 +12,7 @@ import orjson
 import pytest
 import yaml
 from confluent_kafka import Producer
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
 from bethos.config import EtlSettings, MergerSettings, load_settings
 from bethos.record import (
@@ -27,7 +28,13 @@ from connectors.store.redis import RedisStore
 from devstack.cli import data
 from devstack.stack import REDIS_PORT, Stack, jobs
 from tests.integration.helpers import events, wait_for, wait_until
-from tests.integration.test_merger import expected_latest, latest_equals, produce, records_for
+from tests.integration.test_merger import (
+    expected_latest,
+    flush_lines_from_now,
+    latest_equals,
+    produce,
+    records_for,
+)
 
 pytestmark = pytest.mark.integration
 REDIS_URL = f"redis://127.0.0.1:{REDIS_PORT}/0"
@@ -319,3 +326,83 @@ def test_state_store_keeps_its_writes_while_redis_is_down(
         stack.start_service("redis")
     # The buffered writes were kept and retried: everything reaches the latest topic.
     assert wait_for(latest_equals(etl_settings, first + second), timeout=120) == []
+
+
+def create_plain_topic(settings: EtlSettings, topic: str, partitions: int = 3) -> None:
+    """A topic with the delete cleanup policy: it takes keyless and repeated keys alike."""
+    admin = AdminClient({**settings.kafka.client_properties()})
+    replication = min(3, len(admin.list_topics(timeout=30).brokers))
+    config = {"cleanup.policy": "delete"}
+    new = NewTopic(topic, partitions, replication, config=config)
+    for future in admin.create_topics([new], operation_timeout=30).values():
+        future.result()
+    resource = ConfigResource(ConfigResource.Type.TOPIC, topic)
+    for future in admin.describe_configs([resource]).values():
+        assert future.result()["cleanup.policy"].value == "delete"
+
+
+def newest_per_vin(
+    messages: list[tuple[bytes | None, bytes | None]], batch_size: int
+) -> dict[str, dict[str, Signal]]:
+    """The newest record of each VIN in a topic of batches. A VIN's batches share a key (its
+    delivery bucket), so one partition, in order: its last occurrence is its newest."""
+    latest: dict[str, dict[str, Signal]] = {}
+    for key, value in messages:
+        assert key is not None and key.startswith(b"batch-"), key
+        batch = orjson.loads(value or b"null")
+        assert isinstance(batch, list) and 1 <= len(batch) <= batch_size
+        for record in batch:
+            vin, signals = decode_latest_signals(orjson.dumps(record))
+            latest[vin] = signals
+    return latest
+
+
+def test_inline_batches_land_on_a_plain_topic_holding_every_vins_latest_record(
+    stack: Stack,
+    pipeline_configs: tuple[Path, Path],
+    etl_settings: EtlSettings,
+    submit: Callable[..., str],
+) -> None:
+    """`inline` with `batch_size` > 1 to Kafka: keyed batches on a topic of their own (not the
+    compacted latest topic, which would refuse or compact them), and the batcher's flush lines
+    count the messages it really sent."""
+    topic = f"{etl_settings.topics.latest}.batches"
+    create_plain_topic(etl_settings, topic)
+    batch_size = 4
+    config = merger_config(
+        pipeline_configs[1],
+        "inline-batches",
+        strategy="inline",
+        flush_interval="2s",
+        inline={"sink": "kafka", "topic": topic, "batch_size": batch_size, "linger": "100ms"},
+    )
+    first = records_for(30, "a", 1_000, received_at=1)
+    produce(etl_settings, keyed(first))
+    flush_lines = flush_lines_from_now(stack)
+    job_id = submit("latest_merger", config)
+
+    def batches() -> dict[str, dict[str, Signal]]:
+        return newest_per_vin(read_topic(etl_settings.kafka, topic), batch_size)
+
+    wait_until(lambda: batches() == expected_latest(first), timeout=120)
+    assert batches() == expected_latest(first)
+    # Newer readings of every VIN, and a signal of their own for half of them: a later batch
+    # holding a VIN supersedes the earlier one.
+    second = records_for(30, "a", 2_000, received_at=2) + records_for(15, "b", 2_000, 2)
+    produce(etl_settings, keyed(second))
+    wait_until(lambda: batches() == expected_latest(first + second), timeout=120)
+    assert batches() == expected_latest(first + second)
+    assert read_topic(etl_settings.kafka, etl_settings.topics.latest) == []
+
+    # Stopped with a savepoint, every operator logs its flush under way (`shutdown_flush`).
+    jobs.stop(stack, job_id, str(stack.state / "flink" / "savepoints"))
+    lines = flush_lines()
+    batcher = [line for line in lines if "vin_count" not in line]
+    merge = [line for line in lines if "vin_count" in line]
+    messages = read_topic(etl_settings.kafka, topic)
+    records = sum(len(orjson.loads(value or b"[]")) for _, value in messages)
+    assert sum(int(line["message_count"]) for line in batcher) == len(messages)
+    assert sum(int(line["emitted"]) for line in batcher) == records
+    # The merge cannot know the batches: its lines count the VINs and records only.
+    assert merge and all("message_count" not in line for line in merge)
+    assert sum(int(line["emitted"]) for line in merge) == records

@@ -117,14 +117,3 @@ def test_an_entry_survives_its_saved_form() -> None:
     entry = Entry(VinState({"a": (1.5, 10, 2)}, "p", 2), True, 120_000, 99)
     restored = Entry.load(pickle.loads(pickle.dumps(entry.saved())))
     assert restored == entry
-
-
-def test_an_entry_of_the_first_version_carries_over() -> None:
-    from bethos.merge import Entry
-
-    assert Entry.from_legacy(None, None, None, None) is None
-    state = VinState({"a": (1.5, 10, 2)}, "p", 2)
-    migrated = Entry.from_legacy(state.to_tuple(), True, 120_000, 99)
-    assert migrated == Entry(state, True, 120_000, 99)
-    # A VIN whose state was cleared by a tombstone but whose timer is pending.
-    assert Entry.from_legacy(None, None, 120_000, None) == Entry(VinState(), False, 120_000)

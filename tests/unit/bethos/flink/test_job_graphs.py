@@ -13,10 +13,27 @@ from bethos.config import EtlSettings, MergerSettings, load_settings
 ROOT = Path(__file__).resolve().parents[4]
 
 
-def plan_of(build, settings) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+def plan_of(build, settings, uids: set[str] | None = None) -> dict[str, Any]:  # type: ignore[no-untyped-def]
     env, statements = build(settings)
     statements.attach_as_datastream()
+    if uids is not None:
+        uids.update(uids_of(env))
     return json.loads(env.get_execution_plan())  # type: ignore[no-any-return]
+
+
+def uids_of(env: Any) -> set[str]:
+    """The uids set on the graph's operators (savepoints are matched by them)."""
+    found, seen = set(), set()
+    pending = list(env._j_stream_execution_environment.getTransformations())
+    while pending:
+        transformation = pending.pop()
+        if transformation.getId() in seen:
+            continue
+        seen.add(transformation.getId())
+        if transformation.getUid():
+            found.add(transformation.getUid())
+        pending.extend(transformation.getInputs())
+    return found
 
 
 def operator_names(plan: dict[str, Any]) -> str:
@@ -46,38 +63,61 @@ def merger_settings(strategy: str, **options: Any) -> MergerSettings:
     return MergerSettings.model_validate(doc)
 
 
+MERGE = "latest-merger-merge"
+
+
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize(
-    ("strategy", "options", "expected"),
+    ("strategy", "options", "expected", "uids"),
     [
-        ("state_store", {}, ["write to the redis store", "latest_in"]),
-        ("window_stream", {}, ["tumbling windows of 120000 ms per VIN", "latest_out", "decode"]),
+        (
+            "state_store",
+            {},
+            ["write to the redis store", "latest_in"],
+            {MERGE, "latest-merger-store-writer"},
+        ),
+        (
+            "window_stream",
+            {},
+            ["tumbling windows of 120000 ms per VIN", "latest_out", "decode"],
+            {"latest-merger-window-decode", "latest-merger-window-merge"},
+        ),
         (
             "inline",
-            {"inline": {"sink": "kafka", "batch_size": 50}},
+            {"inline": {"sink": "kafka", "batch_size": 50, "topic": "batches"}},
             ["batches of 50", "inline_out"],
+            {MERGE, "latest-merger-inline-batcher"},
         ),
-        ("inline", {"inline": {"sink": "file", "path": "/tmp/x.jsonl"}}, ["write to file"]),
-        ("log_compacted", {"bootstrap_from_latest": False}, ["merge per VIN"]),
+        (
+            "inline",
+            {"inline": {"sink": "file", "path": "/tmp/x.jsonl"}},
+            ["write to file"],
+            {MERGE, "latest-merger-inline-lines"},
+        ),
+        ("log_compacted", {"bootstrap_from_latest": False}, ["merge per VIN"], {MERGE}),
     ],
 )
 def test_every_strategy_compiles(
-    strategy: str, options: dict[str, Any], expected: list[str]
+    strategy: str, options: dict[str, Any], expected: list[str], uids: set[str]
 ) -> None:
     from bethos.flink import merger
 
-    plan = operator_names(plan_of(merger.build, merger_settings(strategy, **options)))
+    found: set[str] = set()
+    plan = operator_names(plan_of(merger.build, merger_settings(strategy, **options), found))
     for name in expected:
         assert name in plan, plan
     assert "dead_letters_out" in plan
     if options.get("bootstrap_from_latest") is False:
         assert "latest_in" not in plan
+    assert found == uids
 
 
 @pytest.mark.timeout(300)
 def test_publisher_graph_compiles() -> None:
-    from bethos.flink import state_store as publisher
+    from bethos.flink.strategies.state_store import build_publisher
 
     settings = load_settings(MergerSettings, ROOT / "config/state_store.yaml", {})
-    plan = operator_names(plan_of(publisher.build, settings))
+    found: set[str] = set()
+    plan = operator_names(plan_of(build_publisher, settings, found))
     assert "publish the redis store" in plan and "latest_out" in plan
+    assert found == {"state-store-publisher"}

@@ -1,9 +1,21 @@
 from __future__ import annotations
 
+import orjson
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bethos.strategies.flushing import FlushTracker, expired, flush_due, stagger_offset
+from bethos.merge import Entry, VinState
+from bethos.record import AggregatedRecord, Signal, decode_latest_signals
+from bethos.strategies.flushing import (
+    EXPIRED,
+    DeliveryPlan,
+    Flushed,
+    FlushLogic,
+    FlushTracker,
+    expired,
+    flush_due,
+    stagger_offset,
+)
 
 
 @given(st.integers(0, 10**13), st.integers(1, 10**7), st.data())
@@ -52,8 +64,6 @@ def test_the_tracker_groups_one_interval_of_timers_into_one_flush() -> None:
 
 
 def test_batches_are_json_arrays_with_tombstones_as_null_data() -> None:
-    import orjson
-
     from bethos.strategies.flushing import delivery_bucket, encode_batch
 
     batch = orjson.loads(encode_batch([("A", b'{"vin":"A","data":{}}'), ("B", None)]))
@@ -61,3 +71,148 @@ def test_batches_are_json_arrays_with_tombstones_as_null_data() -> None:
     assert orjson.loads(encode_batch([])) == []
     assert delivery_bucket("VIN1") == delivery_bucket("VIN1")
     assert len({delivery_bucket(f"V{i}") for i in range(2_000)}) == 128
+
+
+def record(vin: str = "V1", ts: int = 5, **values: float) -> AggregatedRecord:
+    signals = {name: Signal(value, ts) for name, value in values.items()}
+    return AggregatedRecord(vin, signals, "p", 1, 0)
+
+
+def merge(logic: FlushLogic, entry: Entry, rec: AggregatedRecord, now: int) -> int | None:
+    """What MergeFunction does with a record."""
+    if entry.state.merge_record(rec):
+        entry.dirty = True
+    return logic.on_record(entry, rec.vin, now)
+
+
+def test_a_record_schedules_one_aligned_flush_timer() -> None:
+    logic = FlushLogic(interval_ms=1_000)
+    entry = Entry(VinState())
+    assert merge(logic, entry, record(speed=1.0), now=1_250) == 2_000
+    # One pending timer per VIN: the next records register none.
+    assert merge(logic, entry, record(speed=2.0, ts=6), now=1_900) is None
+    assert entry.next_flush == 2_000 and entry.dirty
+    # Without a TTL the last reading's time is not kept (a state write saved per record).
+    assert entry.last_seen is None
+
+
+def test_a_staggered_flush_lands_on_the_vins_own_offset() -> None:
+    logic = FlushLogic(interval_ms=120_000, stagger=True)
+    offset = stagger_offset("V1", 120_000)
+    due = logic.on_record(Entry(VinState()), "V1", now_ms=10**12)
+    assert due is not None and (due - offset) % 120_000 == 0
+    assert 10**12 < due <= 10**12 + 120_000
+
+
+def test_a_timer_emits_a_changed_vin_once_then_nothing_until_it_changes() -> None:
+    logic = FlushLogic(interval_ms=1_000)
+    entry = Entry(VinState())
+    merge(logic, entry, record(speed=1.0), now=500)
+    flushed = logic.on_timer(entry, "V1", timestamp_ms=1_000, now_ms=1_003)
+    assert flushed.value is not None and not flushed.expired
+    vin, signals = decode_latest_signals(flushed.value)
+    assert (vin, signals) == ("V1", {"speed": Signal(1.0, 5)})
+    assert orjson.loads(flushed.value)["produced_at"] == 1_003
+    assert not entry.dirty and entry.next_flush == 2_000
+    # Nothing changed since: no emission, but the next timer.
+    assert logic.on_timer(entry, "V1", 2_000, 2_001) == Flushed(None)
+    assert entry.next_flush == 3_000
+    # A duplicate changes nothing either.
+    merge(logic, entry, record(speed=1.0), now=2_500)
+    assert logic.on_timer(entry, "V1", 3_000, 3_000).value is None
+
+
+def test_emit_all_emits_every_vin_on_every_timer() -> None:
+    logic = FlushLogic(interval_ms=1_000, emit_all=True)
+    entry = Entry(VinState())
+    merge(logic, entry, record(speed=1.0), now=500)
+    assert logic.on_timer(entry, "V1", 1_000, 1_000).value is not None
+    assert logic.on_timer(entry, "V1", 2_000, 2_000).value is not None
+
+
+def test_a_vin_without_readings_for_its_ttl_expires_once() -> None:
+    logic = FlushLogic(interval_ms=1_000, ttl_ms=2_500)
+    entry = Entry(VinState())
+    merge(logic, entry, record(speed=1.0), now=500)
+    assert entry.last_seen == 500
+    assert logic.on_timer(entry, "V1", 1_000, 1_000).value is not None
+    assert logic.on_timer(entry, "V1", 2_000, 2_000) == Flushed(None)
+    # 3_000 - 500 >= 2_500: a tombstone, no next timer (the caller forgets the VIN).
+    assert logic.on_timer(entry, "V1", 3_000, 3_000) == EXPIRED
+    assert entry.next_flush == 3_000
+    # A new reading keeps a VIN alive.
+    fresh = Entry(VinState())
+    merge(logic, fresh, record(speed=1.0), now=500)
+    merge(logic, fresh, record(speed=2.0, ts=9), now=2_900)
+    assert not logic.on_timer(fresh, "V1", 3_000, 3_000).expired
+
+
+def test_the_flush_logic_pickles() -> None:
+    import pickle
+
+    logic = FlushLogic(1_000, emit_all=True, stagger=True, ttl_ms=5)
+    assert pickle.loads(pickle.dumps(logic)) == logic
+
+
+def test_tombstones_are_messages_but_not_emitted_records() -> None:
+    tracker = FlushTracker(interval_ms=1_000)
+    for _ in range(3):
+        tracker.on_timer(1_000)
+    tracker.on_emit()
+    tracker.on_emit()
+    tracker.on_tombstone()
+    summary = tracker.finish()
+    assert summary is not None
+    assert summary.fields() == {
+        "flush_duration_ms": summary.duration_ms,
+        "vin_count": 3,
+        "message_count": 3,
+        "emitted": 2,
+    }
+
+
+def test_a_merge_whose_messages_are_formed_downstream_leaves_out_message_count() -> None:
+    tracker = FlushTracker(interval_ms=1_000, counts_messages=False)
+    tracker.on_timer(1_000)
+    tracker.on_emit()
+    summary = tracker.finish()
+    assert summary is not None and summary.message_count is None
+    assert list(summary.fields()) == ["flush_duration_ms", "vin_count", "emitted"]
+    assert tracker.empty().fields() == {"flush_duration_ms": 0, "vin_count": 0, "emitted": 0}
+
+
+def test_a_batcher_counts_its_batches_per_flush_interval() -> None:
+    tracker = FlushTracker(interval_ms=1_000, counts_vins=False)
+    # A flush at 1_000: its VINs arrive in a burst and leave in batches (linger 200 ms).
+    assert tracker.on_delivery(1_010, emitted=8, messages=2) is None
+    assert tracker.on_delivery(1_200, emitted=2, messages=1) is None
+    # The next interval's first delivery ends the flush.
+    summary = tracker.on_delivery(2_050, emitted=4, messages=1)
+    assert summary is not None
+    assert summary.fields() == {
+        "flush_duration_ms": summary.duration_ms,
+        "message_count": 3,
+        "emitted": 10,
+    }
+    final = tracker.finish()
+    assert final is not None and (final.message_count, final.emitted) == (1, 4)
+    assert tracker.finish() is None
+
+
+def test_delivery_keeps_the_newest_value_per_vin_in_order_of_arrival() -> None:
+    plan = DeliveryPlan(batch_size=2, linger_ms=200)
+    buffered = [("A", b"1"), ("B", b"1"), ("A", b"2"), ("C", None), ("B", None)]
+    pending = plan.pending(buffered)
+    assert pending == [("A", b"2"), ("C", None), ("B", None)]
+    assert plan.batches(pending) == [[("A", b"2"), ("C", None)], [("B", None)]]
+    assert plan.batches([]) == []
+    assert not plan.full(1) and plan.full(2)
+
+
+@given(st.integers(1, 30), st.integers(1, 10_000))
+def test_delivery_retries_back_off_within_bounds(failures: int, seed: int) -> None:
+    import random
+
+    plan = DeliveryPlan(batch_size=10, linger_ms=200, max_retry_ms=10_000)
+    delay = plan.retry_in(failures, random.Random(seed))
+    assert 100 <= delay <= 10_000

@@ -10,7 +10,9 @@ from bethos.record import INT64_MAX, INT64_MIN, AggregatedRecord, Signal, Signal
 from bethos.strategies.window_stream import (
     Outcome,
     Verdict,
+    WindowLogic,
     WindowState,
+    WindowStream,
     close_time,
     event_time,
     window_end,
@@ -272,3 +274,27 @@ def test_when_nothing_is_too_late_the_last_emission_is_the_merge_of_all_records(
     run.advance(INT64_MAX)
     assert all(o.verdict is not Verdict.TOO_LATE for o in outcomes)
     assert canonical(run.emissions[-1]) == canonical(merged(arrivals))
+
+
+def test_the_logic_places_records_closes_windows_and_loads_state() -> None:
+    logic = WindowStream.model_validate(
+        {"window": {"size": "10ms", "allowed_lateness": "5ms"}}
+    ).build()
+    assert logic == WindowLogic(size_ms=10, allowed_lateness_ms=5)
+    state = WindowState()
+    # The latest topic's record, read at a stateless start, is state, not an event.
+    logic.load(state, record(gear=("P", 1)))
+    assert logic.place(state, record(speed=(1, 3)), MIN_WATERMARK).verdict is Verdict.PENDING
+    assert logic.place(state, record(speed=(2, 14)), MIN_WATERMARK).new_window
+    assert logic.on_watermark(state, 8) == []
+    emissions = logic.on_watermark(state, 19)
+    assert [e.latest_signals() for e in emissions] == [
+        {"gear": Signal("P", 1), "speed": Signal(1, 3)},
+        {"gear": Signal("P", 1), "speed": Signal(2, 14)},
+    ]
+    assert logic.place(state, record(door=(True, 12)), 19).verdict is Verdict.LATE_EMIT
+    late = logic.place(state, record(door=(False, 2)), 19)
+    assert late.verdict is Verdict.TOO_LATE
+    assert logic.too_late(late.end, 19) == (
+        "window ending 10 closed; watermark 19 is past its allowed lateness of 5 ms"
+    )

@@ -1,34 +1,34 @@
-"""Flink wiring of the `window_stream` strategy: decode -> event-time watermarks -> per-VIN
-tumbling windows with allowed lateness (the logic is `bethos.strategies.window_stream`)."""
+"""Flink wiring of `window_stream`: decode -> event-time watermarks -> per-VIN tumbling windows
+with allowed lateness -> the `latest` topic. The logic is
+`bethos.strategies.window_stream.WindowLogic` over a VIN's `WindowState`."""
 
 from __future__ import annotations
 
-import logging
 import time
 from typing import Any
 
 from pyflink.common import Duration, Row, Types, WatermarkStrategy
 from pyflink.common.watermark_strategy import TimestampAssigner
-from pyflink.datastream import (
-    DataStream,
-    KeyedProcessFunction,
-    OutputTag,
-    ProcessFunction,
-    RuntimeContext,
-)
+from pyflink.datastream import KeyedProcessFunction, OutputTag, ProcessFunction, RuntimeContext
 from pyflink.datastream.state import ValueStateDescriptor
 
 from bethos.deadletter import dead_letter
-from bethos.exceptions import RecordError
+from bethos.exceptions import DeadLettered, RecordError
 from bethos.flink.environment import ensure_logging
+from bethos.flink.merge import COMPONENT, MergerGraph, log
 from bethos.flink.rows import INPUT_FIELDS, ORIGIN_LATEST, ROW_DEAD_LETTER, ROW_KEY_VALUE, Intake
 from bethos.logevents import log_event
+from bethos.merge import VinState
 from bethos.record import decode_aggregated
-from bethos.strategies.window_stream import Verdict, WindowState, close_time, event_time
-from bethos.strategies.window_stream import WindowStream as MergerOptions
+from bethos.strategies.window_stream import (
+    Verdict,
+    WindowLogic,
+    WindowState,
+    WindowStream,
+    close_time,
+    event_time,
+)
 
-log = logging.getLogger("bethos.latest_merger")
-COMPONENT = "latest_merger"
 DECODE_UID = "latest-merger-window-decode"
 WINDOW_UID = "latest-merger-window-merge"
 DEAD_LETTERS = OutputTag("window-dead-letters", ROW_DEAD_LETTER)
@@ -59,9 +59,11 @@ class DecodeFunction(ProcessFunction):  # type: ignore[misc]
             yield Row(record.vin, raw, topic, partition, offset, origin, 0)
             return
         self.records_in.inc()
-        record = self.intake.read(key, raw, topic, partition, offset, int(time.time() * 1000))
-        if isinstance(record, Row):
-            yield DEAD_LETTERS, record
+        now = int(time.time() * 1000)
+        try:
+            record = self.intake.read(key, raw, topic, partition, offset, now)
+        except DeadLettered as refused:
+            yield DEAD_LETTERS, Row(refused.key, refused.letter)
             return
         yield Row(record.vin, raw, topic, partition, offset, origin, event_time(record))
 
@@ -72,9 +74,8 @@ class EventTimeAssigner(TimestampAssigner):  # type: ignore[misc]
 
 
 class WindowMergeFunction(KeyedProcessFunction):  # type: ignore[misc]
-    def __init__(self, options: MergerOptions) -> None:
-        self.size = options.window.size
-        self.allowed_lateness = options.window.allowed_lateness
+    def __init__(self, logic: WindowLogic) -> None:
+        self.logic = logic
 
     def open(self, runtime_context: RuntimeContext) -> None:
         ensure_logging()
@@ -93,11 +94,11 @@ class WindowMergeFunction(KeyedProcessFunction):  # type: ignore[misc]
         record = decode_aggregated(raw)
         state = WindowState.from_tuple(self.state.value())
         if origin == ORIGIN_LATEST:
-            state.closed.merge_record(record)
+            self.logic.load(state, record)
             self.state.update(state.to_tuple())
             return
         watermark = ctx.timer_service().current_watermark()
-        outcome = state.add(record, watermark, self.size, self.allowed_lateness)
+        outcome = self.logic.place(state, record, watermark)
         if outcome.verdict is Verdict.TOO_LATE:
             self.late.inc()
             self.dead_lettered.inc()
@@ -113,10 +114,7 @@ class WindowMergeFunction(KeyedProcessFunction):  # type: ignore[misc]
                 offset=offset,
             )
             now = int(time.time() * 1000)
-            detail = (
-                f"window ending {outcome.end} closed; watermark {watermark} is past its "
-                f"allowed lateness of {self.allowed_lateness} ms"
-            )
+            detail = self.logic.too_late(outcome.end, watermark)
             origin_info = {"topic": topic, "partition": partition, "offset": offset}
             yield DEAD_LETTERS, Row(vin, dead_letter(raw, "late", detail, origin_info, now))
             return
@@ -127,28 +125,28 @@ class WindowMergeFunction(KeyedProcessFunction):  # type: ignore[misc]
                 ctx.timer_service().register_event_time_timer(close_time(outcome.end))
         elif outcome.changed:
             self.late_emitted.inc()
-            yield self._emission(vin, state)
+            yield self._emission(vin, state.closed)
 
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext):  # type: ignore[no-untyped-def]
         state = WindowState.from_tuple(self.state.value())
         vin = ctx.get_current_key()
-        for end in state.due(timestamp):
-            emission = state.close(end)
-            if emission is not None:
-                yield self._emission(vin, WindowState(emission))
+        for emission in self.logic.on_watermark(state, timestamp):
+            yield self._emission(vin, emission)
         self.state.update(state.to_tuple())
 
-    def _emission(self, vin: str, state: WindowState) -> Row:
-        value = state.closed.encode_latest(vin, produced_at=int(time.time() * 1000))
+    def _emission(self, vin: str, state: VinState) -> Row:
+        value = state.encode_latest(vin, produced_at=int(time.time() * 1000))
         self.emitted.inc()
         return Row(vin, value.decode())
 
 
-def build(records: DataStream, options: MergerOptions) -> tuple[DataStream, DataStream]:
-    """The windowed merge; returns the emissions and the dead letters."""
+def wire(graph: MergerGraph, options: WindowStream) -> None:
     window = options.window
     decoded = (
-        records.process(DecodeFunction(), output_type=ROW_DECODED).uid(DECODE_UID).name("decode")
+        graph.records()
+        .process(DecodeFunction(), output_type=ROW_DECODED)
+        .uid(DECODE_UID)
+        .name("decode")
     )
     # with_idleness() returns a strategy without the Python timestamp assigner: call it first.
     watermarks = (
@@ -159,9 +157,11 @@ def build(records: DataStream, options: MergerOptions) -> tuple[DataStream, Data
     merged = (
         decoded.assign_timestamps_and_watermarks(watermarks)
         .key_by(lambda row: row[0], key_type=Types.STRING())
-        .process(WindowMergeFunction(options), output_type=ROW_KEY_VALUE)
+        .process(WindowMergeFunction(options.build()), output_type=ROW_KEY_VALUE)
         .uid(WINDOW_UID)
         .name(f"tumbling windows of {window.size} ms per VIN")
     )
-    dead_letters = decoded.get_side_output(DEAD_LETTERS).union(merged.get_side_output(DEAD_LETTERS))
-    return merged, dead_letters
+    graph.dead_letters(
+        decoded.get_side_output(DEAD_LETTERS).union(merged.get_side_output(DEAD_LETTERS))
+    )
+    graph.to_latest_topic(merged)

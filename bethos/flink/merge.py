@@ -1,0 +1,229 @@
+"""The latest merger's shared graph: its input, the keyed merge with its timer flush
+(`MergeFunction`, uid `latest-merger-merge`), the dead-letter and `latest` topic sinks. Each
+strategy's wiring (`bethos.flink.strategies`) builds on a `MergerGraph`."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from pyflink.common import Row, RowKind, Types
+from pyflink.datastream import DataStream, KeyedProcessFunction, OutputTag, RuntimeContext
+from pyflink.datastream.state import ValueStateDescriptor
+from pyflink.table import StreamTableEnvironment, Table
+from pyflink.table.expressions import col
+
+from bethos.config import MergerSettings
+from bethos.exceptions import DeadLettered, RecordError
+from bethos.flink.environment import ensure_logging
+from bethos.flink.rows import (
+    ORIGIN_LATEST,
+    ROW_DEAD_LETTER,
+    ROW_INPUT,
+    ROW_KEY_VALUE,
+    BatchedCounter,
+    Intake,
+    add_dead_letter_sink,
+    add_sink,
+    keyed_by_first_column,
+)
+from bethos.logevents import log_event
+from bethos.merge import Entry
+from bethos.record import decode_aggregated
+from bethos.strategies.flushing import FlushLogic, FlushSummary, FlushTracker
+from connectors.kafka.tables import append_sink_ddl, upsert_sink_ddl
+
+log = logging.getLogger("bethos.latest_merger")
+COMPONENT = "latest_merger"
+MERGE_UID = "latest-merger-merge"
+DEAD_LETTERS = OutputTag("dead-letters", ROW_DEAD_LETTER)
+
+
+class MergeFunction(KeyedProcessFunction):  # type: ignore[misc]
+    """Merges each record into the VIN's state; a processing-time timer flushes it
+    (`FlushLogic` decides what each timer emits)."""
+
+    def __init__(
+        self,
+        flush: FlushLogic,
+        tombstones_as_delete: bool = True,
+        messages_downstream: bool = False,
+    ) -> None:
+        self.flush = flush
+        # An upsert sink needs a DELETE row; buffered sinks take a null value.
+        self.tombstones_as_delete = tombstones_as_delete
+        # When a later operator forms the messages (inline batches), this one cannot count
+        # them: its `event=flush` line leaves `message_count` to that operator's line.
+        self.messages_downstream = messages_downstream
+
+    def open(self, runtime_context: RuntimeContext) -> None:
+        ensure_logging()
+        # Everything about a VIN in one value (see Entry): one state read and one write per
+        # record, instead of one per field.
+        self.entry = runtime_context.get_state(
+            ValueStateDescriptor("vin_entry", Types.PICKLED_BYTE_ARRAY())
+        )
+        metrics = runtime_context.get_metrics_group()
+        self.records_in = BatchedCounter(metrics.counter("records_in"))
+        self.merged = BatchedCounter(metrics.counter("merged"))
+        self.intake = Intake(metrics, log, COMPONENT)
+        self.emitted = BatchedCounter(metrics.counter("emitted"))
+        self.expired = metrics.counter("expired")
+        self.loaded = BatchedCounter(metrics.counter("loaded_from_latest"))
+        self.batched = (self.records_in, self.merged, self.emitted, self.loaded)
+        self.flushes = FlushTracker(
+            self.flush.interval_ms, counts_messages=not self.messages_downstream
+        )
+        metrics.gauge("vins_held", self._vins_held)
+        metrics.gauge(
+            "last_flush_duration_ms",
+            lambda: self.flushes.last.duration_ms if self.flushes.last else 0,
+        )
+
+    def _vins_held(self) -> int:
+        last = self.flushes.last
+        return last.vin_count or 0 if last is not None else 0
+
+    def close(self) -> None:
+        # Stopping (with a savepoint or not): the flush under way ends here; every merge not
+        # yet emitted stays in keyed state, which the savepoint carries.
+        log_flush(self.flushes.finish() or self.flushes.empty(), "shutdown_flush")
+        for counter in self.batched:
+            counter.flush()
+
+    def process_element(self, value: Row, ctx: KeyedProcessFunction.Context):  # type: ignore[no-untyped-def]
+        key, raw, topic, partition, offset, origin = value[:6]
+        # Flink's processing time is the same wall clock; asking Java for it costs a call.
+        now = int(time.time() * 1000)
+        if origin == ORIGIN_LATEST:
+            self._load_latest(key, raw, now, ctx)
+            return
+        self.records_in.inc()
+        try:
+            record = self.intake.read(key, raw, topic, partition, offset, now)
+        except DeadLettered as refused:
+            yield DEAD_LETTERS, Row(refused.key, refused.letter)
+            return
+        entry = Entry.load(self.entry.value())
+        if entry.state.merge_record(record):
+            entry.dirty = True
+        self.merged.inc()
+        due = self.flush.on_record(entry, record.vin, now)
+        if due is not None:
+            ctx.timer_service().register_processing_time_timer(due)
+        self.entry.update(entry.saved())
+
+    def _load_latest(self, key: str, raw: bytes | None, now: int, ctx: Any) -> None:
+        """A record of the `latest` topic, read at a stateless start: merged without marking
+        the VIN changed (the topic already holds it). A tombstone forgets a VIN that nothing
+        newer has touched."""
+        entry = Entry.load(self.entry.value())
+        if raw is None:
+            if not entry.dirty:
+                self.entry.clear()
+            return
+        try:
+            record = decode_aggregated(raw)
+        except RecordError:
+            return  # written by this job; a record it cannot read again holds nothing to keep
+        entry.state.merge_record(record)
+        self.loaded.inc()
+        due = self.flush.on_record(entry, key, now)
+        if due is not None:
+            ctx.timer_service().register_processing_time_timer(due)
+        self.entry.update(entry.saved())
+
+    def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext):  # type: ignore[no-untyped-def]
+        finished = self.flushes.on_timer(timestamp)
+        if finished is not None:
+            for counter in self.batched:
+                counter.flush()
+            log_flush(finished)
+        vin = ctx.get_current_key()
+        entry = Entry.load(self.entry.value())
+        flushed = self.flush.on_timer(entry, vin, timestamp, int(time.time() * 1000))
+        if flushed.expired:
+            self.entry.clear()
+            self.expired.inc()
+            self.flushes.on_tombstone()
+            tombstone = Row(vin, None)
+            if self.tombstones_as_delete:
+                tombstone.set_row_kind(RowKind.DELETE)
+            yield tombstone
+            return
+        if flushed.value is not None:
+            self.emitted.inc()
+            self.flushes.on_emit()
+            yield Row(vin, flushed.value.decode())
+        ctx.timer_service().register_processing_time_timer(entry.next_flush)
+        self.entry.update(entry.saved())
+
+
+def log_flush(summary: FlushSummary | None, event: str = "flush") -> None:
+    """The `event=flush` (or `shutdown_flush`) line: the fields its operator knows."""
+    if summary is not None:
+        log_event(log, COMPONENT, event, **summary.fields())
+
+
+@dataclass
+class MergerGraph:
+    """The merger's graph under construction: its input table (one (key, ROW_INPUT) row per
+    message), the statement set, and the sinks every strategy shares."""
+
+    t_env: StreamTableEnvironment
+    statements: Any
+    settings: MergerSettings
+    input: Table
+    dead_letters_routed: bool = False
+
+    @classmethod
+    def create(
+        cls, t_env: StreamTableEnvironment, settings: MergerSettings, input: Table
+    ) -> MergerGraph:
+        topics, kafka = settings.topics, settings.kafka
+        t_env.execute_sql(append_sink_ddl("dead_letters_out", topics.dlq, kafka))
+        return cls(t_env, t_env.create_statement_set(), settings, input)
+
+    def records(self) -> DataStream:
+        """The input as a plain stream of ROW_INPUT rows (for a strategy that keys them
+        itself)."""
+        return self.t_env.to_append_stream(self.input.select(col("element").flatten), ROW_INPUT)
+
+    def merge_per_vin(
+        self,
+        flush: FlushLogic,
+        tombstones_as_delete: bool = True,
+        messages_downstream: bool = False,
+    ) -> DataStream:
+        """The keyed merge with its timer flush: a stream of (VIN, latest record) rows, a
+        tombstone as a null value (a DELETE row with `tombstones_as_delete`). Its dead letters
+        go to the dead-letter topic."""
+        merged = (
+            keyed_by_first_column(self.t_env, self.input, Types.STRING(), ROW_INPUT)
+            .process(
+                MergeFunction(flush, tombstones_as_delete, messages_downstream),
+                output_type=ROW_KEY_VALUE,
+            )
+            .uid(MERGE_UID)
+            .name("merge per VIN")
+        )
+        self.dead_letters(merged.get_side_output(DEAD_LETTERS))
+        return merged
+
+    def dead_letters(self, stream: DataStream) -> None:
+        """Send the (key, dead letter) rows of the whole graph to the dead-letter topic: call it
+        once, before adding the strategy's sink (the order of the inserts shapes the SQL
+        operators' generated ids, which savepoints are matched by)."""
+        if self.dead_letters_routed:
+            raise ValueError("the dead letters are routed already: union the streams first")
+        add_dead_letter_sink(self.t_env, self.statements, stream, "dead_letters_out")
+        self.dead_letters_routed = True
+
+    def to_latest_topic(self, stream: DataStream) -> None:
+        """Upsert (VIN, latest record) rows into the compacted `latest` topic; DELETE rows
+        become tombstones."""
+        topics, kafka = self.settings.topics, self.settings.kafka
+        self.t_env.execute_sql(upsert_sink_ddl("latest_out", topics.latest, kafka))
+        add_sink(self.t_env, self.statements, stream, "latest_out", changelog=True)
