@@ -23,3 +23,11 @@ def parse_duration_ms(text: str | int) -> int:
         raise ConfigError(f"not a duration: {text!r} (use e.g. 500ms, 10s, 2m, 1h)")
     amount, unit = match.groups()
     return int(amount) * _UNIT_MS[unit or "ms"]
+
+
+def format_duration_ms(ms: int) -> str:
+    """The shortest exact text for a duration that `parse_duration_ms` reads back: 120000 -> 2m."""
+    for unit in ("d", "h", "m", "s"):
+        if ms and ms % _UNIT_MS[unit] == 0:
+            return f"{ms // _UNIT_MS[unit]}{unit}"
+    return f"{ms}ms"
