@@ -54,7 +54,7 @@ def merger_settings(strategy: str, **options: Any) -> MergerSettings:
         ("window_stream", {}, ["tumbling windows of 120000 ms per VIN", "latest_out", "decode"]),
         (
             "inline",
-            {"inline": {"sink": "kafka", "batch_size": 50}},
+            {"inline": {"sink": "kafka", "batch_size": 50, "topic": "latest-batches"}},
             ["batches of 50", "inline_out"],
         ),
         ("inline", {"inline": {"sink": "file", "path": "/tmp/x.jsonl"}}, ["write to file"]),
