@@ -100,6 +100,29 @@ def _ms(value: int) -> str:
     return format_duration_ms(value)
 
 
+def mask_url(text: str) -> str:
+    """`text` with the password of a URL in it masked (`redis://user:**********@host`)."""
+    if "://" not in text:
+        return text
+    try:
+        parts = urlsplit(text)
+        password = parts.password
+    except ValueError:
+        return text
+    if not password:
+        return text
+    return parts._replace(netloc=parts.netloc.replace(f":{password}@", f":{MASK}@", 1)).geturl()
+
+
+def _url_password(url: str, variables: str) -> Iterator[str]:
+    try:
+        password = urlsplit(url).password
+    except ValueError:
+        return
+    if password:
+        yield f"holds a password: secrets come only from the environment ({variables})"
+
+
 def _topic_name(value: str) -> str:
     if not _TOPIC.fullmatch(value) or value in (".", ".."):
         raise ValueError(
@@ -216,8 +239,13 @@ class InfluxSettings(CheckedSection):
     def _http_url(cls, value: str) -> str:
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ValueError(f"not an http(s) URL: {value!r} (e.g. http://localhost:8086)")
+            shown = mask_url(value)
+            raise ValueError(f"not an http(s) URL: {shown!r} (e.g. http://localhost:8086)")
         return value
+
+    def _url_without_password(self) -> Iterator[Broken]:
+        for message in _url_password(self.url, "INFLUXDB_PASSWORD or INFLUXDB_TOKEN"):
+            yield Broken(("url",), message)
 
     def _pods_named_once(self) -> Iterator[Broken]:
         if not self.pods:
@@ -232,7 +260,7 @@ class InfluxSettings(CheckedSection):
                 )
             first.setdefault(pod, index)
 
-    rules: ClassVar[tuple[Rule, ...]] = (_pods_named_once,)
+    rules: ClassVar[tuple[Rule, ...]] = (_pods_named_once, _url_without_password)
 
 
 class FlinkSettings(Section):
@@ -394,6 +422,9 @@ class MergerSettings(JobSettings):
         if not isinstance(options, StateStore):
             return
         store = options.state_store
+        url_key = _strategy_key(options, "state_store", "redis_url")
+        for message in _url_password(store.redis_url, "REDIS_PASSWORD"):
+            yield Broken(url_key, message)
         if store.publish_interval <= 0:
             yield Broken(
                 _strategy_key(options, "state_store", "publish_interval"), "must be more than 0"
@@ -404,8 +435,9 @@ class MergerSettings(JobSettings):
             "unix",
         ):
             yield Broken(
-                _strategy_key(options, "state_store", "redis_url"),
-                f"not a Redis URL: {store.redis_url!r} (redis://host:port/db, rediss:// or unix://)",
+                url_key,
+                f"not a Redis URL: {mask_url(store.redis_url)!r} "
+                "(redis://host:port/db, rediss:// or unix://)",
             )
 
     def _window_timing(self) -> Iterator[Broken]:
@@ -779,7 +811,9 @@ def _problem(model: type[BaseModel], error: Any, load: _Load) -> ConfigProblem |
         message = "required"
     else:
         message = error["msg"].removeprefix("Value error, ")
-        shown = value if isinstance(value, str | int | float | bool) else None
+        shown: object = mask_url(value) if isinstance(value, str) else value
+        if not isinstance(shown, str | int | float | bool):
+            shown = None
         said = isinstance(shown, str) and repr(shown) in message
         if kind != RULE_ERROR and shown is not None and not secret and not said:
             message += f" (got {shown!r})"
