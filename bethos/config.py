@@ -584,9 +584,10 @@ def _substitute(value: Any, path: Path_, load: _Load, seen: set[int]) -> Any:
         if id(value) in seen:  # an alias of a structure containing itself
             return value
         seen = seen | {id(value)}
-        if isinstance(value, dict):
+        if isinstance(value, dict):  # keys as text: YAML reads `1:` or `on:` as other types
             return {
-                key: _substitute(item, (*path, str(key)), load, seen) for key, item in value.items()
+                str(key): _substitute(item, (*path, str(key)), load, seen)
+                for key, item in value.items()
             }
         return [_substitute(item, (*path, str(i)), load, seen) for i, item in enumerate(value)]
     return value
@@ -814,7 +815,7 @@ def _problem(model: type[BaseModel], error: Any, load: _Load) -> ConfigProblem |
         shown: object = mask_url(value) if isinstance(value, str) else value
         if not isinstance(shown, str | int | float | bool):
             shown = None
-        said = isinstance(shown, str) and repr(shown) in message
+        said = repr(shown) in message
         if kind != RULE_ERROR and shown is not None and not secret and not said:
             message += f" (got {shown!r})"
     path = tuple(loc)

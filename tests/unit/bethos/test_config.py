@@ -321,6 +321,9 @@ ETL_REJECTED = [
     ("kafka: {sasl_password: x}", "kafka.sasl_password", "secrets come only from the environ"),
     ("topics: {dlq: sensor-service.dispatch.telemetry-aggregated}", "topics.dlq", "same topic"),
     ("topics: {latest: 'a b'}", "topics.latest", "not a Kafka topic name"),
+    ("backfill: 3651d", "backfill", "duration too long"),
+    ("poll_intervall: 10s", "poll_intervall", "unknown key (did you mean 'poll_interval'?)"),
+    ("1: x", "1", "unknown key"),
 ]
 
 
