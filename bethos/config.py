@@ -4,7 +4,9 @@ Why pydantic-settings: the settings are pydantic models already, and pydantic-se
 library, maintained with pydantic, that stacks *sources* (a file, the environment) under such a
 model in a stated order and validates the merged values once, so that every error comes out of
 one validation. The hand-written loader it replaces ran a regex over the YAML text, which let an
-environment value inject keys.
+environment value inject keys. Its own sources do not fit as they are: its YAML source keeps the
+last of two duplicate keys silently and knows no `${VAR}`, and its environment source maps every
+field to a variable; so both sources here are small subclasses of its source classes.
 
 How the sources stack, highest first (`JobSettings.settings_customise_sources`):
 
@@ -31,8 +33,9 @@ the rules across keys are model validators (`CheckedSection`), and `ConfigError`
 problem of every stage, each with its key path and, when known, its line.
 
 pydantic-settings' hook is a classmethod, so the file and the environment of one load reach the
-sources through a context variable that `parse_settings` sets while it builds the model. A job
-model built any other way (`EtlSettings(...)`, `model_validate`) reads nothing but its input.
+sources through a context variable, set while `load_settings` or `parse_settings` builds the
+model. A job model built any other way (`EtlSettings(...)`, `model_validate`) reads nothing but
+its input: its only source is then its arguments.
 """
 
 from __future__ import annotations
@@ -57,7 +60,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
-from bethos.durations import format_duration_ms
+from bethos.durations import format_duration_ms as _ms
 from bethos.exceptions import ConfigError, ConfigProblem
 from bethos.sections import (
     RULE_ERROR,
@@ -88,16 +91,12 @@ STRATEGIES = tuple(REGISTRY)
 MIN_CHECKPOINT_INTERVAL_MS = 10
 MASK = "**********"
 
-Path_ = tuple[str, ...]
+KeyPath = tuple[str, ...]
 """A key path, each part as text (list indexes too)."""
 
 
 def _dotted(path: Iterable[object]) -> str:
     return ".".join(str(part) for part in path)
-
-
-def _ms(value: int) -> str:
-    return format_duration_ms(value)
 
 
 def mask_url(text: str) -> str:
@@ -123,8 +122,12 @@ def _url_password(url: str, variables: str) -> Iterator[str]:
         yield f"holds a password: secrets come only from the environment ({variables})"
 
 
+def _is_topic_name(name: str) -> bool:
+    return _TOPIC.fullmatch(name) is not None and name not in (".", "..")
+
+
 def _topic_name(value: str) -> str:
-    if not _TOPIC.fullmatch(value) or value in (".", ".."):
+    if not _is_topic_name(value):
         raise ValueError(
             f"not a Kafka topic name: {value!r} (1 to 249 letters, digits, '.', '_' or '-')"
         )
@@ -400,7 +403,7 @@ class MergerSettings(JobSettings):
             return
         inline, where = options.inline, _strategy_key(options, "inline", "topic")
         topic = inline.topic or self.topics.latest
-        if inline.topic is not None and not (_TOPIC.fullmatch(topic) and topic not in (".", "..")):
+        if inline.topic is not None and not _is_topic_name(topic):
             yield Broken(where, f"not a Kafka topic name: {topic!r}")
         elif topic in (self.topics.aggregated, self.topics.dlq):
             yield Broken(
@@ -506,7 +509,7 @@ def brokers_from_env(environ: Mapping[str, str]) -> str | None:
 
 
 # (key path, variables in the order tried) of each secret; the first one set wins.
-_SECRETS: tuple[tuple[Path_, tuple[str, ...]], ...] = (
+_SECRETS: tuple[tuple[KeyPath, tuple[str, ...]], ...] = (
     (("kafka", "sasl_password"), ("KAFKA_SASL_PASSWORD",)),
     (("influxdb", "password"), ("INFLUXDB_TOKEN", "INFLUXDB_PASSWORD")),
     (("latest_merger", "state_store", "password"), ("REDIS_PASSWORD",)),
@@ -521,7 +524,7 @@ class YamlDocument:
     """A parsed YAML file: its values, the line of each key path, and its duplicate keys."""
 
     values: Any
-    lines: dict[Path_, int] = field(default_factory=dict)
+    lines: dict[KeyPath, int] = field(default_factory=dict)
     problems: list[ConfigProblem] = field(default_factory=list)
 
 
@@ -531,11 +534,11 @@ class _Load:
     environ: Mapping[str, str]
     problems: list[ConfigProblem] = field(default_factory=list)
     # Key path -> where its value came from when not written in the file as it is.
-    origins: dict[Path_, str] = field(default_factory=dict)
+    origins: dict[KeyPath, str] = field(default_factory=dict)
     # Key paths whose `${VAR}` is not set: reported once, not again by validation.
-    unset: set[Path_] = field(default_factory=set)
+    unset: set[KeyPath] = field(default_factory=set)
 
-    def line_of(self, path: Path_) -> int | None:
+    def line_of(self, path: KeyPath) -> int | None:
         """The line of the key path, or of the nearest key above it that the file has."""
         for end in range(len(path), 0, -1):
             line = self.document.lines.get(path[:end])
@@ -543,7 +546,7 @@ class _Load:
                 return line
         return None
 
-    def problem(self, path: Path_, message: str) -> None:
+    def problem(self, path: KeyPath, message: str) -> None:
         self.problems.append(ConfigProblem(_dotted(path), message, self.line_of(path)))
 
 
@@ -567,7 +570,7 @@ class YamlSource(InitSettingsSource):
         super().__init__(settings_cls, values)
 
 
-def _substitute(value: Any, path: Path_, load: _Load, seen: set[int]) -> Any:
+def _substitute(value: Any, path: KeyPath, load: _Load, seen: set[int]) -> Any:
     if isinstance(value, str):
         expanded, missing, used = _expand(value, load.environ)
         for name in missing:
@@ -593,7 +596,7 @@ def _substitute(value: Any, path: Path_, load: _Load, seen: set[int]) -> Any:
     return value
 
 
-def _pop(values: Any, path: Path_) -> bool:
+def _pop(values: Any, path: KeyPath) -> bool:
     """Remove the key path from nested dicts; True if it was there."""
     *parents, last = path
     for key in parents:
@@ -631,13 +634,13 @@ class EnvironmentSource(PydanticBaseSettingsSource):
                     self._put(path, environ[variable], variable)
                     break
 
-    def _applies(self, path: Path_) -> bool:
+    def _applies(self, path: KeyPath) -> bool:
         if path[0] != "latest_merger":
             return True
         merger = self._file.get("latest_merger")
         return isinstance(merger, dict) and merger.get("strategy") == "state_store"
 
-    def _put(self, path: Path_, value: Any, variable: str) -> None:
+    def _put(self, path: KeyPath, value: Any, variable: str) -> None:
         # Only into sections that the file leaves out or writes as a mapping: a file's
         # `kafka: 5` stays its own error instead of being replaced.
         file: Any = self._file
@@ -718,7 +721,7 @@ def read_yaml(path: str | Path) -> YamlDocument:
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 
 
-def _index(node: yaml.Node, path: Path_, document: YamlDocument, seen: set[int]) -> None:
+def _index(node: yaml.Node, path: KeyPath, document: YamlDocument, seen: set[int]) -> None:
     """Record the line of every key path and report duplicate keys."""
     if id(node) in seen:
         return
