@@ -190,7 +190,7 @@ def _valid_broker(entry: str) -> bool:
 
 def _is_secret_property(key: str) -> bool:
     lowered = key.lower()
-    return "password" in lowered or "secret" in lowered or lowered == "sasl.jaas.config"
+    return any(word in lowered for word in ("password", "secret", "jaas"))
 
 
 class TopicSettings(CheckedSection):
@@ -804,7 +804,7 @@ def _problem(model: type[BaseModel], error: Any, load: _Load) -> ConfigProblem |
     if any(tuple(loc[: len(unset)]) == unset for unset in load.unset):
         return None
     kind, value = error["type"], error["input"]
-    secret = bool(loc) and any(word in loc[-1].lower() for word in ("password", "secret"))
+    secret = bool(loc) and _is_secret_property(loc[-1])
     if kind == "union_tag_invalid":
         tag = value.get("strategy") if isinstance(value, dict) else value
         loc.append("strategy")
