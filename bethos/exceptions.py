@@ -2,13 +2,53 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import dataclass
+
 
 class BethosError(Exception):
     """Root of every error bethos raises on purpose."""
 
 
+@dataclass(frozen=True)
+class ConfigProblem:
+    """One thing wrong with a configuration: where (a dotted key path, empty when the problem is
+    not about one key, and the file's line when known) and what."""
+
+    key: str
+    message: str
+    line: int | None = None
+
+    def __str__(self) -> str:
+        return f"{self.key}: {self.message}" if self.key else self.message
+
+
 class ConfigError(BethosError):
-    """A configuration file or value is invalid; the message names the key."""
+    """A configuration file or value is invalid. It carries every problem found, not only the
+    first (`problems`, each naming its key), and the file they are in (`source`); `str()` lists
+    them all, one line each: `source[:line]: key: message`."""
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        problems: Iterable[ConfigProblem] = (),
+        source: str | None = None,
+    ) -> None:
+        self.problems = tuple(problems)
+        if message is not None:
+            self.problems = (ConfigProblem("", message), *self.problems)
+        self.source = source
+        super().__init__("\n".join(self.lines()))
+
+    def lines(self) -> list[str]:
+        return [_located(self.source, problem) + str(problem) for problem in self.problems]
+
+
+def _located(source: str | None, problem: ConfigProblem) -> str:
+    if source is None:
+        return f"line {problem.line}: " if problem.line is not None else ""
+    return f"{source}:{problem.line}: " if problem.line is not None else f"{source}: "
 
 
 class RecordError(BethosError):

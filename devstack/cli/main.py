@@ -171,6 +171,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="bethos", description=__doc__)
     sub = root.add_subparsers(dest="command", required=True)
+    from devstack.cli.config import add_config_verbs  # `bethos config check|show`
+
+    add_config_verbs(sub)
 
     up = sub.add_parser("up", help="start the local stack on loopback, installing nothing")
     up.add_argument(
