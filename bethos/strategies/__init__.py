@@ -8,14 +8,14 @@ plan, the windows). Each lives in a module of its own here:
 
 Its Flink wiring is one module of the same name in `bethos/flink/strategies/`, chosen by the
 same name from `bethos.flink.strategies.WIRING`. Adding a fifth strategy means: one module here
-(settings model with `build()`) and its line in `REGISTRY` and in `StrategySettings`; one wiring
+(settings model with `build()`) and its line in `REGISTRY`; one wiring
 module in `bethos/flink/strategies/` and its line in `WIRING`. A unit test checks that both
 mappings name the same strategies; an unknown name fails when the settings load, naming them.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Union
 
 from pydantic import BeforeValidator, Field
 
@@ -40,8 +40,13 @@ def _default_strategy(value: Any) -> Any:
     return value
 
 
-StrategySettings = Annotated[
-    LogCompacted | Inline | StateStore | WindowStream,
-    BeforeValidator(_default_strategy),
-    Field(discriminator="strategy"),
-]
+if TYPE_CHECKING:
+    # For the type checker, any strategy's settings; code narrows with isinstance.
+    StrategySettings = MergerOptions
+else:
+    # The `latest_merger` section: the registry's models, told apart by their `strategy` literal.
+    StrategySettings = Annotated[
+        Union[tuple(REGISTRY.values())],  # noqa: UP007 (built from the registry at run time)
+        BeforeValidator(_default_strategy),
+        Field(discriminator="strategy"),
+    ]
