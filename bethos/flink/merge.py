@@ -68,7 +68,7 @@ class MergeFunction(KeyedProcessFunction):  # type: ignore[misc]
         metrics = runtime_context.get_metrics_group()
         self.records_in = BatchedCounter(metrics.counter("records_in"))
         self.merged = BatchedCounter(metrics.counter("merged"))
-        self.intake = Intake(metrics, log, COMPONENT)
+        self.intake = Intake(metrics, log, COMPONENT, keyed_by_message=True)
         self.emitted = BatchedCounter(metrics.counter("emitted"))
         self.expired = metrics.counter("expired")
         self.loaded = BatchedCounter(metrics.counter("loaded_from_latest"))

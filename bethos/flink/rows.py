@@ -84,16 +84,23 @@ class Intake:
     (`dead_lettered`, `skipped`), logged (`skip`, `error`) and raised as `DeadLettered`, which
     carries its dead letter: the caller routes that to the dead-letter output."""
 
-    def __init__(self, metrics: Any, log: logging.Logger, component: str) -> None:
+    def __init__(
+        self, metrics: Any, log: logging.Logger, component: str, keyed_by_message: bool = False
+    ) -> None:
         self.dead_lettered = metrics.counter("dead_lettered")
         self.skipped = metrics.counter("skipped")
         self.log, self.component = log, component
+        # The keyed merge keeps a VIN's state under the message key (the aggregated topic is
+        # keyed by VIN, SPEC 2): a keyless message would merge every such VIN into one state.
+        self.keyed_by_message = keyed_by_message
 
     def read(
         self, key: str, raw: bytes | None, topic: str, partition: int, offset: int, now_ms: int
     ) -> AggregatedRecord:
         """The message's record; raises `DeadLettered` for a message that holds none."""
         try:
+            if key == KEYLESS and self.keyed_by_message:
+                raise RecordError("missing_key", "the message has no key; it must be its VIN")
             return decode_message(None if key == KEYLESS else key, raw, now_ms=now_ms)
         except RecordError as exc:
             self.dead_lettered.inc()

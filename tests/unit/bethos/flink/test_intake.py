@@ -28,9 +28,10 @@ class Metrics:
         return self.counters.setdefault(name, Counter())
 
 
-def intake() -> tuple[Intake, Metrics]:
+def intake(keyed_by_message: bool = False) -> tuple[Intake, Metrics]:
     metrics = Metrics()
-    return Intake(metrics, logging.getLogger("test.intake"), "latest_merger"), metrics
+    log = logging.getLogger("test.intake")
+    return Intake(metrics, log, "latest_merger", keyed_by_message), metrics
 
 
 def test_a_good_message_is_its_record() -> None:
@@ -64,3 +65,17 @@ def test_a_keyless_bad_message_keeps_the_keyless_marker(caplog: pytest.LogCaptur
     # The dead-letter sink turns the marker back into a null key.
     assert refused.value.key == KEYLESS
     assert "[latest_merger] event=skip reason=empty_id" in caplog.text
+
+
+def test_the_keyed_merge_dead_letters_a_keyless_message() -> None:
+    # Its state is keyed by the message key: keyless records of several VINs would share one.
+    reader, metrics = intake(keyed_by_message=True)
+    raw = GOOD_RECORDS[0]
+    assert reader.read(orjson.loads(raw)["vin"], raw, "t", 0, 1, NOW).vin
+    with pytest.raises(DeadLettered) as refused:
+        reader.read(KEYLESS, raw, "aggregated", 1, 7, NOW)
+    assert (refused.value.reason, refused.value.key) == ("missing_key", KEYLESS)
+    letter = orjson.loads(refused.value.letter)
+    assert letter["origin"] == {"topic": "aggregated", "partition": 1, "offset": 7}
+    assert orjson.loads(letter["original"]) == orjson.loads(raw)
+    assert metrics.counters["dead_lettered"].count == 1
