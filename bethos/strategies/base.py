@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Iterator
+from typing import ClassVar, Literal
 
-from bethos.sections import DurationMs, Section
+from bethos.sections import Broken, CheckedSection, DurationMs, Rule
 from bethos.strategies.flushing import FlushLogic
 
 
-class MergerOptions(Section):
+class MergerOptions(CheckedSection):
     """The `latest_merger` section: the strategy's name (`strategy`), the flush and the keys
     below; each strategy adds its own section and a `build()` returning its logic."""
 
@@ -21,6 +22,15 @@ class MergerOptions(Section):
     vin_ttl: DurationMs | None = None
     # A merger starting without state first loads the `latest` topic (SPEC section 6).
     bootstrap_from_latest: bool = True
+
+    # A zero interval or time to live would fail the job after it started.
+    def _flush_timing(self) -> Iterator[Broken]:
+        if self.flush_interval <= 0:
+            yield Broken(("flush_interval",), "must be more than 0")
+        if self.vin_ttl is not None and self.vin_ttl <= 0:
+            yield Broken(("vin_ttl",), "must be more than 0 when set")
+
+    rules: ClassVar[tuple[Rule, ...]] = (_flush_timing,)
 
     def build(self) -> object:
         """The strategy's logic, free of Flink (each strategy narrows the type)."""

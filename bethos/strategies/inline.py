@@ -3,14 +3,14 @@ optionally in batches of up to `batch_size` VINs per message."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field
 
 from bethos.exceptions import ConfigError
-from bethos.sections import DurationMs, Section
+from bethos.sections import Broken, CheckedSection, DurationMs, Rule
 from bethos.strategies.base import MergerOptions
 from bethos.strategies.flushing import (
     DeliveryPlan,
@@ -21,7 +21,7 @@ from bethos.strategies.flushing import (
 )
 
 
-class InlineSettings(Section):
+class InlineSettings(CheckedSection):
     sink: Literal["stdout", "file", "kafka"] = "stdout"
     path: str | None = None
     # The Kafka topic; the `latest` topic when not set.
@@ -30,6 +30,13 @@ class InlineSettings(Section):
     batch_size: int = Field(default=1, ge=1, le=10_000)
     # How long a partial batch waits for more VINs.
     linger: DurationMs = 200
+
+    def _file_has_a_path(self) -> Iterator[Broken]:
+        if self.sink == "file" and not self.path:
+            yield Broken(("path",), "required when inline.sink is 'file'")
+
+    # The Kafka topic's rules need the `topics` section: `MergerSettings` checks them.
+    rules: ClassVar[tuple[Rule, ...]] = (_file_has_a_path,)
 
     def kafka_topic(self, latest: str) -> str:
         """The topic `sink: kafka` writes to. Batches are no VIN's record: they never go to the

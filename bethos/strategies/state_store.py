@@ -6,16 +6,18 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import ClassVar, Literal, Protocol
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr
 
-from bethos.sections import DurationMs, Section
+from bethos.sections import Broken, CheckedSection, DurationMs, Rule
 from bethos.strategies.base import MergerOptions
 from bethos.strategies.flushing import DeliveryPlan, FlushLogic, Pending
+from bethos.urls import mask_url, url_password
 
 
-class StateStoreSettings(Section):
+class StateStoreSettings(CheckedSection):
     backend: Literal["redis", "memory"] = "redis"
     redis_url: str = "redis://127.0.0.1:6379/0"
     key_prefix: str = "bethos:latest"
@@ -25,6 +27,24 @@ class StateStoreSettings(Section):
     # How often the publisher reads the store.
     publish_interval: DurationMs = 120_000
     password: SecretStr | None = None
+
+    def _url_and_publish_interval(self) -> Iterator[Broken]:
+        for message in url_password(self.redis_url, "REDIS_PASSWORD"):
+            yield Broken(("redis_url",), message)
+        if self.publish_interval <= 0:
+            yield Broken(("publish_interval",), "must be more than 0")
+        if self.backend == "redis" and urlsplit(self.redis_url).scheme not in (
+            "redis",
+            "rediss",
+            "unix",
+        ):
+            yield Broken(
+                ("redis_url",),
+                f"not a Redis URL: {mask_url(self.redis_url)!r} "
+                "(redis://host:port/db, rediss:// or unix://)",
+            )
+
+    rules: ClassVar[tuple[Rule, ...]] = (_url_and_publish_interval,)
 
 
 class StateStore(MergerOptions):

@@ -9,24 +9,35 @@ holding just one window's signals would hide the others. Records of still-open w
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Literal, NamedTuple
+from typing import ClassVar, Literal, NamedTuple
 
 from pydantic import Field
 
 from bethos.merge import Candidate, VinState
 from bethos.record import INT64_MAX, AggregatedRecord
-from bethos.sections import DurationMs, Section
+from bethos.sections import Broken, CheckedSection, DurationMs, Rule
 from bethos.strategies.base import MergerOptions
 
 
-class WindowSettings(Section):
+class WindowSettings(CheckedSection):
     size: DurationMs = 120_000
     out_of_orderness: DurationMs = 10_000
     allowed_lateness: DurationMs = 0
     # A Kafka partition without records for this long stops holding the watermark back.
     idleness: DurationMs = 30_000
+
+    def _window_timing(self) -> Iterator[Broken]:
+        if self.size <= 0:
+            yield Broken(("size",), "must be more than 0")
+        if self.idleness <= 0:
+            yield Broken(
+                ("idleness",), "must be more than 0 (Flink's idleness detection refuses 0)"
+            )
+
+    rules: ClassVar[tuple[Rule, ...]] = (_window_timing,)
 
 
 class WindowStream(MergerOptions):

@@ -1,0 +1,321 @@
+"""The settings models: the sections (Kafka, topics, InfluxDB, Flink), the jobs' settings
+(`EtlSettings`, `MergerSettings`, on their base `JobSettings`) and their rules across keys.
+The strategies' own settings and rules are in `bethos/strategies`."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Annotated, ClassVar, Literal
+from urllib.parse import urlsplit
+
+from pydantic import AfterValidator, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from bethos.config.sources import _LOAD, EnvironmentSource, YamlSource
+from bethos.durations import format_duration_ms as _ms
+from bethos.sections import (
+    Broken,
+    CheckedSection,
+    DurationMs,
+    PositiveDurationMs,
+    Rule,
+    Section,
+)
+from bethos.strategies import REGISTRY, StrategySettings
+from bethos.strategies.base import MergerOptions
+from bethos.strategies.inline import Inline
+from bethos.strategies.log_compacted import LogCompacted
+from bethos.urls import mask_url, url_password
+
+_TOPIC = re.compile(r"[A-Za-z0-9._-]{1,249}")
+_BROKER = re.compile(
+    r"(?:[A-Za-z][A-Za-z0-9+.-]*://)?(?:\[[0-9A-Fa-f:.]+\]|[^\s:/,\[\]]+):([0-9]{1,5})"
+)
+DEFAULT_BROKERS = "localhost:19091,localhost:19092,localhost:19093"
+STRATEGIES = tuple(REGISTRY)
+# Flink refuses a shorter checkpoint interval (CheckpointConfig.MINIMAL_CHECKPOINT_TIME).
+MIN_CHECKPOINT_INTERVAL_MS = 10
+
+
+def _is_topic_name(name: str) -> bool:
+    return _TOPIC.fullmatch(name) is not None and name not in (".", "..")
+
+
+def _topic_name(value: str) -> str:
+    if not _is_topic_name(value):
+        raise ValueError(
+            f"not a Kafka topic name: {value!r} (1 to 249 letters, digits, '.', '_' or '-')"
+        )
+    return value
+
+
+TopicName = Annotated[str, AfterValidator(_topic_name)]
+
+
+# -- the models ----------------------------------------------------------------------------------
+
+
+class KafkaSettings(CheckedSection):
+    # `host:port` entries separated by commas; KAFKA_BROKERS or KAFKA_BROKER_1..N override it.
+    brokers: str = DEFAULT_BROKERS
+    # Extra client properties (security.protocol, sasl.mechanism, ssl.*) pass through unchanged.
+    properties: dict[str, str] = Field(default_factory=dict)
+    sasl_password: SecretStr | None = None
+
+    @field_validator("brokers")
+    @classmethod
+    def _brokers_are_host_port(cls, value: str) -> str:
+        entries = [entry.strip() for entry in value.split(",")]
+        bad = [entry for entry in entries if not _valid_broker(entry)]
+        if bad:
+            raise ValueError(
+                f"not host:port: {', '.join(repr(entry) for entry in bad)} "
+                "(brokers are host:port entries separated by commas)"
+            )
+        return ",".join(entries)
+
+    def _properties_hold_no_secret(self) -> Iterator[Broken]:
+        for key in self.properties:
+            if key == "bootstrap.servers":
+                yield Broken(
+                    ("properties", key),
+                    "set by kafka.brokers (or KAFKA_BROKERS / KAFKA_BROKER_1..N): remove it here",
+                )
+            elif _is_secret_property(key):
+                yield Broken(
+                    ("properties", key),
+                    "secrets come only from the environment (the SASL password from "
+                    "KAFKA_SASL_PASSWORD), never from a file",
+                )
+
+    rules: ClassVar[tuple[Rule, ...]] = (_properties_hold_no_secret,)
+
+    def client_properties(self) -> dict[str, str]:
+        """Properties for a Kafka client, the secret included (never log the result)."""
+        props = {"bootstrap.servers": self.brokers, **self.properties}
+        if self.sasl_password is not None:
+            props["sasl.password"] = self.sasl_password.get_secret_value()
+        return props
+
+
+def _valid_broker(entry: str) -> bool:
+    match = _BROKER.fullmatch(entry)
+    return match is not None and 0 < int(match.group(1)) < 65_536
+
+
+def _is_secret_property(key: str) -> bool:
+    lowered = key.lower()
+    return any(word in lowered for word in ("password", "secret", "jaas"))
+
+
+class TopicSettings(CheckedSection):
+    aggregated: TopicName = "sensor-service.dispatch.telemetry-aggregated"
+    latest: TopicName = "sensor-service.dispatch.telemetry-latest-compacted"
+    dlq: TopicName = "sensor-service.dispatch.telemetry-dlq"
+    partitions: int = Field(default=3, ge=1)
+
+    def _topics_differ(self) -> Iterator[Broken]:
+        # The merger reads `aggregated` and writes `latest` and `dlq`: a shared topic feeds a
+        # job's output back into its input.
+        seen: dict[str, str] = {}
+        for key in ("aggregated", "latest", "dlq"):
+            name = getattr(self, key)
+            if name in seen:
+                yield Broken(
+                    (key,), f"the same topic as topics.{seen[name]} ({name!r}); each must differ"
+                )
+            seen.setdefault(name, key)
+
+    rules: ClassVar[tuple[Rule, ...]] = (_topics_differ,)
+
+
+class InfluxSettings(CheckedSection):
+    url: str = "http://localhost:8086"
+    database: str = Field(default="telemetry", min_length=1)
+    username: str = ""
+    password: SecretStr | None = None
+    ca_file: str | None = None
+    measurement: str = Field(default="telemetry", min_length=1)
+    pod_tag: str = Field(default="pod", min_length=1)
+    vin_tag: str = Field(default="vin", min_length=1)
+    layout: Literal["wide", "narrow"] = "wide"
+    # Narrow layout only: the tag naming the resource and the field holding its value; the
+    # resource is mapped to a signal name by the `resource_map_path` file. A resource missing
+    # from the map is either kept under its raw name or dead-lettered (`unmapped_resource`).
+    resource_tag: str = Field(default="resource", min_length=1)
+    value_field: str = Field(default="value", min_length=1)
+    unmapped: Literal["keep", "drop"] = "drop"
+    # The pods to poll: at least one, each named once.
+    pods: list[str]
+    timeout: PositiveDurationMs = 30_000
+    # Queries one subtask of the ETL keeps running at once (each for a different pod): while
+    # InfluxDB serves one, the job parses and emits another.
+    concurrent_reads: int = Field(default=2, ge=1, le=64)
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            shown = mask_url(value)
+            raise ValueError(f"not an http(s) URL: {shown!r} (e.g. http://localhost:8086)")
+        return value
+
+    def _url_without_password(self) -> Iterator[Broken]:
+        for message in url_password(self.url, "INFLUXDB_PASSWORD or INFLUXDB_TOKEN"):
+            yield Broken(("url",), message)
+
+    def _pods_named_once(self) -> Iterator[Broken]:
+        if not self.pods:
+            yield Broken(("pods",), "at least one pod is required")
+        first: dict[str, int] = {}
+        for index, pod in enumerate(self.pods):
+            if not pod.strip():
+                yield Broken(("pods", index), "a pod name cannot be empty")
+            elif pod in first:
+                yield Broken(
+                    ("pods", index), f"pod {pod!r} is listed twice (first at index {first[pod]})"
+                )
+            first.setdefault(pod, index)
+
+    rules: ClassVar[tuple[Rule, ...]] = (_pods_named_once, _url_without_password)
+
+
+class FlinkSettings(Section):
+    parallelism: int = Field(default=1, ge=1)
+    checkpoint_interval: DurationMs = 10_000
+    rest_port: int = Field(default=8081, ge=1, le=65_535)
+
+    @field_validator("checkpoint_interval")
+    @classmethod
+    def _flink_minimum(cls, value: int) -> int:
+        if value < MIN_CHECKPOINT_INTERVAL_MS:
+            raise ValueError(f"must be at least {MIN_CHECKPOINT_INTERVAL_MS}ms, Flink's minimum")
+        return value
+
+
+class JobSettings(BaseSettings, CheckedSection):
+    """A job's settings, loaded by `load_settings` from its file and the environment."""
+
+    model_config = SettingsConfigDict(frozen=True, extra="forbid", case_sensitive=True)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        load = _LOAD.get()
+        if load is None:  # built in code: the values given, nothing from outside
+            return (init_settings,)
+        file = YamlSource(settings_cls, load)
+        return (init_settings, EnvironmentSource(settings_cls, load, file.values), file)
+
+
+class EtlSettings(JobSettings):
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    topics: TopicSettings = Field(default_factory=TopicSettings)
+    influxdb: InfluxSettings
+    flink: FlinkSettings = Field(default_factory=FlinkSettings)
+    poll_interval: PositiveDurationMs = 10_000
+    chunk_duration: PositiveDurationMs = 10_000
+    # Each poll re-reads this much before the pod's progress (late points); at most max_window.
+    lookback: DurationMs = 30_000
+    # Points need a moment to become visible in InfluxDB; windows end this long before now.
+    ingest_delay: DurationMs = 2_000
+    # Where a pod with no saved progress starts: this long before now, or at `start_at`
+    # (epoch ms) when that is set.
+    backfill: DurationMs = 3_600_000
+    start_at: int | None = Field(default=None, ge=0)
+    # One poll reads at most this much time, so a catch-up is made of bounded queries.
+    max_window: PositiveDurationMs = 600_000
+    batch_size: int = Field(
+        default=10_000,
+        ge=1,
+        description=(
+            "Rows per piece of InfluxDB's streamed (chunked) response: sent as the `chunk_size` "
+            "query parameter, so it bounds what one piece holds in memory. It does not bound a "
+            "query (`chunk_duration` does) nor group records for Kafka."
+        ),
+    )
+    resource_map_path: str | None = None
+    retry_max_attempts: int = Field(default=5, ge=1)
+    retry_initial_interval: PositiveDurationMs = 500
+    retry_max_interval: PositiveDurationMs = 10_000
+    checkpoint_path: str | None = None
+
+    def _lookback_within_max_window(self) -> Iterator[Broken]:
+        if self.lookback > self.max_window:
+            yield Broken(
+                ("lookback",),
+                f"{_ms(self.lookback)} is more than max_window ({_ms(self.max_window)}): a poll "
+                "reads at most max_window past the progress, so it would re-read more than it "
+                "moves on",
+            )
+
+    def _retry_intervals_in_order(self) -> Iterator[Broken]:
+        if self.retry_initial_interval > self.retry_max_interval:
+            yield Broken(
+                ("retry_initial_interval",),
+                f"{_ms(self.retry_initial_interval)} is more than retry_max_interval "
+                f"({_ms(self.retry_max_interval)})",
+            )
+
+    def _narrow_layout_has_a_map(self) -> Iterator[Broken]:
+        if self.influxdb.layout == "narrow" and not self.resource_map_path:
+            yield Broken(
+                ("resource_map_path",),
+                "required when influxdb.layout is 'narrow' (the file mapping resources to "
+                "signal names)",
+            )
+
+    rules: ClassVar[tuple[Rule, ...]] = (
+        _lookback_within_max_window,
+        _retry_intervals_in_order,
+        _narrow_layout_has_a_map,
+    )
+
+
+def _strategy_key(options: MergerOptions, *keys: str) -> tuple[str, ...]:
+    # Tagged like pydantic's own errors inside the union; the tag is dropped when reported.
+    return ("latest_merger", options.strategy, *keys)
+
+
+class MergerSettings(JobSettings):
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    topics: TopicSettings = Field(default_factory=TopicSettings)
+    flink: FlinkSettings = Field(default_factory=FlinkSettings)
+    latest_merger: StrategySettings = Field(default_factory=LogCompacted)
+    consumer_group: str = Field(default="bethos-latest-merger", min_length=1)
+    start_from_oldest: bool = True
+
+    # Each strategy checks its own keys (bethos/strategies); the rules that need another
+    # section, the topics, are checked here.
+    def _inline_kafka_topic(self) -> Iterator[Broken]:
+        options = self.latest_merger
+        if not isinstance(options, Inline) or options.inline.sink != "kafka":
+            return
+        inline, where = options.inline, _strategy_key(options, "inline", "topic")
+        topic = inline.topic or self.topics.latest
+        if inline.topic is not None and not _is_topic_name(topic):
+            yield Broken(where, f"not a Kafka topic name: {topic!r}")
+        elif topic in (self.topics.aggregated, self.topics.dlq):
+            yield Broken(
+                where,
+                f"{topic!r} is an input of the merger (topics.aggregated) or its dead-letter "
+                "topic: writing the latest records there feeds them back",
+            )
+        elif inline.batch_size > 1 and topic == self.topics.latest:
+            yield Broken(
+                where,
+                f"required, and not topics.latest, when inline.batch_size is above 1 (it is "
+                f"{inline.batch_size}): a batch holds several VINs, so it has no key; the "
+                "compacted latest topic refuses keyless messages, and keyed batches would be "
+                "compacted away. Name another topic",
+            )
+
+    rules: ClassVar[tuple[Rule, ...]] = (_inline_kafka_topic,)
