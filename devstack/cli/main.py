@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
 import time
+from collections.abc import Iterator
 
 from bethos import paths
-from bethos.config import EtlSettings, MergerSettings, load_settings
+from bethos.config import DEFAULT_BROKERS, EtlSettings, MergerSettings, load_settings
 from bethos.durations import parse_duration_ms
 from bethos.exceptions import BethosError
 from connectors.kafka.admin import create_topics
@@ -240,21 +242,33 @@ def parser() -> argparse.ArgumentParser:
     return root
 
 
-def _default_brokers_from_stack(args: argparse.Namespace) -> None:
-    """Without KAFKA_BROKERS, talk to the brokers of the local stack (1 to 3 of them)."""
+@contextlib.contextmanager
+def _local_stack_brokers(args: argparse.Namespace) -> Iterator[None]:
+    """Without KAFKA_BROKERS or KAFKA_BROKER_1..N, a command talks to the brokers of the local
+    stack when it runs other than the default three (`bethos up --brokers 1`): for the length
+    of the command only, so that no later settings in this process inherit it."""
     if os.environ.get("KAFKA_BROKERS") or os.environ.get("KAFKA_BROKER_1"):
+        yield
         return
-    os.environ["KAFKA_BROKERS"] = Stack(brokers=getattr(args, "brokers", None)).bootstrap_servers()
+    brokers = Stack(brokers=getattr(args, "brokers", None)).bootstrap_servers()
+    if brokers == DEFAULT_BROKERS:
+        yield
+        return
+    os.environ["KAFKA_BROKERS"] = brokers
+    try:
+        yield
+    finally:
+        os.environ.pop("KAFKA_BROKERS", None)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    _default_brokers_from_stack(args)
-    try:
-        return int(args.func(args))
-    except BethosError as exc:
-        print(f"bethos: error: {exc}", file=sys.stderr)
-        return 2
+    with _local_stack_brokers(args):
+        try:
+            return int(args.func(args))
+        except BethosError as exc:
+            print(f"bethos: error: {exc}", file=sys.stderr)
+            return 2
 
 
 if __name__ == "__main__":

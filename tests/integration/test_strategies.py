@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 import pytest
 import yaml
-from confluent_kafka import Producer
+from confluent_kafka import KafkaException, Producer
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
 from bethos.config import EtlSettings, MergerSettings, load_settings
@@ -337,8 +337,17 @@ def create_plain_topic(settings: EtlSettings, topic: str, partitions: int = 3) -
     for future in admin.create_topics([new], operation_timeout=30).values():
         future.result()
     resource = ConfigResource(ConfigResource.Type.TOPIC, topic)
-    for future in admin.describe_configs([resource]).values():
-        assert future.result()["cleanup.policy"].value == "delete"
+
+    def policy() -> str | None:
+        # A new topic's metadata reaches every broker a moment after its creation.
+        try:
+            (future,) = admin.describe_configs([resource]).values()
+            return str(future.result()["cleanup.policy"].value)
+        except KafkaException:
+            return None
+
+    wait_until(lambda: policy() is not None, timeout=30)
+    assert policy() == "delete"
 
 
 def newest_per_vin(

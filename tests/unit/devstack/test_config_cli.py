@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import io
 import json
+import os
 from pathlib import Path
 
 import pytest
 import yaml
 from rich.console import Console
 
+from bethos.config import DEFAULT_BROKERS
 from devstack.cli import config
 from devstack.cli.main import main
+from devstack.stack import Stack
 
 ROOT = Path(__file__).resolve().parents[3]
 SECRETS = {
@@ -146,3 +149,21 @@ def test_the_verbs_through_main(
     with pytest.raises(SystemExit) as exit_info:
         main(["config", "show", "nope"])
     assert exit_info.value.code == 2
+
+
+def test_the_local_stacks_brokers_last_one_command(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A stack started with one broker: commands talk to it, and later settings loaded in the
+    # same process (a test suite calling main()) see the environment as it was.
+    monkeypatch.delenv("KAFKA_BROKERS", raising=False)
+    monkeypatch.delenv("KAFKA_BROKER_1", raising=False)
+    monkeypatch.setattr(Stack, "bootstrap_servers", lambda self: "localhost:19091")
+    assert main(["config", "show", "etl"]) == 0
+    assert "brokers: localhost:19091\n" in capsys.readouterr().out
+    assert "KAFKA_BROKERS" not in os.environ
+    # The default three brokers are the settings' own default: nothing to set.
+    monkeypatch.setattr(Stack, "bootstrap_servers", lambda self: DEFAULT_BROKERS)
+    assert main(["config", "show", "etl"]) == 0
+    assert f"brokers: {DEFAULT_BROKERS}\n" in capsys.readouterr().out
+    assert "KAFKA_BROKERS" not in os.environ
