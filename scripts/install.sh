@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything bethos needs, idempotently; a second run downloads nothing.
-#  - Debian packages: a JDK (Kafka and Flink), Maven, InfluxDB 1.x, Redis
+#  - Debian packages: a JDK (Kafka and Flink), Maven, InfluxDB 1.x, Redis, Prometheus (with
+#    promtool: `make test` checks the rules; `bethos up --monitoring` runs it)
 #  - .venv with the Python dependencies of pyproject.toml (PyFlink pinned)
 #  - the Kafka broker and its tools, and the Flink Kafka connector jar, resolved with mvn
 #    into the cache (BETHOS_CACHE, default ~/.cache/bethos)
@@ -19,6 +20,7 @@ command -v java >/dev/null || missing+=(openjdk-17-jdk-headless)
 command -v mvn >/dev/null || missing+=(maven)
 command -v influxd >/dev/null || missing+=(influxdb)
 command -v redis-server >/dev/null || missing+=(redis-server)
+command -v promtool >/dev/null || missing+=(prometheus)
 if ((${#missing[@]})); then
   step "installing Debian packages: ${missing[*]}"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
@@ -29,7 +31,7 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q "${missing[@]}"
   $SUDO rm -f /usr/sbin/policy-rc.d
 else
-  step "Debian packages: present (java, mvn, influxd, redis-server)"
+  step "Debian packages: present (java, mvn, influxd, redis-server, prometheus)"
 fi
 
 PY=${PYTHON:-python3.11}

@@ -16,7 +16,7 @@ from bethos.durations import parse_duration_ms
 from bethos.exceptions import BethosError
 from connectors.kafka.admin import create_topics
 from devstack.cli import data
-from devstack.stack import FLINK_REST_PORT, Stack, jobs
+from devstack.stack import FLINK_REST_PORT, PROMETHEUS_PORT, Stack, jobs
 from devstack.verify import Difference
 
 
@@ -25,8 +25,10 @@ def _etl_settings(args: argparse.Namespace) -> EtlSettings:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    Stack(brokers=args.brokers).up()
+    Stack(brokers=args.brokers, monitoring=args.monitoring).up()
     print(f"stack is up; Flink dashboard: http://localhost:{FLINK_REST_PORT}")
+    if args.monitoring:
+        print(f"Prometheus: http://localhost:{PROMETHEUS_PORT} (docs/MONITORING.md)")
     return 0
 
 
@@ -184,6 +186,11 @@ def parser() -> argparse.ArgumentParser:
         choices=(1, 2, 3),
         default=None,
         help="Kafka brokers (default 3; 1 for small machines and tests)",
+    )
+    up.add_argument(
+        "--monitoring",
+        action="store_true",
+        help=f"also start Prometheus on 127.0.0.1:{PROMETHEUS_PORT} with the alert rules",
     )
     up.set_defaults(func=cmd_up)
     down = sub.add_parser("down", help="stop exactly what `up` started")

@@ -22,6 +22,9 @@ from devstack.stack.process import Supervisor
 from devstack.stack.service import Progress, ServiceStatus
 
 FLINK_REST_PORT = 8081
+# Each JobManager and TaskManager takes the first free port of this range for its Prometheus
+# reporter; Prometheus scrapes them all.
+FLINK_METRICS_PORTS = range(9250, 9261)
 
 
 class FlinkCluster:
@@ -54,6 +57,7 @@ class FlinkCluster:
             template.replace("@STATE@", str(self.state))
             .replace("@PYTHON@", paths.python_executable())
             .replace("@CONNECTOR_JAR@", str(paths.connector_jar()))
+            .replace("@METRICS_PORTS@", f"{FLINK_METRICS_PORTS[0]}-{FLINK_METRICS_PORTS[-1]}")
         )
         (conf / "config.yaml").write_text(text)
         self._write_lib()

@@ -1,4 +1,5 @@
-"""The local stack on loopback: Kafka (KRaft), InfluxDB, Redis and a Flink standalone cluster.
+"""The local stack on loopback: Kafka (KRaft), InfluxDB, Redis and a Flink standalone cluster,
+and optionally Prometheus scraping it (`monitoring`).
 
 Every process `up` starts is recorded with a pid file under the state directory, and `down` stops
 exactly those. Data and logs live under the same directory.
@@ -18,6 +19,7 @@ from devstack.stack.health import wait_until
 from devstack.stack.influxdb import InfluxDB
 from devstack.stack.kafka import KafkaCluster
 from devstack.stack.process import Supervisor
+from devstack.stack.prometheus import Prometheus
 from devstack.stack.redis import Redis
 from devstack.stack.service import Progress, Service, ServiceStatus
 
@@ -31,7 +33,9 @@ def _quiet(line: str) -> None:
 class Stack:
     """The services, started in this order and stopped in the reverse one."""
 
-    def __init__(self, state: Path | None = None, brokers: int | None = None) -> None:
+    def __init__(
+        self, state: Path | None = None, brokers: int | None = None, monitoring: bool = False
+    ) -> None:
         self.state = state or paths.state_dir()
         self.run_dir = self.state / "run"
         self.log_dir = self.state / "logs"
@@ -40,12 +44,19 @@ class Stack:
         self.influxdb = InfluxDB(self.state, self.processes)
         self.redis = Redis(self.state, self.processes)
         self.flink = FlinkCluster(self.state, self.processes)
+        self.prometheus = Prometheus(self.state, self.processes)
+        self.monitoring = monitoring
 
     def services(self) -> list[Service]:
-        return [self.kafka, self.influxdb, self.redis, self.flink]
+        """What `up` starts: Prometheus only with `monitoring`."""
+        core: list[Service] = [self.kafka, self.influxdb, self.redis, self.flink]
+        return [*core, self.prometheus] if self.monitoring else core
+
+    def _all_services(self) -> list[Service]:
+        return [self.kafka, self.influxdb, self.redis, self.flink, self.prometheus]
 
     def _service(self, name: str) -> Service:
-        for service in self.services():
+        for service in self._all_services():
             if service.name == name:
                 return service
         raise StackError(f"unknown service {name!r}")
@@ -63,17 +74,22 @@ class Stack:
             progress(f"  {service.name} healthy ({time.monotonic() - started:.1f}s)")
 
     def down(self, progress: Progress = print, purge: bool = False) -> None:
-        for service in reversed(self.services()):
+        for service in reversed(self._all_services()):
             service.stop(progress)
         if purge and self.state.exists():
             progress(f"removing {self.state} ...")
             shutil.rmtree(self.state)
 
     def status(self) -> list[ServiceStatus]:
-        return [status for service in self.services() for status in service.status()]
+        """Every service `up` starts, and Prometheus whenever it runs."""
+        statuses = [status for service in self.services() for status in service.status()]
+        if not self.monitoring:
+            statuses += [status for status in self.prometheus.status() if status.running]
+        return statuses
 
     def start_service(self, name: str) -> None:
-        """Start one service (kafka, influxdb, redis, flink) and wait until it is healthy."""
+        """Start one service (kafka, influxdb, redis, flink, prometheus) and wait until it is
+        healthy."""
         service = self._service(name)
         service.start()
         wait_until(service.healthy, HEALTHY_WITHIN_S, name, service.log_file)
@@ -81,7 +97,7 @@ class Stack:
     def stop_service(self, name: str) -> None:
         """Stop one service abruptly (SIGTERM, then SIGKILL): fault tests use this. Any other
         name is a process of the stack (`kafka-2`: one broker)."""
-        if name in {service.name for service in self.services()}:
+        if name in {service.name for service in self._all_services()}:
             self._service(name).stop(_quiet)
         else:
             self.processes.kill(name)

@@ -1,0 +1,145 @@
+"""Prometheus on the real stack: the alerts fire and clear for real, and every panel of the
+Grafana dashboard finds series."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import urllib.parse
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from bethos.config import EtlSettings
+from devstack.cli import data
+from devstack.stack import PROMETHEUS_PORT, Stack, http_json, jobs, port_open
+from devstack.stack.prometheus import MONITORING_DIR
+
+pytestmark = pytest.mark.integration
+PROMETHEUS = f"http://127.0.0.1:{PROMETHEUS_PORT}"
+DASHBOARD = MONITORING_DIR / "grafana" / "bethos.json"
+
+
+@pytest.fixture(scope="module")
+def prometheus(stack: Stack) -> Iterator[str]:
+    """Prometheus on the stack for this module; stopped after unless it ran before."""
+    already = stack.processes.pid("prometheus") is not None
+    stack.start_service("prometheus")
+    yield PROMETHEUS
+    if not already:
+        stack.stop_service("prometheus")
+        assert not port_open(PROMETHEUS_PORT), "prometheus still listens after its stop"
+
+
+def label_value(text: str) -> str:
+    """A label value as Flink's Prometheus reporter writes it: `pod-a 'c'` -> `pod_a__c_`."""
+    return re.sub(r"[^a-zA-Z0-9:_]", "_", text)
+
+
+def query(expr: str) -> list[dict[str, object]]:
+    url = f"{PROMETHEUS}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+    answer = http_json(url, timeout=10)
+    assert isinstance(answer, dict) and answer.get("status") == "success", (expr, answer)
+    result = answer["data"]["result"]
+    assert isinstance(result, list)
+    return result
+
+
+def firing(alertname: str) -> list[dict[str, str]]:
+    """The labels of every firing instance of the alert."""
+    answer = http_json(f"{PROMETHEUS}/api/v1/alerts", timeout=10)
+    assert isinstance(answer, dict)
+    return [
+        alert["labels"]
+        for alert in answer["data"]["alerts"]
+        if alert["labels"]["alertname"] == alertname and alert["state"] == "firing"
+    ]
+
+
+def wait_for(what: str, check: Callable[[], bool], timeout: float) -> float:
+    """Poll until `check` holds; returns the seconds it took, fails with `what` on timeout."""
+    started = time.monotonic()
+    while not check():
+        if time.monotonic() - started > timeout:
+            pytest.fail(f"not within {timeout:.0f}s: {what}")
+        time.sleep(1)
+    return time.monotonic() - started
+
+
+def job_name(stack: Stack, job_id: str) -> str:
+    return label_value(next(str(job["name"]) for job in stack.jobs() if job.get("jid") == job_id))
+
+
+def start_pipeline(
+    etl_settings: EtlSettings, configs: tuple[Path, Path], submit: Callable[..., str]
+) -> tuple[str, str]:
+    """Test data, the ETL and the merger; returns their job ids once Prometheus has seen the
+    merger flush."""
+    data.generate(etl_settings, vins=10, rounds=3, round_interval_ms=10_000)
+    etl_id, merger_id = submit("etl", configs[0]), submit("latest_merger", configs[1])
+    flushed = f'flink_taskmanager_job_task_operator_last_flush_at_ms{{job_id="{merger_id}"}} > 0'
+    wait_for("the merger's first flush, scraped", lambda: bool(query(flushed)), timeout=120)
+    return etl_id, merger_id
+
+
+def test_pod_lag_and_flush_stalled_alerts_fire_and_clear(
+    stack: Stack,
+    prometheus: str,
+    pipeline_configs: tuple[Path, Path],
+    etl_settings: EtlSettings,
+    submit: Callable[..., str],
+) -> None:
+    pods = {label_value(pod) for pod in etl_settings.influxdb.pods}
+    _, merger_id = start_pipeline(etl_settings, pipeline_configs, submit)
+    merger = job_name(stack, merger_id)
+
+    def lagging() -> set[str]:
+        return {labels["pod"] for labels in firing("BethosPodLagHigh")} & pods
+
+    def stalled() -> bool:
+        return any(labels["job_name"] == merger for labels in firing("BethosFlushStalled"))
+
+    # The ETL starts `backfill` behind and catches up; then neither alert may fire.
+    wait_for("no alert while the pipeline is healthy", lambda: not lagging() and not stalled(), 90)
+    started = time.monotonic()
+    stack.stop_service("influxdb")
+    try:
+        wait_for("BethosPodLagHigh for every pod", lambda: lagging() == pods, 120)
+        print(f"pod lag alert fired {time.monotonic() - started:.0f}s after stopping InfluxDB")
+        assert not stalled(), "the flush stalled alert fired while the merger runs"
+        started = time.monotonic()
+        jobs.stop(stack, merger_id)
+        wait_for("BethosFlushStalled for the merger", stalled, 90)
+        print(f"flush stalled alert fired {time.monotonic() - started:.0f}s after the cancel")
+    finally:
+        started = time.monotonic()
+        stack.start_service("influxdb")
+    submit("latest_merger", pipeline_configs[1])
+    wait_for("both alerts clear", lambda: not lagging() and not stalled(), 150)
+    print(f"both alerts cleared {time.monotonic() - started:.0f}s after InfluxDB's restart")
+
+
+def test_every_dashboard_panel_finds_series(
+    stack: Stack,
+    prometheus: str,
+    pipeline_configs: tuple[Path, Path],
+    etl_settings: EtlSettings,
+    submit: Callable[..., str],
+) -> None:
+    dashboard = json.loads(DASHBOARD.read_text())
+    targets = [
+        (panel["title"], target["expr"])
+        for panel in dashboard["panels"]
+        for target in panel.get("targets", [])
+    ]
+    assert len(targets) >= 10
+    start_pipeline(etl_settings, pipeline_configs, submit)
+    # Rates need two scrapes in their range, the checkpoint panels a completed checkpoint.
+    deadline = time.monotonic() + 60
+    empty = [(title, expr) for title, expr in targets if not query(expr)]
+    while empty and time.monotonic() < deadline:
+        time.sleep(2)
+        empty = [(title, expr) for title, expr in empty if not query(expr)]
+    assert empty == [], "panels whose query returns no series"
