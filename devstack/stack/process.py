@@ -15,6 +15,13 @@ from pathlib import Path
 
 
 def _alive(pid: int) -> bool:
+    """Whether the process runs. A child of this process that exited stays a zombie until it
+    is reaped, and a zombie answers signals: reap it here, or a stop waits out its timeout."""
+    try:
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return False
+    except ChildProcessError:
+        pass  # not our child: another process started it (an earlier `bethos up`)
     try:
         os.kill(pid, 0)
     except OSError:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from devstack.stack import KAFKA_PORT_BASE, Stack, StackError
+from devstack.stack import KAFKA_PORT_BASE, Stack, StackError, process
 from devstack.stack.process import Supervisor
 
 SLEEPER = [sys.executable, "-c", "import time; time.sleep(60)"]
@@ -153,3 +154,12 @@ def test_the_flink_conf_dir_fills_the_project_template(tmp_path: Path) -> None:
     assert env["FLINK_PID_DIR"] == str(tmp_path / "run")
     assert env["FLINK_LOG_DIR"] == str(tmp_path / "logs" / "flink")
     assert env["FLINK_LIB_DIR"] == str(tmp_path / "flink-lib")
+
+
+def test_a_stopped_child_is_not_alive_while_it_waits_to_be_reaped() -> None:
+    child = subprocess.Popen(["true"])
+    deadline = time.monotonic() + 10
+    # `true` exits at once and stays a zombie until reaped; _alive reaps it.
+    while process._alive(child.pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not process._alive(child.pid)
