@@ -10,6 +10,9 @@ import sys
 import time
 from collections.abc import Iterator
 
+from rich.console import Console
+from rich.live import Live
+
 from bethos import paths
 from bethos.config import DEFAULT_BROKERS, EtlSettings, MergerSettings, load_settings
 from bethos.durations import parse_duration_ms
@@ -36,13 +39,37 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    from devstack import status as job_status
+
+    merger = load_settings(MergerSettings, args.config or jobs.DEFAULT_CONFIGS["latest_merger"])
+    consumers = [(merger.kafka, merger.consumer_group, merger.topics.aggregated)]
     stack = Stack()
-    statuses = stack.status()
-    for status in statuses:
-        print(f"{status.name:10} {'up' if status.running else 'down':5} {status.detail}")
-    for job in stack.jobs():
-        print(f"job        {job.get('state', '?'):9} {job.get('jid')}  {job.get('name')}")
-    return 0 if all(s.running for s in statuses) else 1
+
+    def take() -> job_status.Status:
+        services = [job_status.ServiceLine(s.name, s.running, s.detail) for s in stack.status()]
+        return job_status.collect(services, consumers, args.all)
+
+    current = take()
+    if args.watch is None:
+        if args.json:
+            print(json.dumps(current.to_json()))
+        else:
+            Console().print(job_status.render(current))
+        return 0 if all(s.running for s in current.services) else 1
+    if args.watch <= 0:
+        raise BethosError(f"--watch takes a positive number of seconds, not {args.watch}")
+    with contextlib.suppress(KeyboardInterrupt):
+        if args.json:  # one JSON document per line, one line per refresh
+            while True:
+                print(json.dumps(current.to_json()), flush=True)
+                time.sleep(args.watch)
+                current = take()
+        with Live(job_status.render(current), auto_refresh=False) as live:
+            while True:
+                time.sleep(args.watch)
+                current = take()
+                live.update(job_status.render(current), refresh=True)
+    return 0
 
 
 def cmd_topics(args: argparse.Namespace) -> int:
@@ -189,7 +216,28 @@ def parser() -> argparse.ArgumentParser:
     down = sub.add_parser("down", help="stop exactly what `up` started")
     down.add_argument("--purge", action="store_true", help=f"also delete {paths.state_dir()}")
     down.set_defaults(func=cmd_down)
-    sub.add_parser("status", help="each service and each job").set_defaults(func=cmd_status)
+    status = sub.add_parser(
+        "status",
+        help="each service; per job its state, uptime, restarts, checkpoint age, pod lag, "
+        "VINs held, flush age and Kafka consumer lag",
+    )
+    status.add_argument("--json", action="store_true", help="one JSON document (for scripts)")
+    status.add_argument(
+        "--watch",
+        type=float,
+        nargs="?",
+        const=2.0,
+        default=None,
+        metavar="SECONDS",
+        help="refresh every SECONDS (default 2) until Ctrl-C",
+    )
+    status.add_argument("--all", action="store_true", help="also the jobs that are over")
+    status.add_argument(
+        "--config",
+        help="the merger's config: its consumer group and aggregated topic give the consumer "
+        "lag (default config/latest_merger.yaml)",
+    )
+    status.set_defaults(func=cmd_status)
 
     topics = sub.add_parser("topics", help="topic administration")
     topics_sub = topics.add_subparsers(dest="topics_command", required=True)
