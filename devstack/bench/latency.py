@@ -158,7 +158,8 @@ def write_steady(
             )
             written.extend(batch)
             advance(len(written), total)
-            time.sleep(max(0.0, started + len(written) / rate - time.monotonic(), tick_s / 10))
+            # The next batch holds what fell due meanwhile: `rate` per second on average.
+            time.sleep(tick_s)
     finally:
         writer.close()
     return written
