@@ -240,8 +240,8 @@ def job_status(rest: Rest, job: Mapping[str, Any], now_ms: int) -> JobStatus:
 
 
 def gather_jobs(rest: Rest, now_ms: int, all_jobs: bool = False) -> list[JobStatus]:
-    """Every job the cluster lists (those not over, unless `all_jobs`), newest first; none when
-    the REST API does not answer."""
+    """Every job the cluster lists (those not over, unless `all_jobs`), by name, newest first;
+    none when the REST API does not answer."""
     try:
         overview = rest("/jobs/overview")
     except OSError:
