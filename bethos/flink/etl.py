@@ -58,7 +58,8 @@ def influx_clients(settings: EtlSettings) -> Callable[[], InfluxClient]:
 
 
 class PodMetrics:
-    """Per-pod metrics under the `pod` group: rows read, retries, failures and lag."""
+    """Per-pod metrics under the `pod` group: rows read, retries, failures, lag and the time of
+    the last successful poll (epoch ms, 0 before the first)."""
 
     def __init__(self, group: Any, pod: str) -> None:
         pod_group = group.add_group("pod", pod)
@@ -70,6 +71,8 @@ class PodMetrics:
         self.dead_lettered = pod_group.counter("dead_lettered")
         self.lag_ms = 0
         pod_group.gauge("lag_ms", lambda: self.lag_ms)
+        self.last_poll_at_ms = 0
+        pod_group.gauge("last_poll_at_ms", lambda: self.last_poll_at_ms)
 
 
 def log_error(pod: str, err: str, window: Window, lag_ms: int) -> None:
@@ -180,6 +183,7 @@ class PodPollFunction(KeyedProcessFunction):  # type: ignore[misc]
                 )
             return
         metrics.rows_read.inc(found.readings)
+        metrics.last_poll_at_ms = now
         for record in result.records:
             yield Row(record.vin, encode_aggregated(record).decode())
         metrics.records_out.inc(len(result.records))

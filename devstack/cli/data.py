@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from bethos.config import EtlSettings
 from bethos.record import Signal, decode_latest_signals
@@ -14,11 +15,19 @@ from devstack.generate import varied_points
 from devstack.ground_truth import newest_values
 from devstack.verify import Difference, compare
 
+BATCH = 10_000  # points per write request
+
 
 def generate(
-    settings: EtlSettings, vins: int, rounds: int, round_interval_ms: int, seed: int = 7
+    settings: EtlSettings,
+    vins: int,
+    rounds: int,
+    round_interval_ms: int,
+    seed: int = 7,
+    advance: Callable[[int, int], None] | None = None,
 ) -> int:
-    """Write the varied set, its last round `round_interval_ms` before now; returns points."""
+    """Write the varied set, its last round `round_interval_ms` before now; returns points.
+    `advance(written, total)` is called after each batch."""
     influx = settings.influxdb
     now = int(time.time() * 1000)
     start = now - rounds * round_interval_ms
@@ -34,7 +43,13 @@ def generate(
             )
             for p in varied_points(vins, rounds, influx.pods, start, round_interval_ms, seed)
         )
-        return writer.write(points)
+        total = vins * rounds
+        written = 0
+        while batch := list(itertools.islice(points, BATCH)):
+            written += writer.write(batch, batch=BATCH)
+            if advance is not None:
+                advance(written, total)
+        return written
     finally:
         writer.close()
 

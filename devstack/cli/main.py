@@ -10,12 +10,24 @@ import sys
 import time
 from collections.abc import Iterator
 
+from rich.console import Console
+from rich.live import Live
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+
 from bethos import paths
 from bethos.config import DEFAULT_BROKERS, EtlSettings, MergerSettings, load_settings
 from bethos.durations import parse_duration_ms
 from bethos.exceptions import BethosError
 from connectors.kafka.admin import create_topics
-from devstack.cli import data
+from devstack.cli import data, progress
 from devstack.stack import FLINK_REST_PORT, PROMETHEUS_PORT, Stack, jobs
 from devstack.verify import Difference
 
@@ -25,7 +37,8 @@ def _etl_settings(args: argparse.Namespace) -> EtlSettings:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    Stack(brokers=args.brokers, monitoring=args.monitoring).up()
+    with progress.steps() as say:
+        Stack(brokers=args.brokers, monitoring=args.monitoring).up(progress=say)
     print(f"stack is up; Flink dashboard: http://localhost:{FLINK_REST_PORT}")
     if args.monitoring:
         print(f"Prometheus: http://localhost:{PROMETHEUS_PORT} (docs/MONITORING.md)")
@@ -33,32 +46,60 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def cmd_down(args: argparse.Namespace) -> int:
-    Stack().down(purge=args.purge)
+    with progress.steps() as say:
+        Stack().down(progress=say, purge=args.purge)
     return 0
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    from devstack import status as job_status
+
+    merger = load_settings(MergerSettings, args.config or jobs.DEFAULT_CONFIGS["latest_merger"])
+    consumers = [(merger.kafka, merger.consumer_group, merger.topics.aggregated)]
     stack = Stack()
-    statuses = stack.status()
-    for status in statuses:
-        print(f"{status.name:10} {'up' if status.running else 'down':5} {status.detail}")
-    for job in stack.jobs():
-        print(f"job        {job.get('state', '?'):9} {job.get('jid')}  {job.get('name')}")
-    return 0 if all(s.running for s in statuses) else 1
+
+    def take() -> job_status.Status:
+        services = [job_status.ServiceLine(s.name, s.running, s.detail) for s in stack.status()]
+        return job_status.collect(services, consumers, args.all)
+
+    current = take()
+    if args.watch is None:
+        if args.json:
+            print(json.dumps(current.to_json()))
+        else:
+            Console().print(job_status.render(current))
+        return 0 if all(s.running for s in current.services) else 1
+    if args.watch <= 0:
+        raise BethosError(f"--watch takes a positive number of seconds, not {args.watch}")
+    with contextlib.suppress(KeyboardInterrupt):
+        if args.json:  # one JSON document per line, one line per refresh
+            while True:
+                print(json.dumps(current.to_json()), flush=True)
+                time.sleep(args.watch)
+                current = take()
+        with Live(job_status.render(current), auto_refresh=False) as live:
+            while True:
+                time.sleep(args.watch)
+                current = take()
+                live.update(job_status.render(current), refresh=True)
+    return 0
 
 
 def cmd_topics(args: argparse.Namespace) -> int:
     settings = load_settings(MergerSettings, args.config or jobs.DEFAULT_CONFIGS["latest_merger"])
-    for name, outcome in create_topics(settings.kafka, settings.topics).items():
+    with progress.console.status(f"creating topics on {settings.kafka.brokers} ..."):
+        outcomes = create_topics(settings.kafka, settings.topics)
+    for name, outcome in outcomes.items():
         print(f"{name}: {outcome}")
     return 0
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
     settings = _etl_settings(args)
-    count = data.generate(
-        settings, args.vins, args.rounds, parse_duration_ms(args.interval), args.seed
-    )
+    with progress.bar("points written to InfluxDB") as advance:
+        count = data.generate(
+            settings, args.vins, args.rounds, parse_duration_ms(args.interval), args.seed, advance
+        )
     print(
         f"wrote {count} points ({args.vins} VINs x {args.rounds} rounds) to "
         f"{settings.influxdb.url} database {settings.influxdb.database}"
@@ -104,14 +145,20 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(f"\n[{step}/7] {text}", flush=True)
 
     say("bringing the local stack up (Kafka, InfluxDB, Redis, Flink)")
-    stack.up(progress=lambda line: print("   " + line, flush=True))
+    with progress.steps("   ") as tell:
+        stack.up(progress=tell)
     say("creating topics")
     merger_settings = load_settings(MergerSettings, jobs.DEFAULT_CONFIGS["latest_merger"])
-    for name, outcome in create_topics(merger_settings.kafka, merger_settings.topics).items():
+    with progress.console.status("creating topics ..."):
+        outcomes = create_topics(merger_settings.kafka, merger_settings.topics)
+    for name, outcome in outcomes.items():
         print(f"   {name}: {outcome}")
     say("generating the varied test set in InfluxDB (10 VINs x 6 rounds)")
     settings = load_settings(EtlSettings, jobs.DEFAULT_CONFIGS["etl"])
-    count = data.generate(settings, vins=10, rounds=6, round_interval_ms=10_000)
+    with progress.bar("points written") as advance:
+        count = data.generate(
+            settings, vins=10, rounds=6, round_interval_ms=10_000, advance=advance
+        )
     print(f"   wrote {count} points")
     say("starting the ETL and latest merger jobs on the Flink cluster")
     for name, job_id in jobs.running_jobs(stack):
@@ -166,10 +213,60 @@ def cmd_bench(args: argparse.Namespace) -> int:
         from devstack.bench.merger import bench as bench_merger
 
         result = bench_merger(args.vins, args.signals, args.rounds, args.runs)
+    elif args.which == "latency":
+        from devstack.bench.latency import bench as bench_latency
+
+        flushes = [parse_duration_ms(text) for text in args.flush_intervals.split(",")]
+        console = Console()
+        with Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+        ) as progress:
+            status = progress.add_task("starting", total=None)
+            writes = progress.add_task("readings written", total=None, visible=False)
+
+            def report(text: str) -> None:
+                progress.update(status, description=text)
+
+            def advance(done: int, total: int) -> None:
+                progress.update(writes, completed=done, total=total, visible=True)
+
+            result = bench_latency(
+                flushes,
+                args.rate,
+                args.latency_vins,
+                args.latency_pods,
+                args.seconds,
+                args.warmup,
+                report,
+                advance,
+            )
+        console.print(latency_table(result))
     else:
         raise BethosError(f"unknown benchmark {args.which!r}")
     print(json.dumps(result))
     return 0
+
+
+def latency_table(result: dict[str, object]) -> Table:
+    table = Table(title="end-to-end latency, seconds (InfluxDB write -> latest topic)")
+    for column in ("flush", "part", "p50", "p95", "p99", "max", "readings"):
+        table.add_column(column, justify="left" if column in ("flush", "part") else "right")
+    cases = result.get("cases")
+    for case in cases if isinstance(cases, list) else []:
+        for part in ("etl_ms", "flush_wait_ms", "kafka_ms", "total_ms"):
+            figures = case[part]
+            table.add_row(
+                f"{case['flush_interval_ms'] / 1000:g}s",
+                part.removesuffix("_ms").replace("_", " "),
+                *(f"{figures[q] / 1000:.2f}" for q in ("p50", "p95", "p99", "max")),
+                str(case["readings_delivered"]),
+            )
+    return table
 
 
 def parser() -> argparse.ArgumentParser:
@@ -196,7 +293,28 @@ def parser() -> argparse.ArgumentParser:
     down = sub.add_parser("down", help="stop exactly what `up` started")
     down.add_argument("--purge", action="store_true", help=f"also delete {paths.state_dir()}")
     down.set_defaults(func=cmd_down)
-    sub.add_parser("status", help="each service and each job").set_defaults(func=cmd_status)
+    status = sub.add_parser(
+        "status",
+        help="each service; per job its state, uptime, restarts, checkpoint age, pod lag, "
+        "VINs held, flush age and Kafka consumer lag",
+    )
+    status.add_argument("--json", action="store_true", help="one JSON document (for scripts)")
+    status.add_argument(
+        "--watch",
+        type=float,
+        nargs="?",
+        const=2.0,
+        default=None,
+        metavar="SECONDS",
+        help="refresh every SECONDS (default 2) until Ctrl-C",
+    )
+    status.add_argument("--all", action="store_true", help="also the jobs that are over")
+    status.add_argument(
+        "--config",
+        help="the merger's config: its consumer group and aggregated topic give the consumer "
+        "lag (default config/latest_merger.yaml)",
+    )
+    status.set_defaults(func=cmd_status)
 
     topics = sub.add_parser("topics", help="topic administration")
     topics_sub = topics.add_subparsers(dest="topics_command", required=True)
@@ -232,13 +350,27 @@ def parser() -> argparse.ArgumentParser:
     stop.set_defaults(func=cmd_stop)
 
     bench = sub.add_parser("bench", help="benchmarks; each prints its figures as JSON last")
-    bench.add_argument("which", choices=["etl", "merger"])
+    bench.add_argument("which", choices=["etl", "merger", "latency"])
     bench.add_argument("--vins", type=int, default=100_000)
     bench.add_argument("--pods", type=int, default=10)
     bench.add_argument("--signals", type=int, default=20)
     bench.add_argument("--runs", type=int, default=3)
     bench.add_argument("--rounds", type=int, default=2, help="merger: update rounds per VIN")
     bench.add_argument("--parallelism", type=int, default=1, help="the job's parallelism")
+    latency = bench.add_argument_group("latency")
+    latency.add_argument("--flush-intervals", default="10s,2m", help="one case each")
+    latency.add_argument("--rate", type=int, default=200, help="readings written per second")
+    latency.add_argument("--latency-vins", type=int, default=2_000, help="VINs written round-robin")
+    latency.add_argument("--latency-pods", type=int, default=2)
+    latency.add_argument(
+        "--seconds",
+        type=float,
+        default=None,
+        help="measured writing time per case (default three flush intervals, at least 60)",
+    )
+    latency.add_argument(
+        "--warmup", type=float, default=20, help="seconds written first and left out"
+    )
     bench.set_defaults(func=cmd_bench)
 
     demo = sub.add_parser("demo", help="everything end to end on local defaults")

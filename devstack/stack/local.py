@@ -24,6 +24,13 @@ from devstack.stack.redis import Redis
 from devstack.stack.service import Progress, Service, ServiceStatus
 
 HEALTHY_WITHIN_S = 120
+# What `up` says it waits for, by service (each one's `healthy`).
+WAITS_FOR = {
+    "kafka": "every broker and a controller in the cluster metadata",
+    "influxdb": "HTTP /ping on 127.0.0.1:8086",
+    "redis": "PING on 127.0.0.1:6379",
+    "flink": "a TaskManager registered with the JobManager (REST on 127.0.0.1:8081)",
+}
 
 
 def _quiet(line: str) -> None:
@@ -70,6 +77,8 @@ class Stack:
                 service.start()
             except subprocess.CalledProcessError as exc:
                 raise StackError(f"{service.name}: {exc}\n{exc.stderr!r}") from None
+            waits_for = WAITS_FOR.get(service.name, "its health check")
+            progress(f"{service.name}: waiting up to {HEALTHY_WITHIN_S}s for {waits_for}")
             wait_until(service.healthy, HEALTHY_WITHIN_S, service.name, service.log_file)
             progress(f"  {service.name} healthy ({time.monotonic() - started:.1f}s)")
 
