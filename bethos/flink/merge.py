@@ -4,7 +4,9 @@ strategy's wiring (`bethos.flink.strategies`) builds on a `MergerGraph`."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -32,7 +34,7 @@ from bethos.flink.rows import (
 from bethos.logevents import log_event
 from bethos.merge import Entry
 from bethos.record import decode_aggregated
-from bethos.strategies.flushing import FlushLogic, FlushSummary, FlushTracker
+from bethos.strategies.flushing import NO_TURN, FlushLogic, FlushSummary, FlushTracker
 from connectors.kafka.tables import append_sink_ddl, upsert_sink_ddl
 
 log = logging.getLogger("bethos.latest_merger")
@@ -81,15 +83,17 @@ class MergeFunction(KeyedProcessFunction):  # type: ignore[misc]
             "last_flush_duration_ms",
             lambda: self.flushes.last.duration_ms if self.flushes.last else 0,
         )
+        metrics.gauge("last_flush_at_ms", lambda: self.flushes.last_at_ms)
+        self.shutdown = ShutdownLine(self.flushes)
 
     def _vins_held(self) -> int:
         last = self.flushes.last
         return last.vin_count or 0 if last is not None else 0
 
     def close(self) -> None:
-        # Stopping (with a savepoint or not): the flush under way ends here; every merge not
-        # yet emitted stays in keyed state, which the savepoint carries.
-        log_flush(self.flushes.finish() or self.flushes.empty(), "shutdown_flush")
+        # Called in thread mode only when the input ends (a bounded input, `flink stop
+        # --drain`); a stop with a savepoint or a cancel ends with `ShutdownLine` instead.
+        self.shutdown.write()
         for counter in self.batched:
             counter.flush()
 
@@ -136,13 +140,18 @@ class MergeFunction(KeyedProcessFunction):  # type: ignore[misc]
         self.entry.update(entry.saved())
 
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext):  # type: ignore[no-untyped-def]
-        finished = self.flushes.on_timer(timestamp)
-        if finished is not None:
-            for counter in self.batched:
-                counter.flush()
-            log_flush(finished)
-        vin = ctx.get_current_key()
         entry = Entry.load(self.entry.value())
+        if timestamp != entry.next_flush:
+            # Not this VIN's flush timer (it has one, at next_flush): the closing timer of a
+            # flush (FlushTracker), or a timer left behind by a VIN forgotten since.
+            self._flush_done(self.flushes.on_closing_timer(timestamp))
+            return
+        turn = self.flushes.on_timer(timestamp)
+        if turn is not NO_TURN:
+            self._flush_done(turn.finished)
+            if turn.close_at is not None:
+                ctx.timer_service().register_processing_time_timer(turn.close_at)
+        vin = ctx.get_current_key()
         flushed = self.flush.on_timer(entry, vin, timestamp, int(time.time() * 1000))
         if flushed.expired:
             self.entry.clear()
@@ -159,6 +168,48 @@ class MergeFunction(KeyedProcessFunction):  # type: ignore[misc]
             yield Row(vin, flushed.value.decode())
         ctx.timer_service().register_processing_time_timer(entry.next_flush)
         self.entry.update(entry.saved())
+
+    def _flush_done(self, finished: FlushSummary | None) -> None:
+        if finished is not None:
+            for counter in self.batched:
+                counter.flush()
+            log_flush(finished)
+
+
+class ShutdownLine:
+    """Writes the `event=shutdown_flush` line once, with the flush under way (zeros when none
+    is): from `close()` where Flink calls it, else when the operator's Python thread state is
+    torn down.
+
+    In thread mode Flink calls a Python function's `close()` only from `endInput()` (PyFlink's
+    `AbstractOneInputEmbeddedPythonFunctionOperator`): a bounded input or `flink stop --drain`.
+    A stop with a savepoint stops the input without ending it, and a cancel neither; the Java
+    operator's `close()` only closes its `PythonInterpreter`, which should clear the thread
+    state that the operator's Python calls ran in (not yet confirmed on a cluster). That state
+    holds this object's thread-local guard, whose finalizer then writes the line. Every merge
+    not yet emitted stays in keyed state, which the savepoint carries.
+    """
+
+    def __init__(self, flushes: FlushTracker) -> None:
+        self.flushes = flushes
+        self.written = False
+        self.local = threading.local()
+        self.local.guard = _Finalizer(self)
+
+    def write(self) -> None:
+        if not self.written:
+            self.written = True
+            log_flush(self.flushes.finish() or self.flushes.empty(), "shutdown_flush")
+
+
+class _Finalizer:
+    def __init__(self, line: ShutdownLine) -> None:
+        self.line = line
+
+    def __del__(self) -> None:
+        # A finalizer must not raise; at interpreter exit logging may be gone.
+        with contextlib.suppress(Exception):
+            self.line.write()
 
 
 def log_flush(summary: FlushSummary | None, event: str = "flush") -> None:

@@ -105,15 +105,32 @@ class FlushSummary:
         return fields
 
 
+class FlushTurn(NamedTuple):
+    """What a fired timer means to the flush bookkeeping."""
+
+    finished: FlushSummary | None
+    """A flush whose line is due now: its closing timer was lost (a restore, a rescale)."""
+    close_at: int | None
+    """A new flush started: the time of the timer that closes it (`FlushTracker.close_at`)."""
+
+
+NO_TURN = FlushTurn(None, None)
+
+
 @dataclass
 class FlushTracker:
     """Groups the events of one flush interval into one flush.
 
+    A flush is delimited by processing time: the timers in (k * interval, (k + 1) * interval]
+    are one flush (aligned timers fire at its end in a burst, staggered ones spread over it).
     The merge calls `on_timer` for each VIN's timer (each VIN has exactly one pending, so the
     timers fired in one interval count the VINs held) and `on_emit` / `on_tombstone` for what
-    it emits; aligned timers fire in a burst, staggered ones spread over the interval. An
-    operator that sends messages formed from several VINs (the inline batcher) calls
-    `on_delivery` instead. An interval's summary is returned when the next one starts.
+    it emits. When a flush starts, `on_timer` asks for one more timer just after the flush's
+    end; when it fires, `on_closing_timer` returns the flush for its line. Timers fire in time
+    order, so every timer of the flush has fired by then. The tracker lives in memory: if the
+    closing timer is lost (it moved to another subtask, or the job restarted), the next flush's
+    first timer returns the summary instead, one interval late. An operator that sends
+    messages formed from several VINs (the inline batcher) calls `on_delivery` instead.
     """
 
     interval_ms: int
@@ -127,23 +144,40 @@ class FlushTracker:
     _messages: int = 0
     _emitted: int = 0
     last: FlushSummary | None = field(default=None)
+    last_at_ms: int = 0
+    """Epoch ms at which the newest finished flush's last timer ran; 0 before the first."""
 
-    def roll(self, timestamp_ms: int) -> FlushSummary | None:
-        """Move to the interval of `timestamp`; returns the previous one's summary if any."""
+    def close_at(self, timestamp_ms: int) -> int:
+        """The closing timer of the flush of `timestamp`: 1 ms after the flush's end (for
+        aligned timers, 1 ms after the timer itself)."""
+        return ((timestamp_ms - 1) // self.interval_ms + 1) * self.interval_ms + 1
+
+    def roll(self, timestamp_ms: int) -> FlushTurn:
+        """Move to the flush of `timestamp`: when that starts a new one, the previous one's
+        summary if its line is still due, and when to close the new one."""
         bucket = (timestamp_ms - 1) // self.interval_ms
-        finished = None
-        if bucket != self._bucket:
-            finished = self.finish()
-            self._bucket, self._started = bucket, time.monotonic()
-        return finished
+        if bucket == self._bucket:
+            return NO_TURN
+        finished = self.finish()
+        self._bucket, self._started = bucket, time.monotonic()
+        return FlushTurn(finished, self.close_at(timestamp_ms))
 
-    def on_timer(self, timestamp_ms: int) -> FlushSummary | None:
-        """Account a fired timer; returns the previous flush when this one starts a new one."""
-        finished = self.roll(timestamp_ms)
+    def on_timer(self, timestamp_ms: int) -> FlushTurn:
+        """Account a VIN's fired timer. Per timer: keep it cheap."""
+        turn = self.roll(timestamp_ms)
         self._events += 1
         self._vins += 1
         self._last = time.monotonic()
-        return finished
+        return turn
+
+    def on_closing_timer(self, timestamp_ms: int) -> FlushSummary | None:
+        """A timer that is no VIN's fired: if it closes the flush under way, its summary; None
+        when it closes none (a timer left behind by a forgotten VIN) or that flush's line was
+        written already (another subtask's or an earlier run's closing timer)."""
+        interval = self.interval_ms
+        if timestamp_ms % interval != 1 or (timestamp_ms - 2) // interval != self._bucket:
+            return None
+        return self.finish()
 
     def on_emit(self) -> None:
         """A latest record emitted: one message unless a downstream batcher forms them."""
@@ -153,20 +187,22 @@ class FlushTracker:
     def on_tombstone(self) -> None:
         self._messages += 1
 
-    def on_delivery(self, timestamp_ms: int, emitted: int, messages: int) -> FlushSummary | None:
+    def on_delivery(self, timestamp_ms: int, emitted: int, messages: int) -> FlushTurn:
         """Messages sent at `timestamp`, holding `emitted` latest records."""
-        finished = self.roll(timestamp_ms)
+        turn = self.roll(timestamp_ms)
         self._events += 1
         self._messages += messages
         self._emitted += emitted
         self._last = time.monotonic()
-        return finished
+        return turn
 
     def finish(self) -> FlushSummary | None:
+        """End the flush under way: its summary, or None if nothing happened in it."""
         if not self._events:
             return None
         summary = self._summary(int((self._last - self._started) * 1000))
         self.last = summary
+        self.last_at_ms = int((time.time() - (time.monotonic() - self._last)) * 1000)
         self._events = self._vins = self._messages = self._emitted = 0
         return summary
 

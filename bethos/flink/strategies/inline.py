@@ -9,16 +9,17 @@ import os
 import sys
 import time
 from collections.abc import Sequence
+from typing import Any
 
 from pyflink.common import Row, Types
-from pyflink.datastream import ProcessFunction, RuntimeContext
+from pyflink.datastream import KeyedProcessFunction, ProcessFunction, RuntimeContext
 
 from bethos.flink.delivery import BufferedDelivery
 from bethos.flink.environment import ensure_logging
-from bethos.flink.merge import COMPONENT, MergerGraph, log, log_flush
+from bethos.flink.merge import COMPONENT, MergerGraph, ShutdownLine, log, log_flush
 from bethos.flink.rows import ROW_KEY_VALUE, add_append_sink
 from bethos.logevents import log_event
-from bethos.strategies.flushing import FlushTracker, Pending, delivery_bucket
+from bethos.strategies.flushing import NO_TURN, FlushTracker, Pending, delivery_bucket
 from bethos.strategies.inline import Inline, InlineLogic, InlineSettings
 from connectors.kafka.tables import append_sink_ddl
 
@@ -32,7 +33,10 @@ class BatchFunction(BufferedDelivery):
 
     The batches are formed here, downstream of the merge, so this operator writes the flush's
     `event=flush` line with `message_count` (batches sent) and `emitted` (records in them),
-    per flush interval; the merge's line has the VINs held."""
+    per flush interval; the merge's line has the VINs held. A flush's deliveries end at no
+    time this operator can know (each bucket lingers after its last emission), so its line
+    is written by a closing timer at the end of the flush interval (`FlushTracker`), on the
+    bucket that delivered first."""
 
     def __init__(self, logic: InlineLogic) -> None:
         super().__init__(logic.delivery)
@@ -41,15 +45,36 @@ class BatchFunction(BufferedDelivery):
     def open(self, runtime_context: RuntimeContext) -> None:
         super().open(runtime_context)
         self.flushes = FlushTracker(self.logic.flush.interval_ms, counts_vins=False)
+        self.shutdown = ShutdownLine(self.flushes)
+        self.close_at: int | None = None
 
     def close(self) -> None:
-        log_flush(self.flushes.finish() or self.flushes.empty(), "shutdown_flush")
+        self.shutdown.write()
+
+    def process_element(self, value: Row, ctx: KeyedProcessFunction.Context):  # type: ignore[no-untyped-def]
+        yield from super().process_element(value, ctx)
+        self._register_closing_timer(ctx)
+
+    def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext):  # type: ignore[no-untyped-def]
+        # A closing timer may share its time with the bucket's linger timer: one timer, both.
+        log_flush(self.flushes.on_closing_timer(timestamp))
+        yield from super().on_timer(timestamp, ctx)
+        self._register_closing_timer(ctx)
 
     def deliver(self, bucket: int, entries: Sequence[Pending]) -> list[Row]:
         messages = self.logic.batch_messages(bucket, entries)
         emitted = sum(1 for _, value in entries if value is not None)
-        log_flush(self.flushes.on_delivery(int(time.time() * 1000), emitted, len(messages)))
+        turn = self.flushes.on_delivery(int(time.time() * 1000), emitted, len(messages))
+        if turn is not NO_TURN:
+            log_flush(turn.finished)
+            self.close_at = turn.close_at
         return [Row(key, value.decode()) for key, value in messages]
+
+    def _register_closing_timer(self, ctx: Any) -> None:
+        # deliver() has no context: the timer a new flush asked for is registered here.
+        if self.close_at is not None:
+            ctx.timer_service().register_processing_time_timer(self.close_at)
+            self.close_at = None
 
 
 class LineWriter(ProcessFunction):  # type: ignore[misc]

@@ -4,6 +4,7 @@ flink/harness.py): what they emit, keep in state and log. No JVM."""
 from __future__ import annotations
 
 import logging
+from types import SimpleNamespace
 
 import orjson
 import pytest
@@ -15,6 +16,7 @@ from bethos.flink.rows import ORIGIN_AGGREGATED, ORIGIN_LATEST
 from bethos.logevents import parse_event
 from bethos.merge import Entry, VinState
 from bethos.record import AggregatedRecord, Signal, decode_latest_signals, encode_aggregated
+from bethos.strategies import flushing
 from bethos.strategies.flushing import FlushLogic
 from tests.unit.bethos.flink.harness import Harness
 
@@ -124,3 +126,127 @@ def test_the_latest_topic_loads_state_without_marking_it_changed(
     # A tombstone in the latest topic forgets a VIN that nothing newer touched.
     run.element("A", ("A", None, "latest", 0, 11, ORIGIN_LATEST))
     assert ("vin_entry", "A") not in run.state
+
+
+class Timeline(logging.Handler):
+    """What a merge did, in order: each fired timer (("vin", ts) for a VIN's own flush timer,
+    ("close", ts) for any other) and each `event=flush` line (("flush", fields))."""
+
+    def __init__(self, run: Harness) -> None:
+        super().__init__()
+        self.steps: list[tuple[str, object]] = []
+        on_timer = run.function.on_timer
+
+        def spy(timestamp: int, ctx: object) -> object:
+            entry = Entry.load(run.state.get(("vin_entry", run.key)))
+            self.steps.append(("vin" if entry.next_flush == timestamp else "close", timestamp))
+            return on_timer(timestamp, ctx)
+
+        run.function.on_timer = spy
+        merge.log.addHandler(self)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        event = parse_event(record.getMessage())
+        if event is not None and event.event == "flush":
+            self.steps.append(("flush", event.fields))
+
+    def flushes(self, interval: int) -> list[tuple[int, dict[str, str]]]:
+        """(flush, its line) for every line, each checked to follow the last timer of its flush
+        and to precede every timer of the next."""
+        lines: list[tuple[int, dict[str, str]]] = []
+        timers: list[int] = []
+        for kind, value in self.steps:
+            if kind == "vin":
+                assert isinstance(value, int)
+                timers.append(value)
+            elif kind == "flush":
+                assert isinstance(value, dict)
+                buckets = {(timestamp - 1) // interval for timestamp in timers}
+                assert len(buckets) == 1, f"one line for the timers {timers}"
+                assert int(value["vin_count"]) == len(timers)
+                lines.append((buckets.pop(), value))
+                timers = []
+        return lines
+
+
+def clocked_merger(monkeypatch: pytest.MonkeyPatch, flush: FlushLogic) -> Harness:
+    run = merger(monkeypatch, flush)
+    clock = Clock(run)
+    monkeypatch.setattr(flushing, "time", SimpleNamespace(time=clock.time, monotonic=clock.time))
+    return run
+
+
+def test_a_flush_line_is_written_right_after_its_last_timer(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    run = clocked_merger(monkeypatch, FlushLogic(1_000))
+    timeline = Timeline(run)
+    for vin in ("A", "B", "C"):
+        run.element(*message(vin, 10, speed=1.0))
+    run.advance(1_000)
+    assert events(caplog, "flush") == []
+    run.advance(1_001)  # 1 ms after the aligned flush at 1_000, not at the next flush
+    assert [
+        (f["vin_count"], f["message_count"], f["emitted"]) for f in events(caplog, "flush")
+    ] == [("3", "3", "3")]
+    run.element(*message("B", 20, speed=2.0))
+    run.advance(3_500)
+    lines = timeline.flushes(1_000)
+    assert [(bucket, line["emitted"]) for bucket, line in lines] == [(0, "3"), (1, "1"), (2, "0")]
+    # The closing timers share no time with a VIN's timer, so each flush has its line.
+    assert [value for kind, value in timeline.steps if kind == "close"] == [1_001, 2_001, 3_001]
+    assert all(line["flush_duration_ms"] == "0" for _, line in lines)
+
+
+def test_staggered_flushes_are_written_at_the_end_of_their_interval(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    interval = 1_000
+    run = clocked_merger(monkeypatch, FlushLogic(interval, stagger=True))
+    timeline = Timeline(run)
+    vins = [f"VIN{i:03d}" for i in range(40)]
+    for vin in vins:
+        run.element(*message(vin, 10, speed=1.0))
+    run.advance(4_001)
+    lines = timeline.flushes(interval)
+    # The first interval held the VINs whose offset lies after the records' arrival (100).
+    assert [bucket for bucket, _ in lines] == [0, 1, 2, 3]
+    assert [int(line["vin_count"]) for _, line in lines[1:]] == [len(vins)] * 3
+    assert sum(int(line["emitted"]) for _, line in lines) == len(vins)
+    closes = [value for kind, value in timeline.steps if kind == "close"]
+    assert {1_001, 2_001, 3_001, 4_001} <= set(closes)
+
+
+def test_last_flush_at_is_when_the_newest_flush_completed(monkeypatch: pytest.MonkeyPatch) -> None:
+    run = clocked_merger(monkeypatch, FlushLogic(1_000))
+    last_flush_at = run.context.metrics.gauges["last_flush_at_ms"]
+    run.element(*message("A", 10, speed=1.0))
+    assert last_flush_at() == 0
+    run.advance(1_000)
+    assert last_flush_at() == 0  # under way until its closing timer
+    run.advance(1_500)
+    assert last_flush_at() == 1_000
+    run.advance(2_001)
+    assert last_flush_at() == 2_000
+
+
+def test_a_torn_down_merge_writes_the_shutdown_line_once(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    run = merger(monkeypatch, FlushLogic(1_000))
+    run.element(*message("A", 10, speed=1.0))
+    run.advance(1_500)
+    # Torn down between two flushes (a stop with a savepoint): a shutdown line of zeros.
+    # Clearing the thread-local data is what tearing down the operator's thread state does.
+    run.function.shutdown.local.__dict__.clear()
+    run.close()  # where Flink calls close() too (`--drain`), no second line
+    (shutdown,) = events(caplog, "shutdown_flush")
+    assert shutdown == {
+        "flush_duration_ms": "0",
+        "vin_count": "0",
+        "message_count": "0",
+        "emitted": "0",
+    }

@@ -1,21 +1,38 @@
 from __future__ import annotations
 
 import orjson
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from bethos.merge import Entry, VinState
 from bethos.record import AggregatedRecord, Signal, decode_latest_signals
+from bethos.strategies import flushing
 from bethos.strategies.flushing import (
     EXPIRED,
+    NO_TURN,
     DeliveryPlan,
     Flushed,
     FlushLogic,
     FlushTracker,
+    FlushTurn,
     expired,
     flush_due,
     stagger_offset,
 )
+
+
+class FakeClock:
+    """Wall and monotonic time that move only when a test moves them."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def time(self) -> float:
+        return self.now
+
+    def monotonic(self) -> float:
+        return self.now
 
 
 @given(st.integers(0, 10**13), st.integers(1, 10**7), st.data())
@@ -52,15 +69,49 @@ def test_expiry_needs_a_ttl_and_a_reading() -> None:
 
 def test_the_tracker_groups_one_interval_of_timers_into_one_flush() -> None:
     tracker = FlushTracker(interval_ms=1_000)
-    assert tracker.on_timer(1_000) is None
+    # The first timer of a flush asks for the timer that closes it.
+    assert tracker.on_timer(1_000) == FlushTurn(None, 1_001)
     tracker.on_emit()
-    assert tracker.on_timer(1_000) is None
-    summary = tracker.on_timer(2_000)
-    assert summary is not None
-    assert (summary.vin_count, summary.emitted, summary.message_count) == (2, 1, 1)
+    assert tracker.on_timer(1_000) is NO_TURN
+    # Its closing timer was lost: the next flush's first timer returns it.
+    finished, close_at = tracker.on_timer(2_000)
+    assert finished is not None and close_at == 2_001
+    assert (finished.vin_count, finished.emitted, finished.message_count) == (2, 1, 1)
     final = tracker.finish()
     assert final is not None and final.vin_count == 1
     assert tracker.finish() is None
+
+
+@pytest.mark.parametrize("timers", [[1_000, 1_000], [1_001, 1_500, 1_999, 2_000]])
+def test_a_closing_timer_ends_its_flush_and_only_its_own(timers: list[int]) -> None:
+    tracker = FlushTracker(interval_ms=1_000)
+    turns = [tracker.on_timer(timestamp) for timestamp in timers]
+    close_at = turns[0].close_at
+    assert close_at == tracker.close_at(timers[0]) == timers[-1] + 1
+    assert all(turn is NO_TURN for turn in turns[1:])
+    # A timer left behind by a forgotten VIN, or the close of another flush, is no close.
+    assert tracker.on_closing_timer(timers[-1]) is None
+    assert tracker.on_closing_timer(close_at - 1_000) is None
+    summary = tracker.on_closing_timer(close_at)
+    assert summary is not None and summary.vin_count == len(timers)
+    # A second closing timer of the same flush (another run's) writes no second line.
+    assert tracker.on_closing_timer(close_at) is None
+
+
+def test_the_tracker_knows_when_the_newest_flush_completed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = FakeClock(1_700_000_000.0)
+    monkeypatch.setattr(flushing, "time", clock)
+    tracker = FlushTracker(interval_ms=1_000)
+    assert tracker.last_at_ms == 0
+    tracker.on_timer(1_000)
+    clock.now += 0.25
+    tracker.on_timer(1_000)  # the flush's last timer, at 1_700_000_000_250 ms
+    clock.now += 0.5
+    assert tracker.on_closing_timer(1_001) is not None
+    assert tracker.last_at_ms == 1_700_000_000_250
+    assert tracker.last is not None and tracker.last.duration_ms == 250
 
 
 def test_batches_are_json_arrays_with_tombstones_as_null_data() -> None:
@@ -184,10 +235,10 @@ def test_a_merge_whose_messages_are_formed_downstream_leaves_out_message_count()
 def test_a_batcher_counts_its_batches_per_flush_interval() -> None:
     tracker = FlushTracker(interval_ms=1_000, counts_vins=False)
     # A flush at 1_000: its VINs arrive in a burst and leave in batches (linger 200 ms).
-    assert tracker.on_delivery(1_010, emitted=8, messages=2) is None
-    assert tracker.on_delivery(1_200, emitted=2, messages=1) is None
-    # The next interval's first delivery ends the flush.
-    summary = tracker.on_delivery(2_050, emitted=4, messages=1)
+    assert tracker.on_delivery(1_010, emitted=8, messages=2) == FlushTurn(None, 2_001)
+    assert tracker.on_delivery(1_200, emitted=2, messages=1) is NO_TURN
+    # Without its closing timer, the next interval's first delivery ends the flush.
+    summary, _ = tracker.on_delivery(2_050, emitted=4, messages=1)
     assert summary is not None
     assert summary.fields() == {
         "flush_duration_ms": summary.duration_ms,
