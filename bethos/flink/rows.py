@@ -110,9 +110,16 @@ class Intake:
                 log_event(
                     self.log, self.component, "skip", logging.INFO, reason=exc.reason, **origin
                 )
-            elif exc.reason == "decode_error":
+            else:
+                # SPEC 6: a message that could not be read or parsed is an `error` line.
                 log_event(
-                    self.log, self.component, "error", logging.ERROR, err=exc.detail, **origin
+                    self.log,
+                    self.component,
+                    "error",
+                    logging.ERROR,
+                    reason=exc.reason,
+                    err=exc.detail,
+                    **origin,
                 )
             letter = dead_letter(raw, exc.reason, exc.detail, origin, now_ms)
             raise DeadLettered(exc.reason, key, letter) from None

@@ -103,8 +103,9 @@ def test_the_jobs_log_every_event_with_its_fields(
     assert sum(int(e.fields["records"]) for e in polls) >= 5
     (skip,) = new_events("skip", "latest_merger")
     assert skip.fields["reason"] == "empty_id"
-    # The undecodable record is dead-lettered without a line: `event=error` is written only
-    # for a record that trips the decoder itself (`decode_error`, bethos/flink/rows.py).
+    (error,) = new_events("error", "latest_merger")
+    assert error.fields["reason"] == "invalid_json" and error.fields["err"]
+    assert error.fields["topic"] == etl_settings.topics.aggregated
 
     flushes = new_events("flush", "latest_merger")
     assert len(flushes) >= 2

@@ -79,3 +79,17 @@ def test_the_keyed_merge_dead_letters_a_keyless_message() -> None:
     assert letter["origin"] == {"topic": "aggregated", "partition": 1, "offset": 7}
     assert orjson.loads(letter["original"]) == orjson.loads(raw)
     assert metrics.counters["dead_lettered"].count == 1
+
+
+@pytest.mark.parametrize(("name", "raw", "reason"), BAD_RECORDS, ids=[c[0] for c in BAD_RECORDS])
+def test_a_bad_message_is_one_skip_or_error_line(
+    name: str, raw: bytes | None, reason: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    reader, _ = intake()
+    caplog.set_level(logging.INFO)
+    with pytest.raises(DeadLettered):
+        reader.read(f"bad-{name}", raw, "aggregated", 2, 40, NOW)
+    event = "skip" if reason == "empty_id" else "error"
+    (line,) = [r.getMessage() for r in caplog.records]
+    assert line.startswith(f"[latest_merger] event={event} reason={reason} ")
+    assert "topic=aggregated partition=2 offset=40" in line
