@@ -12,14 +12,6 @@ from collections.abc import Iterator
 
 from rich.console import Console
 from rich.live import Live
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    SpinnerColumn,
-    TextColumn,
-    TimeElapsedColumn,
-)
 from rich.table import Table
 
 from bethos import paths
@@ -217,23 +209,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
         from devstack.bench.latency import bench as bench_latency
 
         flushes = [parse_duration_ms(text) for text in args.flush_intervals.split(",")]
-        console = Console()
-        with Progress(
-            SpinnerColumn(),
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=console,
-        ) as progress:
-            status = progress.add_task("starting", total=None)
-            writes = progress.add_task("readings written", total=None, visible=False)
+        with progress.bars() as bars:
+            status = bars.add_task("starting", total=None)
+            writes = bars.add_task("readings written", total=None, visible=False)
 
             def report(text: str) -> None:
-                progress.update(status, description=text)
+                bars.update(status, description=text)
 
             def advance(done: int, total: int) -> None:
-                progress.update(writes, completed=done, total=total, visible=True)
+                bars.update(writes, completed=done, total=total, visible=True)
 
             result = bench_latency(
                 flushes,
@@ -245,7 +229,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
                 report,
                 advance,
             )
-        console.print(latency_table(result))
+        progress.console.print(latency_table(result))
     else:
         raise BethosError(f"unknown benchmark {args.which!r}")
     print(json.dumps(result))

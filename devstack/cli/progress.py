@@ -43,18 +43,23 @@ def steps(indent: str = "") -> Iterator[Callable[[str], None]]:
         yield say
 
 
-@contextlib.contextmanager
-def bar(description: str) -> Iterator[Callable[[int, int], None]]:
-    """An `(done, total)` callback drawing a bar."""
-    with Progress(
+def bars(transient: bool = False) -> Progress:
+    """A display of bars: what runs, how far, since when."""
+    return Progress(
         SpinnerColumn(),
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
         console=console,
-        transient=True,
-    ) as progress:
+        transient=transient,
+    )
+
+
+@contextlib.contextmanager
+def bar(description: str) -> Iterator[Callable[[int, int], None]]:
+    """An `(done, total)` callback drawing a bar."""
+    with bars(transient=True) as progress:
         task = progress.add_task(description, total=None)
 
         def advance(done: int, total: int) -> None:
