@@ -184,10 +184,11 @@ class ShutdownLine:
     In thread mode Flink calls a Python function's `close()` only from `endInput()` (PyFlink's
     `AbstractOneInputEmbeddedPythonFunctionOperator`): a bounded input or `flink stop --drain`.
     A stop with a savepoint stops the input without ending it, and a cancel neither; the Java
-    operator's `close()` only closes its `PythonInterpreter`, which should clear the thread
-    state that the operator's Python calls ran in (not yet confirmed on a cluster). That state
-    holds this object's thread-local guard, whose finalizer then writes the line. Every merge
-    not yet emitted stays in keyed state, which the savepoint carries.
+    operator's `close()` only closes its `PythonInterpreter`, which clears the thread state
+    that the operator's Python calls ran in. That state holds this object's thread-local guard,
+    whose finalizer then writes the line (tests/integration/test_logs.py finds it after a stop
+    with a savepoint). Every merge not yet emitted stays in keyed state, which the savepoint
+    carries.
     """
 
     def __init__(self, flushes: FlushTracker) -> None:
