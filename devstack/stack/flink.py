@@ -7,7 +7,6 @@ The conf dir (`state/flink-conf`) is the project's `flink-conf/config.yaml` with
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import signal
@@ -18,13 +17,22 @@ from pathlib import Path
 from bethos import paths
 from devstack.exceptions import StackError
 from devstack.stack.health import http_json, port_open
-from devstack.stack.process import Supervisor
+from devstack.stack.process import Daemon, Supervisor
 from devstack.stack.service import Progress, ServiceStatus
 
 FLINK_REST_PORT = 8081
 # Each JobManager and TaskManager takes the first free port of this range for its Prometheus
 # reporter; Prometheus scrapes them all.
 FLINK_METRICS_PORTS = range(9250, 9261)
+# The pid files Flink's scripts write into `run/`, and the entry point their processes run: a pid
+# in them is signalled only while its process runs that entry point with this stack's conf dir.
+JOBMANAGER = Daemon(
+    "flink-*-standalonesession.pid",
+    "org.apache.flink.runtime.entrypoint.StandaloneSessionClusterEntrypoint",
+)
+TASKMANAGER = Daemon(
+    "flink-*-taskexecutor.pid", "org.apache.flink.runtime.taskexecutor.TaskManagerRunner"
+)
 
 
 class FlinkCluster:
@@ -115,7 +123,12 @@ class FlinkCluster:
         return isinstance(overview, dict) and int(overview.get("taskmanagers", 0)) >= 1
 
     def _pids(self) -> list[int]:
-        return self.processes.listed_pids("flink-*.pid")
+        """The running JobManager and TaskManagers of this stack's conf dir."""
+        return [
+            pid
+            for daemon in (JOBMANAGER, TASKMANAGER)
+            for pid in self.processes.listed_pids(daemon, self.conf_dir())
+        ]
 
     def stop(self, progress: Progress) -> None:
         """stop-cluster.sh; whatever still runs after 30 s is killed."""
@@ -128,9 +141,8 @@ class FlinkCluster:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and (port_open(FLINK_REST_PORT) or self._pids()):
             time.sleep(0.5)
-        for pid in self._pids():
-            with contextlib.suppress(OSError):
-                os.kill(pid, signal.SIGKILL)
+        for daemon in (JOBMANAGER, TASKMANAGER):
+            self._signal(daemon, signal.SIGKILL)
 
     def status(self) -> list[ServiceStatus]:
         try:
@@ -142,7 +154,10 @@ class FlinkCluster:
 
     def kill_taskmanager(self) -> None:
         """SIGKILL every TaskManager of the cluster (fault tests)."""
-        self.processes.signal_listed("flink-*taskexecutor*.pid", signal.SIGKILL)
+        self._signal(TASKMANAGER, signal.SIGKILL)
+
+    def _signal(self, daemon: Daemon, signum: int) -> None:
+        self.processes.signal_listed(daemon, signum, self.conf_dir())
 
     def start_taskmanager(self) -> None:
         subprocess.run(

@@ -2,7 +2,8 @@
 and optionally Prometheus scraping it (`monitoring`).
 
 Every process `up` starts is recorded with a pid file under the state directory, and `down` stops
-exactly those. Data and logs live under the same directory.
+exactly those. Data and logs live under the same directory, which `up` marks as a stack's and
+`down --purge` deletes only when so marked (`state.py`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from devstack.stack.process import Supervisor
 from devstack.stack.prometheus import Prometheus
 from devstack.stack.redis import Redis
 from devstack.stack.service import Progress, Service, ServiceStatus
+from devstack.stack.state import check_purgeable, claim
 
 HEALTHY_WITHIN_S = 120
 # What `up` says it waits for, by service (each one's `healthy`).
@@ -70,6 +72,7 @@ class Stack:
 
     # -- the stack as a whole ----------------------------------------------------------------
     def up(self, progress: Progress = print) -> None:
+        claim(self.state)
         for service in self.services():
             progress(f"starting {service.name} ...")
             started = time.monotonic()
@@ -83,6 +86,10 @@ class Stack:
             progress(f"  {service.name} healthy ({time.monotonic() - started:.1f}s)")
 
     def down(self, progress: Progress = print, purge: bool = False) -> None:
+        """Stop every service; with `purge`, delete the state directory, which must be a
+        stack's: a refused one is left as it was, its processes running."""
+        if purge and self.state.exists():
+            check_purgeable(self.state)
         for service in reversed(self._all_services()):
             service.stop(progress)
         if purge and self.state.exists():

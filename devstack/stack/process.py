@@ -1,17 +1,26 @@
 """The processes of the local stack: one pid file each under `run/`, output in `logs/NAME.log`.
 
-The stack stops exactly what it started: a process is known by its pid file, and a pid counts
-only while a process of that id is alive.
+The stack signals only what it can prove it started. A pid alone proves nothing: once a process
+ends, the kernel may give its pid to any other process. So the pid file of a process spawned here
+holds the pid, its start time (clock ticks after boot, `/proc/PID/stat` field 22) and the boot's
+id; a pid counts only while the process of that id has that start time in that boot. Flink's
+scripts write pid files of their own, bare pids: those count only while the process's command
+line shows what the stack started (its entry point and its conf dir), see `listed_pids`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import signal
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
+
+_BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
 
 
 def _alive(pid: int) -> bool:
@@ -29,6 +38,78 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def boot_id() -> str:
+    return _BOOT_ID.read_text().strip()
+
+
+def start_ticks(pid: int) -> int | None:
+    """When process `pid` started, in clock ticks after boot; None when there is no such
+    process or it is a zombie (it has ended, only its exit status is left)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # Field 2, the command name in parentheses, may hold spaces and parentheses itself.
+    fields = stat[stat.rindex(")") + 2 :].split()
+    state, starttime = fields[0], fields[19]  # fields 3 and 22
+    return None if state in ("Z", "X") else int(starttime)
+
+
+def cmdline(pid: int) -> list[str]:
+    """The process's argv; empty when there is no such process (or it is a zombie)."""
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return []
+    return raw.decode(errors="replace").split("\0")[:-1] if raw else []
+
+
+@dataclass(frozen=True)
+class Spawned:
+    """What identifies a process spawned here, for as long as it runs: its pid, its start time
+    and the boot it started in."""
+
+    pid: int
+    start: int
+    boot: str
+
+    @classmethod
+    def of(cls, pid: int) -> Spawned | None:
+        start = start_ticks(pid)
+        return None if start is None else cls(pid, start, boot_id())
+
+    @classmethod
+    def parse(cls, text: str) -> Spawned | None:
+        """A pid file's content; None for anything else, a bare pid included: it proves
+        nothing."""
+        parts = text.split()
+        if len(parts) != 3 or not parts[0].isdigit() or not parts[1].isdigit():
+            return None
+        return cls(int(parts[0]), int(parts[1]), parts[2])
+
+    def text(self) -> str:
+        return f"{self.pid} {self.start} {self.boot}\n"
+
+    def running(self) -> bool:
+        """Whether this very process still runs: a process under the same pid that started at
+        another time, or in another boot, is another process."""
+        return _alive(self.pid) and Spawned.of(self.pid) == self
+
+
+class Daemon(NamedTuple):
+    """Processes that others start and list in pid files (Flink's scripts): the pattern of
+    those files and the entry point their processes run."""
+
+    pid_files: str
+    main: str
+
+    def runs(self, pid: int, conf_dir: Path) -> bool:
+        """Whether process `pid` runs the entry point with `--configDir conf_dir`, as Flink's
+        scripts start a JobManager or TaskManager of that conf dir."""
+        argv = cmdline(pid)
+        return self.main in argv and ("--configDir", str(conf_dir)) in itertools.pairwise(argv)
+
+
 class Supervisor:
     """Spawns, signals and waits for the stack's processes; shared by its services."""
 
@@ -42,13 +123,19 @@ class Supervisor:
     def log_file(self, name: str) -> Path:
         return self.log_dir / f"{name}.log"
 
+    def spawned(self, name: str) -> Spawned | None:
+        """The running process spawned as `name`, or None (no pid file, or one whose process
+        has ended, even if its pid is in use again)."""
+        try:
+            spawned = Spawned.parse(self.pid_file(name).read_text())
+        except OSError:
+            return None
+        return spawned if spawned is not None and spawned.running() else None
+
     def pid(self, name: str) -> int | None:
         """The pid of a running process started as `name`, or None."""
-        try:
-            pid = int(self.pid_file(name).read_text().strip())
-        except (OSError, ValueError):
-            return None
-        return pid if _alive(pid) else None
+        spawned = self.spawned(name)
+        return None if spawned is None else spawned.pid
 
     def spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
         """Start `argv` in a session of its own, unless `name` is already running."""
@@ -65,10 +152,17 @@ class Supervisor:
                 start_new_session=True,
                 env=env,
             )
-        self.pid_file(name).write_text(str(proc.pid))
+        spawned = Spawned.of(proc.pid)
+        if spawned is None:  # it ended already; its log says why
+            self.pid_file(name).unlink(missing_ok=True)
+            return
+        partial = self.pid_file(name).with_suffix(".pid.tmp")
+        partial.write_text(spawned.text())
+        partial.replace(self.pid_file(name))
 
     def kill(self, name: str, timeout: float = 30.0) -> None:
-        """SIGTERM the process group, SIGKILL it after `timeout`; the pid file goes."""
+        """SIGTERM the process group, SIGKILL it after `timeout`; the pid file goes. Each
+        signal goes only to a process proven to be the one spawned as `name`."""
         pid = self.pid(name)
         if pid is not None:
             with contextlib.suppress(OSError):
@@ -81,21 +175,44 @@ class Supervisor:
                     os.killpg(pid, signal.SIGKILL)
         self.pid_file(name).unlink(missing_ok=True)
 
-    def listed_pids(self, pattern: str) -> list[int]:
-        """The live pids in pid files matching `pattern` that others wrote (Flink's scripts
-        write one or more pids a file)."""
-        pids = []
-        for pid_file in self.run_dir.glob(pattern):
-            for line in pid_file.read_text().split():
-                with contextlib.suppress(ValueError):
-                    if _alive(int(line)):
-                        pids.append(int(line))
-        return pids
+    def listed_pids(self, daemon: Daemon, conf_dir: Path) -> list[int]:
+        """The pids in the pid files of `daemon` that others wrote (Flink's scripts write one
+        or more pids a file) whose processes run its entry point with `conf_dir`."""
+        return [pid for pid in self._listed(daemon) if _alive(pid) and daemon.runs(pid, conf_dir)]
 
-    def signal_listed(self, pattern: str, signum: int) -> None:
-        """Send `signum` to every pid in pid files matching `pattern`, then remove the files."""
-        for pid_file in self.run_dir.glob(pattern):
-            for line in pid_file.read_text().split():
-                with contextlib.suppress(ValueError, OSError):
-                    os.kill(int(line), signum)
+    def signal_listed(self, daemon: Daemon, signum: int, conf_dir: Path) -> list[int]:
+        """Send `signum` to every process of `listed_pids`, then remove the pid files; returns
+        the pids signalled."""
+        signalled = [
+            pid for pid in self._listed(daemon) if send_signal(pid, signum, daemon, conf_dir)
+        ]
+        for pid_file in self.run_dir.glob(daemon.pid_files):
             pid_file.unlink()
+        return signalled
+
+    def _listed(self, daemon: Daemon) -> list[int]:
+        return [
+            int(word)
+            for pid_file in self.run_dir.glob(daemon.pid_files)
+            for word in pid_file.read_text().split()
+            if word.isdigit()
+        ]
+
+
+def send_signal(pid: int, signum: int, daemon: Daemon, conf_dir: Path) -> bool:
+    """Signal `pid` if it runs `daemon` with `conf_dir`; whether it was signalled. The process is
+    held by a pidfd while its command line is checked, so the signal cannot reach another
+    process that took the pid in between."""
+    try:
+        pidfd = os.pidfd_open(pid)
+    except OSError:
+        return False
+    try:
+        if not daemon.runs(pid, conf_dir):
+            return False
+        signal.pidfd_send_signal(pidfd, signum)
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(pidfd)

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from devstack.stack import KAFKA_PORT_BASE, Stack, StackError, process
-from devstack.stack.process import Supervisor
+from devstack.stack.process import Daemon, Supervisor
+from devstack.stack.state import claim
 
 SLEEPER = [sys.executable, "-c", "import time; time.sleep(60)"]
 
@@ -49,7 +50,7 @@ def test_the_supervisor_spawns_once_and_kills_what_it_spawned(tmp_path: Path) ->
 def test_a_pid_counts_only_while_its_process_lives(tmp_path: Path) -> None:
     supervisor = Supervisor(tmp_path / "run", tmp_path / "logs")
     supervisor.run_dir.mkdir()
-    supervisor.pid_file("stale").write_text("999999999")
+    supervisor.pid_file("stale").write_text(f"999999999 1 {process.boot_id()}")
     supervisor.pid_file("garbage").write_text("not a pid")
     assert supervisor.pid("stale") is None
     assert supervisor.pid("garbage") is None
@@ -58,21 +59,113 @@ def test_a_pid_counts_only_while_its_process_lives(tmp_path: Path) -> None:
     assert not supervisor.pid_file("stale").exists()
 
 
-def test_pid_files_written_by_others_are_read_and_signalled(tmp_path: Path) -> None:
+def test_a_pid_file_records_the_start_time_and_boot(tmp_path: Path) -> None:
     supervisor = Supervisor(tmp_path / "run", tmp_path / "logs")
-    pid = spawn_sleeper(supervisor, "worker")
-    # Flink's scripts write their own pid files, possibly several pids each.
-    listed = supervisor.run_dir / "flink-x-taskexecutor.pid"
-    listed.write_text(f"{pid}\n999999999\nnot-a-pid\n")
-    assert supervisor.listed_pids("flink-*.pid") == [pid]
-    supervisor.signal_listed("flink-*taskexecutor*.pid", signal.SIGKILL)
-    assert not listed.exists()
-    assert gone(supervisor, "worker")
-    assert supervisor.listed_pids("flink-*.pid") == []
+    pid = spawn_sleeper(supervisor, "sleeper")
+    recorded = supervisor.pid_file("sleeper").read_text().split()
+    stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    assert recorded == [
+        str(pid),
+        stat[19],
+        Path("/proc/sys/kernel/random/boot_id").read_text().strip(),
+    ]
+    supervisor.kill("sleeper", timeout=10)
+
+
+@pytest.mark.parametrize(
+    "forged",
+    [
+        "{pid} {start_plus_one} {boot}",  # the pid of a process that started later: a reuse
+        "{pid} {start} another-boot",  # the same start time in another boot
+        "{pid}",  # a bare pid proves nothing
+    ],
+)
+def test_a_process_that_is_not_the_one_spawned_is_never_signalled(
+    tmp_path: Path, forged: str
+) -> None:
+    """A pid file whose pid is now some other process (a reused pid): `pid` does not count it,
+    `kill` does not signal it, and the stale file goes."""
+    supervisor = Supervisor(tmp_path / "run", tmp_path / "logs")
+    other = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    try:
+        start = process.start_ticks(other.pid)
+        assert start is not None
+        supervisor.run_dir.mkdir()
+        supervisor.pid_file("kafka-1").write_text(
+            forged.format(
+                pid=other.pid, start=start, start_plus_one=start + 1, boot=process.boot_id()
+            )
+        )
+        assert supervisor.pid("kafka-1") is None
+        supervisor.kill("kafka-1", timeout=1)
+        time.sleep(0.2)
+        assert other.poll() is None, "a process the supervisor did not start was signalled"
+        assert not supervisor.pid_file("kafka-1").exists()
+        supervisor.spawn("kafka-1", SLEEPER)  # not taken for running: spawned anew
+        assert supervisor.pid("kafka-1") not in (None, other.pid)
+        supervisor.kill("kafka-1", timeout=10)
+        assert other.poll() is None
+    finally:
+        other.kill()
+        other.wait()
+
+
+def test_the_start_time_is_read_past_a_command_name_with_spaces_and_parentheses(
+    tmp_path: Path,
+) -> None:
+    odd = tmp_path / "a b) (c"
+    odd.symlink_to("/bin/sleep")
+    proc = subprocess.Popen([str(odd), "60"])
+    try:
+        stat = Path(f"/proc/{proc.pid}/stat").read_text()
+        assert "(a b) (c)" in stat
+        assert process.start_ticks(proc.pid) == int(stat.rsplit(")", 1)[1].split()[19])
+    finally:
+        proc.kill()
+        proc.wait()
+    assert process.start_ticks(proc.pid) is None  # reaped: gone
+
+
+TASKMANAGER = Daemon("flink-*-taskexecutor.pid", "org.example.TaskManagerRunner")
+
+
+def daemon_like(conf_dir: Path, main: str = TASKMANAGER.main) -> subprocess.Popen[bytes]:
+    """A process whose command line looks like a Flink daemon's, as flink-daemon.sh starts it."""
+    script = "import time; time.sleep(60)"
+    return subprocess.Popen([sys.executable, "-c", script, main, "--configDir", str(conf_dir)])
+
+
+def test_pid_files_written_by_others_count_only_for_the_daemon_of_this_conf_dir(
+    tmp_path: Path,
+) -> None:
+    supervisor = Supervisor(tmp_path / "run", tmp_path / "logs")
+    supervisor.run_dir.mkdir()
+    conf = tmp_path / "flink-conf"
+    ours = daemon_like(conf)
+    other_stack = daemon_like(tmp_path / "elsewhere" / "flink-conf")
+    other_daemon = daemon_like(conf, main="org.example.StandaloneSessionClusterEntrypoint")
+    unrelated = subprocess.Popen(["sleep", "60"])
+    processes = [ours, other_stack, other_daemon, unrelated]
+    try:
+        # Flink's scripts write their own pid files, possibly several pids each.
+        listed = supervisor.run_dir / "flink-x-taskexecutor.pid"
+        listed.write_text("".join(f"{p.pid}\n" for p in processes) + "999999999\nnot-a-pid\n")
+        assert supervisor.listed_pids(TASKMANAGER, conf) == [ours.pid]
+        assert supervisor.signal_listed(TASKMANAGER, signal.SIGKILL, conf) == [ours.pid]
+        assert ours.wait(timeout=10) == -signal.SIGKILL
+        time.sleep(0.2)
+        assert [p.poll() for p in processes[1:]] == [None, None, None]
+        assert not listed.exists()
+        assert supervisor.listed_pids(TASKMANAGER, conf) == []
+    finally:
+        for p in processes:
+            p.kill()
+            p.wait()
 
 
 def test_down_stops_exactly_the_recorded_processes_in_reverse_order(tmp_path: Path) -> None:
     stack = Stack(state=tmp_path / "state", brokers=2)
+    claim(stack.state)  # as `up` does
     for name in ("kafka-1", "kafka-2", "redis"):
         spawn_sleeper(stack.processes, name)
     said: list[str] = []

@@ -1,0 +1,67 @@
+"""The state directory of a local stack, and the guard on deleting it.
+
+`up` claims the directory with a marker file; `down --purge` deletes only a directory that
+holds the marker, and never `/`, the home directory, the project's root or a directory above
+any of them, marker or not: `BETHOS_STATE` set by mistake must not cost a home directory.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bethos import paths
+from devstack.exceptions import StackError
+
+MARKER = ".bethos-stack"
+# What a stack makes in its state directory. A directory holding nothing else is the state of
+# a stack from before the marker, which `up` claims.
+STACK_ENTRIES = frozenset(
+    {"flink", "flink-conf", "flink-lib", "influxdb", "kafka", "logs", "prometheus", "redis", "run"}
+)
+
+
+def protected(state: Path) -> bool:
+    """Whether `state` is, or holds, the file system root, the home directory or the project."""
+    resolved = state.resolve()
+    keep = (Path("/"), Path.home().resolve(), paths.PROJECT_ROOT.resolve())
+    return any(resolved == kept or resolved in kept.parents for kept in keep)
+
+
+def _refuse_protected(state: Path, what: str) -> None:
+    if protected(state):
+        raise StackError(
+            f"refusing to {what} {state}: it is or holds the root, the home directory or the "
+            "project; set BETHOS_STATE to a directory of its own"
+        )
+
+
+def claim(state: Path) -> None:
+    """Create `state` for a stack, or take over an existing one, and mark it as a stack's.
+    A directory that holds other things is refused."""
+    _refuse_protected(state, "keep a stack's state in")
+    if (state / MARKER).is_file():
+        return
+    if state.exists():
+        foreign = sorted(entry.name for entry in state.iterdir() if entry.name not in STACK_ENTRIES)
+        if foreign:
+            raise StackError(
+                f"refusing to keep a stack's state in {state}: it holds "
+                f"{', '.join(foreign[:5])}{' ...' if len(foreign) > 5 else ''}, which no bethos "
+                "stack made; set BETHOS_STATE to a new or empty directory"
+            )
+    state.mkdir(parents=True, exist_ok=True)
+    (state / MARKER).write_text(
+        "The state of a bethos local stack: `bethos down --purge` deletes this directory.\n"
+    )
+
+
+def check_purgeable(state: Path) -> None:
+    """Raise StackError unless `state` is a stack's state directory that may be deleted."""
+    _refuse_protected(state, "delete")
+    if state.is_symlink():
+        raise StackError(f"refusing to delete {state}: it is a symbolic link")
+    if not (state / MARKER).is_file():
+        raise StackError(
+            f"refusing to delete {state}: it has no {MARKER} file, so `bethos up` did not make "
+            "it; delete it yourself if it is yours"
+        )
