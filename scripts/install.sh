@@ -16,7 +16,8 @@ CONNECTOR_JAR=flink-sql-connector-kafka-5.0.0-2.2.jar
 step() { printf '\n==> %s\n' "$*"; }
 
 missing=()
-command -v java >/dev/null || missing+=(openjdk-17-jdk-headless)
+# javac too: the local cluster compiles a small provider (devstack/stack/loopback_http.py).
+command -v javac >/dev/null || missing+=(openjdk-17-jdk-headless)
 command -v mvn >/dev/null || missing+=(maven)
 command -v influxd >/dev/null || missing+=(influxdb)
 command -v redis-server >/dev/null || missing+=(redis-server)
@@ -31,7 +32,7 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q "${missing[@]}"
   $SUDO rm -f /usr/sbin/policy-rc.d
 else
-  step "Debian packages: present (java, mvn, influxd, redis-server, prometheus)"
+  step "Debian packages: present (java, javac, mvn, influxd, redis-server, prometheus)"
 fi
 
 PY=${PYTHON:-python3.11}

@@ -17,6 +17,7 @@ from pathlib import Path
 from bethos import paths
 from devstack.exceptions import StackError
 from devstack.stack.health import http_json, port_open
+from devstack.stack.loopback_http import provider_jar
 from devstack.stack.process import Daemon, Supervisor
 from devstack.stack.service import Progress, ServiceStatus
 
@@ -76,7 +77,8 @@ class FlinkCluster:
         return conf
 
     def _write_lib(self) -> None:
-        """The wheel's lib/ plus flink-python from opt/.
+        """The wheel's lib/ plus flink-python from opt/, and the provider that keeps the
+        reporters' HTTP servers on loopback (`loopback_http.py`).
 
         With flink-python on the cluster's own classpath, pemja loads libpython once per
         TaskManager; loaded per job instead, a second Python job on the same TaskManager fails
@@ -88,6 +90,7 @@ class FlinkCluster:
         lib.mkdir(parents=True)
         home = paths.flink_home()
         jars = [*(home / "lib").glob("*.jar"), *(home / "opt").glob("flink-python-*.jar")]
+        jars.append(provider_jar())
         for jar in jars:
             (lib / jar.name).symlink_to(jar)
 
