@@ -27,6 +27,8 @@ class Redis(SingleProcess):
                 binary,
                 "--bind",
                 "127.0.0.1",
+                "--protected-mode",
+                "yes",
                 "--port",
                 str(self.port),
                 "--dir",
