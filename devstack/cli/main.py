@@ -275,7 +275,11 @@ def parser() -> argparse.ArgumentParser:
     )
     up.set_defaults(func=cmd_up)
     down = sub.add_parser("down", help="stop exactly what `up` started")
-    down.add_argument("--purge", action="store_true", help=f"also delete {paths.state_dir()}")
+    down.add_argument(
+        "--purge",
+        action="store_true",
+        help=f"also delete {paths.state_dir()}, if `bethos up` made it (else exit 2)",
+    )
     down.set_defaults(func=cmd_down)
     status = sub.add_parser(
         "status",

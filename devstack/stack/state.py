@@ -13,11 +13,9 @@ from bethos import paths
 from devstack.exceptions import StackError
 
 MARKER = ".bethos-stack"
-# What a stack makes in its state directory. A directory holding nothing else is the state of
-# a stack from before the marker, which `up` claims.
-STACK_ENTRIES = frozenset(
-    {"flink", "flink-conf", "flink-lib", "influxdb", "kafka", "logs", "prometheus", "redis", "run"}
-)
+# Files that only a bethos stack writes: a directory holding one is the state of a stack from
+# before the marker, which `up` claims.
+STACK_FILES = ("kafka/cluster-id", "flink-conf/config.yaml")
 
 
 def protected(state: Path) -> bool:
@@ -36,19 +34,17 @@ def _refuse_protected(state: Path, what: str) -> None:
 
 
 def claim(state: Path) -> None:
-    """Create `state` for a stack, or take over an existing one, and mark it as a stack's.
-    A directory that holds other things is refused."""
+    """Create `state` for a stack, or take over an empty one or one of a stack from before the
+    marker, and mark it as a stack's. Any other directory is refused."""
     _refuse_protected(state, "keep a stack's state in")
     if (state / MARKER).is_file():
         return
-    if state.exists():
-        foreign = sorted(entry.name for entry in state.iterdir() if entry.name not in STACK_ENTRIES)
-        if foreign:
-            raise StackError(
-                f"refusing to keep a stack's state in {state}: it holds "
-                f"{', '.join(foreign[:5])}{' ...' if len(foreign) > 5 else ''}, which no bethos "
-                "stack made; set BETHOS_STATE to a new or empty directory"
-            )
+    made_by_a_stack = any((state / name).is_file() for name in STACK_FILES)
+    if state.exists() and any(state.iterdir()) and not made_by_a_stack:
+        raise StackError(
+            f"refusing to keep a stack's state in {state}: it holds files but no bethos "
+            "stack's; set BETHOS_STATE to a new or empty directory"
+        )
     state.mkdir(parents=True, exist_ok=True)
     (state / MARKER).write_text(
         "The state of a bethos local stack: `bethos down --purge` deletes this directory.\n"

@@ -22,17 +22,25 @@ def test_up_claims_a_new_directory_and_purge_deletes_it(tmp_path: Path) -> None:
     assert not state.exists()
 
 
-def test_the_state_of_a_stack_from_before_the_marker_is_claimed(tmp_path: Path) -> None:
-    for sub in ("kafka/broker-1", "logs", "run", "flink-conf"):
+@pytest.mark.parametrize("made", ["kafka/cluster-id", "flink-conf/config.yaml"])
+def test_the_state_of_a_stack_from_before_the_marker_is_claimed(tmp_path: Path, made: str) -> None:
+    for sub in ("kafka/broker-1", "logs", "run", "flink-conf", "other"):
         (tmp_path / sub).mkdir(parents=True)
+    (tmp_path / made).write_text("")
     claim(tmp_path)
     assert (tmp_path / MARKER).is_file()
 
 
+def test_an_empty_directory_is_claimed(tmp_path: Path) -> None:
+    claim(tmp_path)
+    assert [p.name for p in tmp_path.iterdir()] == [MARKER]
+
+
 def test_a_directory_holding_other_things_is_not_claimed(tmp_path: Path) -> None:
-    (tmp_path / "run").mkdir()
+    for sub in ("run", "logs", "kafka"):
+        (tmp_path / sub).mkdir()
     (tmp_path / "thesis.tex").write_text("years of work")
-    with pytest.raises(StackError, match=r"it holds thesis\.tex, which no bethos stack made"):
+    with pytest.raises(StackError, match="it holds files but no bethos stack's"):
         claim(tmp_path)
     assert not (tmp_path / MARKER).exists()
 
