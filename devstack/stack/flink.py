@@ -134,10 +134,13 @@ class FlinkCluster:
         ]
 
     def stop(self, progress: Progress) -> None:
-        """stop-cluster.sh; whatever still runs after 30 s is killed."""
+        """stop-cluster.sh on the pid files cleared of pids that are not this cluster's;
+        whatever still runs after 30 s is killed."""
         progress("stopping flink ...")
         if not self.conf_dir().exists():
             return
+        for daemon in (JOBMANAGER, TASKMANAGER):
+            self.processes.prune_listed(daemon, self.conf_dir())
         subprocess.run(
             [self.bin("stop-cluster.sh")], env=self.env(), capture_output=True, text=True
         )

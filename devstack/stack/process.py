@@ -190,6 +190,19 @@ class Supervisor:
             pid_file.unlink()
         return signalled
 
+    def prune_listed(self, daemon: Daemon, conf_dir: Path) -> None:
+        """Leave in the pid files of `daemon` only the pids of `listed_pids`. Flink's own stop
+        scripts signal every pid in them that is alive, whatever runs under it now."""
+        for pid_file in self.run_dir.glob(daemon.pid_files):
+            words = pid_file.read_text().split()
+            kept = [
+                w for w in words if w.isdigit() and _alive(int(w)) and daemon.runs(int(w), conf_dir)
+            ]
+            if not kept:
+                pid_file.unlink()
+            elif kept != words:
+                pid_file.write_text("".join(f"{pid}\n" for pid in kept))
+
     def _listed(self, daemon: Daemon) -> list[int]:
         return [
             int(word)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from devstack.stack import KAFKA_PORT_BASE, Stack, StackError, process
+from devstack.stack import KAFKA_PORT_BASE, Stack, StackError, flink, process
 from devstack.stack.process import Daemon, Supervisor
 from devstack.stack.state import claim
 
@@ -256,3 +256,36 @@ def test_a_stopped_child_is_not_alive_while_it_waits_to_be_reaped() -> None:
     while process._alive(child.pid) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not process._alive(child.pid)
+
+
+def test_stopping_flink_signals_no_stale_pid_of_its_pid_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Flink's stop-cluster.sh kills every live pid of its pid files: after a crash those may
+    be other processes'. The stack clears them first; only a process of its own conf dir goes."""
+    monkeypatch.setenv("FLINK_IDENT_STRING", "bethos-test")
+    monkeypatch.setattr(flink, "port_open", lambda port: False)  # another cluster's 8081
+    stack = Stack(state=tmp_path)
+    conf = stack.write_flink_conf()
+    ours = daemon_like(conf, main=flink.TASKMANAGER.main)
+    # Reaped as soon as it ends, as a real TaskManager (no child of this process) would be.
+    reaper = threading.Thread(target=ours.wait)
+    reaper.start()
+    unrelated = subprocess.Popen(["sleep", "60"])
+    try:
+        pid_files = [
+            tmp_path / "run" / f"flink-bethos-test-{d}.pid"
+            for d in ("taskexecutor", "standalonesession")
+        ]
+        pid_files[0].write_text(f"{unrelated.pid}\n{ours.pid}\n")
+        pid_files[1].write_text(f"{unrelated.pid}\n")
+        stack.flink.stop(progress=lambda line: None)
+        reaper.join(timeout=30)
+        assert ours.returncode == -signal.SIGTERM
+        time.sleep(0.5)
+        assert unrelated.poll() is None, "stop signalled a process that is not the cluster's"
+        assert not any(p.exists() for p in pid_files)
+    finally:
+        for proc in (ours, unrelated):
+            proc.kill()
+            proc.wait()
