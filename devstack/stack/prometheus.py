@@ -108,7 +108,7 @@ class Prometheus(SingleProcess):
                 f"--storage.tsdb.path={self.base / 'data'}",
                 f"--web.listen-address=127.0.0.1:{self.port}",
                 "--storage.tsdb.retention.time=2d",
-                "--web.enable-lifecycle",
+                # No --web.enable-lifecycle: any web page could POST /-/quit to it.
             ],
         )
 

@@ -104,6 +104,17 @@ def test_every_socket_the_stack_listens_on_is_on_loopback(with_prometheus: Stack
     assert exposed == [], f"listening beyond loopback: {exposed}"
 
 
+def test_no_web_page_can_shut_prometheus_down(with_prometheus: Stack) -> None:
+    """A form on any page may POST to loopback; Prometheus's lifecycle API stays off."""
+    quit_request = urllib.request.Request(
+        f"http://127.0.0.1:{PROMETHEUS_PORT}/-/quit", data=b"", method="POST"
+    )
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(quit_request, timeout=10)
+    assert refused.value.code == 403
+    assert with_prometheus.processes.pid("prometheus") is not None
+
+
 def request(
     method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None
 ) -> tuple[int, dict[str, str], bytes]:
