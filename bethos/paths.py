@@ -37,6 +37,13 @@ def python_executable() -> str:
     return sys.executable
 
 
+def cluster_python() -> Path:
+    """The interpreter of the local Flink cluster (`BETHOS_CLUSTER_PYTHON`, default
+    .venv-cluster): the third-party dependencies without bethos, whose code comes with each job."""
+    default = PROJECT_ROOT / ".venv-cluster" / "bin" / "python"
+    return Path(os.environ.get("BETHOS_CLUSTER_PYTHON", default))
+
+
 def flink_home() -> Path:
     """The apache-flink wheel's folder: it ships bin/, lib/, opt/, conf/ of a distribution."""
     spec = importlib.util.find_spec("pyflink")

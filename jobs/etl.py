@@ -5,4 +5,4 @@ from bethos.flink.environment import run_job
 from bethos.flink.etl import build
 
 if __name__ == "__main__":
-    run_job(__doc__, EtlSettings, "config/etl.yaml", build, "bethos etl")
+    run_job(__doc__, EtlSettings, "config/etl.yaml", build, "etl")

@@ -5,4 +5,4 @@ from bethos.flink.environment import run_job
 from bethos.flink.merger import build
 
 if __name__ == "__main__":
-    run_job(__doc__, MergerSettings, "config/latest_merger.yaml", build, "bethos latest merger")
+    run_job(__doc__, MergerSettings, "config/latest_merger.yaml", build, "latest_merger")

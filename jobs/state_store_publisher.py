@@ -14,5 +14,5 @@ if __name__ == "__main__":
         MergerSettings,
         "config/state_store.yaml",
         build_publisher,
-        "bethos state store publisher",
+        "state_store_publisher",
     )

@@ -2,7 +2,9 @@
 # Installs everything bethos needs, idempotently; a second run downloads nothing.
 #  - Debian packages: a JDK (Kafka and Flink), Maven, InfluxDB 1.x, Redis, Prometheus (with
 #    promtool: `make test` checks the rules; `bethos up --monitoring` runs it)
-#  - .venv with the Python dependencies of pyproject.toml (PyFlink pinned)
+#  - .venv with the Python dependencies of pyproject.toml (PyFlink pinned) and bethos (editable)
+#  - .venv-cluster, the Python of the local Flink cluster: the same third-party dependencies
+#    and not bethos, like any Flink cluster a user runs; bethos's code travels with each job
 #  - the Kafka broker and its tools, and the Flink Kafka connector jar, resolved with mvn
 #    into the cache (BETHOS_CACHE, default ~/.cache/bethos)
 set -euo pipefail
@@ -47,6 +49,20 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "$want" > "$stamp"
 else
   step ".venv: up to date"
+fi
+
+cluster_stamp=.venv-cluster/.bethos-installed
+if [ ! -f "$cluster_stamp" ] || [ "$(cat "$cluster_stamp")" != "$want" ]; then
+  step "creating .venv-cluster: the Flink cluster's Python, without bethos"
+  rm -rf .venv-cluster
+  "$PY" -m venv .venv-cluster
+  .venv-cluster/bin/pip install -q --upgrade pip
+  .venv/bin/python -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]))' \
+    > .venv-cluster/requirements.txt
+  .venv-cluster/bin/pip install --progress-bar on -r .venv-cluster/requirements.txt
+  echo "$want" > "$cluster_stamp"
+else
+  step ".venv-cluster: up to date"
 fi
 
 libs="$CACHE/kafka-$KAFKA_VERSION/libs"

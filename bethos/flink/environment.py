@@ -45,17 +45,28 @@ def freeze_loaded_objects() -> None:
     gc.freeze()
 
 
+def submitted_by_flink_run() -> bool:
+    """Whether Flink's CLI started this process (it passes the port of its gateway)."""
+    return "PYFLINK_GATEWAY_PORT" in os.environ
+
+
 def create_environments(
     settings: FlinkSettings,
 ) -> tuple[StreamExecutionEnvironment, StreamTableEnvironment]:
     config = Configuration()
     config.set_string("python.execution-mode", "thread")
-    config.set_string("python.executable", paths.python_executable())
-    config.set_string("python.client.executable", paths.python_executable())
+    if not submitted_by_flink_run():
+        # Run as `python jobs/<job>.py`: a local cluster in this process, whose workers need
+        # this interpreter. Under `flink run` the cluster's own Python runs the workers.
+        config.set_string("python.executable", sys.executable)
+        config.set_string("python.client.executable", sys.executable)
     # A local run shows its own dashboard on the first free port from rest_port on.
     config.set_string("rest.bind-port", f"{settings.rest_port}-{settings.rest_port + 19}")
     env = StreamExecutionEnvironment.get_execution_environment(config)
-    env.add_jars(paths.connector_jar().as_uri())
+    if not submitted_by_flink_run():
+        # Under `flink run` the cluster's configuration names the connector jar
+        # (`pipeline.jars`) or its lib/ holds it.
+        env.add_jars(paths.connector_jar().as_uri())
     env.set_parallelism(settings.parallelism)
     env.enable_checkpointing(settings.checkpoint_interval)
     t_env = StreamTableEnvironment.create(env)

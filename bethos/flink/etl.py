@@ -30,6 +30,7 @@ from bethos.flink.rows import (
     add_dead_letter_sink,
     add_sink,
 )
+from bethos.flink.uids import SinkStatements, planner_uids
 from bethos.logevents import log_event
 from bethos.readings import Window
 from bethos.record import encode_aggregated
@@ -227,7 +228,8 @@ def build(settings: EtlSettings):  # type: ignore[no-untyped-def]
     t_env.execute_sql(upsert_sink_ddl("aggregated_out", settings.topics.aggregated, settings.kafka))
     t_env.execute_sql(append_sink_ddl("dead_letters_out", settings.topics.dlq, settings.kafka))
     pods = list(settings.influxdb.pods)
-    ticks = t_env.to_data_stream(t_env.from_path("ticks"))
+    with planner_uids(t_env, "ticks"):
+        ticks = t_env.to_data_stream(t_env.from_path("ticks"))
     records = (
         ticks.flat_map(lambda _: pods, output_type=Types.STRING())
         .name("tick every pod")
@@ -236,7 +238,7 @@ def build(settings: EtlSettings):  # type: ignore[no-untyped-def]
         .uid(POLLER_UID)
         .name("poll InfluxDB per pod")
     )
-    statements = t_env.create_statement_set()
+    statements = SinkStatements(t_env)
     add_sink(t_env, statements, records, "aggregated_out")
     add_dead_letter_sink(
         t_env, statements, records.get_side_output(DEAD_LETTERS), "dead_letters_out"

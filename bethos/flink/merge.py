@@ -14,7 +14,7 @@ from typing import Any
 from pyflink.common import Row, RowKind, Types
 from pyflink.datastream import DataStream, KeyedProcessFunction, OutputTag, RuntimeContext
 from pyflink.datastream.state import ValueStateDescriptor
-from pyflink.table import StreamTableEnvironment, Table
+from pyflink.table import StreamTableEnvironment
 from pyflink.table.expressions import col
 
 from bethos.config import MergerSettings
@@ -27,10 +27,13 @@ from bethos.flink.rows import (
     ROW_KEY_VALUE,
     BatchedCounter,
     Intake,
+    TableInput,
     add_dead_letter_sink,
     add_sink,
     keyed_by_first_column,
+    union_of_streams,
 )
+from bethos.flink.uids import SinkStatements
 from bethos.logevents import log_event
 from bethos.merge import Entry
 from bethos.record import decode_aggregated
@@ -221,27 +224,29 @@ def log_flush(summary: FlushSummary | None, event: str = "flush") -> None:
 
 @dataclass
 class MergerGraph:
-    """The merger's graph under construction: its input table (one (key, ROW_INPUT) row per
-    message), the statement set, and the sinks every strategy shares."""
+    """The merger's graph under construction: its input tables (one (key, ROW_INPUT) row per
+    message), the sink statements, and the sinks every strategy shares."""
 
     t_env: StreamTableEnvironment
-    statements: Any
+    statements: SinkStatements
     settings: MergerSettings
-    input: Table
+    inputs: list[TableInput]
     dead_letters_routed: bool = False
 
     @classmethod
     def create(
-        cls, t_env: StreamTableEnvironment, settings: MergerSettings, input: Table
+        cls, t_env: StreamTableEnvironment, settings: MergerSettings, inputs: list[TableInput]
     ) -> MergerGraph:
         topics, kafka = settings.topics, settings.kafka
         t_env.execute_sql(append_sink_ddl("dead_letters_out", topics.dlq, kafka))
-        return cls(t_env, t_env.create_statement_set(), settings, input)
+        return cls(t_env, SinkStatements(t_env), settings, inputs)
 
     def records(self) -> DataStream:
         """The input as a plain stream of ROW_INPUT rows (for a strategy that keys them
         itself)."""
-        return self.t_env.to_append_stream(self.input.select(col("element").flatten), ROW_INPUT)
+        return union_of_streams(
+            self.t_env, self.inputs, lambda query: query.select(col("element").flatten), ROW_INPUT
+        )
 
     def merge_per_vin(
         self,
@@ -253,7 +258,7 @@ class MergerGraph:
         tombstone as a null value (a DELETE row with `tombstones_as_delete`). Its dead letters
         go to the dead-letter topic."""
         merged = (
-            keyed_by_first_column(self.t_env, self.input, Types.STRING(), ROW_INPUT)
+            keyed_by_first_column(self.t_env, self.inputs, Types.STRING(), ROW_INPUT)
             .process(
                 MergeFunction(flush, tombstones_as_delete, messages_downstream),
                 output_type=ROW_KEY_VALUE,

@@ -11,13 +11,13 @@ from bethos.config import MergerSettings
 from bethos.exceptions import ConfigError
 from bethos.flink.environment import create_environments
 from bethos.flink.merge import MergerGraph
-from bethos.flink.rows import KEYLESS, ORIGIN_AGGREGATED, ORIGIN_LATEST
+from bethos.flink.rows import KEYLESS, ORIGIN_AGGREGATED, ORIGIN_LATEST, TableInput
 from bethos.flink.strategies import WIRING
 from connectors.kafka.tables import source_table_ddl
 
 
-def _input_query(t_env: StreamTableEnvironment, settings: MergerSettings) -> str:
-    """The merger's input: the aggregated topic, and with `bootstrap_from_latest` the `latest`
+def _inputs(t_env: StreamTableEnvironment, settings: MergerSettings) -> list[TableInput]:
+    """The merger's inputs: the aggregated topic, and with `bootstrap_from_latest` the `latest`
     topic up to its end at start (SPEC section 6). One (key, ROW_INPUT) row per message."""
     topics, kafka = settings.topics, settings.kafka
     t_env.execute_sql(
@@ -32,13 +32,14 @@ def _input_query(t_env: StreamTableEnvironment, settings: MergerSettings) -> str
     # Keys travel as text, a missing one as KEYLESS (see there).
     key = f"COALESCE(CAST(`key` AS STRING), '{KEYLESS}')"
 
-    def select(table: str, origin: str) -> str:
-        return (
+    def select(table: str, origin: str) -> TableInput:
+        query = (
             f"SELECT {key} AS `key`, ROW({key}, `value`, `topic`, `partition`, `offset`, "
             f"'{origin}') AS `element` FROM {table}"
         )
+        return TableInput(table, t_env.sql_query(query))
 
-    query = select("aggregated_in", ORIGIN_AGGREGATED)
+    inputs = [select("aggregated_in", ORIGIN_AGGREGATED)]
     if settings.latest_merger.bootstrap_from_latest:
         t_env.execute_sql(
             source_table_ddl(
@@ -50,8 +51,8 @@ def _input_query(t_env: StreamTableEnvironment, settings: MergerSettings) -> str
                 bounded=True,
             )
         )
-        query += " UNION ALL " + select("latest_in", ORIGIN_LATEST)
-    return query
+        inputs.append(select("latest_in", ORIGIN_LATEST))
+    return inputs
 
 
 def build(settings: MergerSettings):  # type: ignore[no-untyped-def]
@@ -64,6 +65,6 @@ def build(settings: MergerSettings):  # type: ignore[no-untyped-def]
             f"wired: {', '.join(WIRING)}"
         )
     env, t_env = create_environments(settings.flink)
-    graph = MergerGraph.create(t_env, settings, t_env.sql_query(_input_query(t_env, settings)))
+    graph = MergerGraph.create(t_env, settings, _inputs(t_env, settings))
     wire(graph, options)
     return env, graph.statements

@@ -4,7 +4,8 @@ the merger's input and its intake, and routing rows into Kafka sink tables."""
 from __future__ import annotations
 
 import logging
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
 
 from pyflink.common import Types
 from pyflink.common.typeinfo import TypeInformation
@@ -14,6 +15,7 @@ from pyflink.table import StreamTableEnvironment, Table
 
 from bethos.deadletter import dead_letter
 from bethos.exceptions import DeadLettered, RecordError
+from bethos.flink.uids import planner_uids
 from bethos.logevents import log_event
 from bethos.record import AggregatedRecord, decode_message
 
@@ -46,19 +48,42 @@ class BatchedCounter:
             self.pending = 0
 
 
+class TableInput(NamedTuple):
+    """A query on one source table; its operators' uids are named after the table."""
+
+    table: str
+    query: Table
+
+
+def union_of_streams(
+    t_env: StreamTableEnvironment,
+    inputs: Sequence[TableInput],
+    select: Callable[[Table], Table],
+    row_type: TypeInformation,
+) -> DataStream:
+    """The union of the inputs as one stream, each translated on its own (`planner_uids`)."""
+    streams = []
+    for source in inputs:
+        with planner_uids(t_env, source.table):
+            streams.append(t_env.to_append_stream(select(source.query), row_type))
+    first, *rest = streams
+    return first.union(*rest) if rest else first
+
+
 def keyed_by_first_column(
     t_env: StreamTableEnvironment,
-    table: Table,
+    inputs: Sequence[TableInput],
     key_type: TypeInformation,
     element_type: TypeInformation,
 ) -> KeyedStream:
-    """The (key, element) rows of `table` as a stream of elements keyed by key.
+    """The (key, element) rows of the inputs as a stream of elements keyed by key.
 
     `DataStream.key_by` runs a Python function on every record only to build such a
     (key, element) row, which it then partitions with Java's `KeyByKeySelector`. Here SQL builds
     the row, so no Python runs before the keyed function (measured: see bethos bench merger).
     """
-    stream = t_env.to_append_stream(table, Types.ROW([key_type, element_type]))
+    row_type = Types.ROW([key_type, element_type])
+    stream = union_of_streams(t_env, inputs, lambda query: query, row_type)
     j_keyed = stream._j_data_stream.keyBy(
         get_gateway().jvm.KeyByKeySelector(), Types.ROW([key_type]).get_java_type_info()
     )

@@ -9,6 +9,7 @@ import os
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 from rich.console import Console
 from rich.live import Live
@@ -20,7 +21,8 @@ from bethos.durations import parse_duration_ms
 from bethos.exceptions import BethosError
 from connectors.kafka.admin import create_topics
 from devstack.cli import data, progress
-from devstack.stack import FLINK_REST_PORT, PROMETHEUS_PORT, Stack, jobs
+from devstack.package import build_package
+from devstack.stack import FLINK_REST_PORT, PROMETHEUS_PORT, Stack, jobs, lifecycle
 from devstack.verify import Difference
 
 
@@ -122,8 +124,58 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 
 def cmd_stop(args: argparse.Namespace) -> int:
-    savepoint = jobs.stop(Stack(), args.job_id, args.savepoint_dir)
-    print(savepoint or f"cancelled {args.job_id}")
+    with progress.console.status(f"stopping {args.job} ..."):
+        savepoint = lifecycle.stop_job(Stack(), args.job, cancel=args.cancel)
+    if savepoint is None:
+        print(
+            f"cancelled {args.job}: only its retained checkpoints keep its state "
+            f"(`bethos resume {args.job}` starts from the newest)"
+        )
+    else:
+        print(f"stopped {args.job}; savepoint: {savepoint}")
+    return 0
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    with progress.steps() as tell:
+        point, job_id = lifecycle.resume_job(
+            Stack(),
+            args.job,
+            args.config,
+            args.parallelism,
+            args.allow_non_restored_state,
+            progress=tell,
+        )
+    print(f"{args.job} runs as {job_id}, restored from its {point}")
+    return 0
+
+
+def cmd_upgrade(args: argparse.Namespace) -> int:
+    with progress.steps() as tell:
+        done = lifecycle.upgrade_job(
+            Stack(),
+            args.job,
+            args.config,
+            args.parallelism,
+            args.allow_non_restored_state,
+            progress=tell,
+        )
+    print(f"{args.job} runs the current code as {done.job_id}, restored from {done.savepoint}")
+    for name, job_id in done.restarted.items():
+        print(f"{name} restarted from its savepoint as {job_id}")
+    return 0
+
+
+def cmd_package(args: argparse.Namespace) -> int:
+    code = build_package(Path(args.output))
+    print(code)
+    if not args.quiet:
+        print(
+            "\nrun the jobs on any Flink cluster (its Python: apache-flink and the dependencies):"
+        )
+        for job in jobs.JOBS:
+            config = paths.PROJECT_ROOT / jobs.DEFAULT_CONFIGS[job]
+            print("  flink run " + " ".join(jobs.run_args(job, code, config)))
     return 0
 
 
@@ -153,10 +205,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
         )
     print(f"   wrote {count} points")
     say("starting the ETL and latest merger jobs on the Flink cluster")
-    for name, job_id in jobs.running_jobs(stack):
-        if name.startswith("bethos"):
-            print(f"   cancelling the previous {name} ({job_id})")
-            jobs.stop(stack, job_id)
+    for name, _ in jobs.running_jobs(stack):
+        if name in jobs.JOBS:
+            print(f"   stopping the previous {name} with a savepoint ...", flush=True)
+            print(f"   {name}: savepoint {lifecycle.stop_job(stack, name)}")
     demo_env = {"BETHOS_FLUSH_INTERVAL": args.flush_interval}
     for job in ("etl", "latest_merger"):
         print(f"   submitting {job} ...", flush=True)
@@ -332,10 +384,44 @@ def parser() -> argparse.ArgumentParser:
     submit.add_argument("--savepoint", help="resume from this savepoint")
     submit.add_argument("--parallelism", type=int)
     submit.set_defaults(func=cmd_submit)
-    stop = sub.add_parser("stop", help="stop a job, with a savepoint when a directory is given")
-    stop.add_argument("job_id")
-    stop.add_argument("--savepoint-dir")
+    stop = sub.add_parser("stop", help="stop a job with a savepoint and print its path")
+    stop.add_argument("job", choices=sorted(jobs.JOBS))
+    stop.add_argument(
+        "--cancel",
+        action="store_true",
+        help="cancel instead: only the retained checkpoints keep the state",
+    )
     stop.set_defaults(func=cmd_stop)
+    for name, func, text in (
+        (
+            "resume",
+            cmd_resume,
+            "start a job from its newest savepoint or retained checkpoint (after a stop, a "
+            "cancel or a JobManager crash)",
+        ),
+        (
+            "upgrade",
+            cmd_upgrade,
+            "stop a job with a savepoint and start the current code from it (fresh "
+            "TaskManagers; the other jobs restart from savepoints too)",
+        ),
+    ):
+        verb = sub.add_parser(name, help=text)
+        verb.add_argument("job", choices=sorted(jobs.JOBS))
+        verb.add_argument("--config", help="default: the config it last ran with")
+        verb.add_argument("--parallelism", type=int, help="default: as it last ran")
+        verb.add_argument(
+            "--allow-non-restored-state",
+            action="store_true",
+            help="start even if the job drops state the restore point holds",
+        )
+        verb.set_defaults(func=func)
+    pack = sub.add_parser(
+        "package", help="build the zip of the code every job brings (`flink run -pyfs`)"
+    )
+    pack.add_argument("--output", default="dist", help="folder for the zip (default dist/)")
+    pack.add_argument("--quiet", action="store_true", help="print only the zip's path")
+    pack.set_defaults(func=cmd_package)
 
     bench = sub.add_parser("bench", help="benchmarks; each prints its figures as JSON last")
     bench.add_argument("which", choices=["etl", "merger", "latency"])

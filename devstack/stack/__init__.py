@@ -8,7 +8,8 @@
 - `service.py`: the `Service` protocol, `ServiceStatus`, `SingleProcess`;
 - `process.py`: `Supervisor`, pid files, spawn, signal, wait;
 - `health.py`: `port_open`, `wait_until`, `http_json`;
-- `jobs.py`: submitting and stopping jobs through Flink's CLI.
+- `jobs.py`: submitting and stopping jobs through Flink's CLI, each with the code's zip;
+- `lifecycle.py`: stop, resume and upgrade a job by name, its state kept in savepoints.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""A Flink standalone cluster from the apache-flink wheel: a JobManager and a TaskManager.
+"""A Flink standalone cluster from the apache-flink wheel: a JobManager and two TaskManagers.
 
 Flink's own scripts start and stop it; they write their pid files into the stack's `run/`.
 The conf dir (`state/flink-conf`) is the project's `flink-conf/config.yaml` with its
@@ -34,14 +34,20 @@ JOBMANAGER = Daemon(
 TASKMANAGER = Daemon(
     "flink-*-taskexecutor.pid", "org.apache.flink.runtime.taskexecutor.TaskManagerRunner"
 )
+# Two, so that a job at parallelism 2 spreads over both (`taskmanager.load-balance.mode`), as
+# on any real cluster: nothing may rely on one process holding every subtask.
+TASKMANAGERS = 2
 
 
 class FlinkCluster:
     name = "flink"
 
-    def __init__(self, state: Path, processes: Supervisor) -> None:
+    def __init__(
+        self, state: Path, processes: Supervisor, taskmanagers: int = TASKMANAGERS
+    ) -> None:
         self.state = state
         self.processes = processes
+        self.taskmanagers = taskmanagers
 
     @property
     def log_dir(self) -> Path:
@@ -64,21 +70,21 @@ class FlinkCluster:
         template = (paths.PROJECT_ROOT / "flink-conf" / "config.yaml").read_text()
         text = (
             template.replace("@STATE@", str(self.state))
-            .replace("@PYTHON@", paths.python_executable())
-            .replace("@CONNECTOR_JAR@", str(paths.connector_jar()))
+            .replace("@PYTHON@", str(paths.cluster_python()))
             .replace("@METRICS_PORTS@", f"{FLINK_METRICS_PORTS[0]}-{FLINK_METRICS_PORTS[-1]}")
         )
         (conf / "config.yaml").write_text(text)
         self._write_lib()
         (conf / "masters").write_text(f"localhost:{FLINK_REST_PORT}\n")
-        (conf / "workers").write_text("localhost\n")
+        (conf / "workers").write_text("localhost\n" * self.taskmanagers)
         for sub in ("logs/flink", "flink/checkpoints", "flink/savepoints", "run"):
             (self.state / sub).mkdir(parents=True, exist_ok=True)
         return conf
 
     def _write_lib(self) -> None:
-        """The wheel's lib/ plus flink-python from opt/, and the provider that keeps the
-        reporters' HTTP servers on loopback (`loopback_http.py`).
+        """The wheel's lib/ plus flink-python from opt/ and the Kafka connector, as a Flink
+        distribution with the connector installed has them (`flink run` plans SQL with lib/),
+        and the provider that keeps the reporters' HTTP servers on loopback (`loopback_http.py`).
 
         With flink-python on the cluster's own classpath, pemja loads libpython once per
         TaskManager; loaded per job instead, a second Python job on the same TaskManager fails
@@ -89,8 +95,12 @@ class FlinkCluster:
             shutil.rmtree(lib)
         lib.mkdir(parents=True)
         home = paths.flink_home()
-        jars = [*(home / "lib").glob("*.jar"), *(home / "opt").glob("flink-python-*.jar")]
-        jars.append(provider_jar())
+        jars = [
+            *(home / "lib").glob("*.jar"),
+            *(home / "opt").glob("flink-python-*.jar"),
+            paths.connector_jar(),
+            provider_jar(),
+        ]
         for jar in jars:
             (lib / jar.name).symlink_to(jar)
 
@@ -115,15 +125,24 @@ class FlinkCluster:
         if port_open(FLINK_REST_PORT):
             return
         self.write_conf()
-        result = subprocess.run(
-            [self.bin("start-cluster.sh")], env=self.env(), capture_output=True, text=True
-        )
+        result = self._script("start-cluster.sh")
         if result.returncode != 0:
             raise StackError(f"flink: start-cluster.sh failed: {result.stderr or result.stdout}")
 
-    def healthy(self) -> bool:
+    def _script(self, name: str, *args: str) -> subprocess.CompletedProcess[str]:
+        # Run from the stack's directory: no process of the cluster starts in the repository,
+        # where `import bethos` would find the code without the job bringing it.
+        self.state.mkdir(parents=True, exist_ok=True)
+        return subprocess.run(
+            [self.bin(name), *args], env=self.env(), cwd=self.state, capture_output=True, text=True
+        )
+
+    def registered_taskmanagers(self) -> int:
         overview = http_json(f"http://127.0.0.1:{FLINK_REST_PORT}/overview")
-        return isinstance(overview, dict) and int(overview.get("taskmanagers", 0)) >= 1
+        return int(overview.get("taskmanagers", 0)) if isinstance(overview, dict) else 0
+
+    def healthy(self) -> bool:
+        return self.registered_taskmanagers() >= self.taskmanagers
 
     def _pids(self) -> list[int]:
         """The running JobManager and TaskManagers of this stack's conf dir."""
@@ -141,9 +160,7 @@ class FlinkCluster:
             return
         for daemon in (JOBMANAGER, TASKMANAGER):
             self.processes.prune_listed(daemon, self.conf_dir())
-        subprocess.run(
-            [self.bin("stop-cluster.sh")], env=self.env(), capture_output=True, text=True
-        )
+        self._script("stop-cluster.sh")
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and (port_open(FLINK_REST_PORT) or self._pids()):
             time.sleep(0.5)
@@ -165,10 +182,39 @@ class FlinkCluster:
     def _signal(self, daemon: Daemon, signum: int) -> None:
         self.processes.signal_listed(daemon, signum, self.conf_dir())
 
-    def start_taskmanager(self) -> None:
-        subprocess.run(
-            [self.bin("taskmanager.sh"), "start"], env=self.env(), check=True, capture_output=True
-        )
+    def start_taskmanagers(self) -> None:
+        """Start TaskManagers until the cluster has its number of them running."""
+        running = len(self.processes.listed_pids(TASKMANAGER, self.conf_dir()))
+        for _ in range(self.taskmanagers - running):
+            result = self._script("taskmanager.sh", "start")
+            if result.returncode != 0:
+                raise StackError(f"flink: taskmanager.sh start failed: {result.stderr}")
+
+    def restart_taskmanagers(self, progress: Progress, timeout_s: float = 120) -> None:
+        """Stop every TaskManager and start fresh ones: in thread mode one Python interpreter per
+        TaskManager keeps the modules it imported, so new code needs new processes."""
+        progress(f"restarting {self.taskmanagers} TaskManagers (fresh Python interpreters) ...")
+        before = self.taskmanager_ids()
+        self.processes.prune_listed(TASKMANAGER, self.conf_dir())
+        self._script("taskmanager.sh", "stop-all")
+        deadline = time.monotonic() + 30
+        while self.processes.listed_pids(TASKMANAGER, self.conf_dir()):
+            if time.monotonic() > deadline:
+                self.kill_taskmanager()
+                break
+            time.sleep(0.5)
+        self.start_taskmanagers()
+        deadline = time.monotonic() + timeout_s
+        while len(self.taskmanager_ids() - before) < self.taskmanagers:
+            if time.monotonic() > deadline:
+                raise StackError(f"flink: {self.taskmanagers} TaskManagers not registered in time")
+            time.sleep(1)
+
+    def taskmanager_ids(self) -> set[str]:
+        """The ids of the TaskManagers registered with the JobManager."""
+        answer = http_json(f"http://127.0.0.1:{FLINK_REST_PORT}/taskmanagers")
+        managers = answer.get("taskmanagers", []) if isinstance(answer, dict) else []
+        return {str(manager["id"]) for manager in managers if isinstance(manager, dict)}
 
     def jobs(self) -> list[dict[str, object]]:
         """The cluster's jobs as its REST API lists them; none when it does not answer."""

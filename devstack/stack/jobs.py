@@ -1,7 +1,10 @@
-"""Submitting and stopping the jobs on the local Flink cluster through Flink's own CLI."""
+"""Submitting and stopping the jobs on the local Flink cluster through Flink's own CLI, the way
+a user does on any cluster: `flink run -pyfs <the code's zip> -py jobs/<job>.py --config FILE`.
+"""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -9,8 +12,10 @@ from pathlib import Path
 
 from bethos import paths
 from bethos.exceptions import BethosError
+from devstack.package import build_package
 from devstack.stack.local import Stack
 
+# The job's name in Flink (its dashboard, REST API and metrics) and its entry point.
 JOBS = {
     "etl": "jobs/etl.py",
     "latest_merger": "jobs/latest_merger.py",
@@ -32,7 +37,8 @@ def _flink(stack: Stack, *args: str, extra_env: dict[str, str] | None = None) ->
     result = subprocess.run(
         [stack.flink_bin("flink"), *args],
         env=env,
-        cwd=paths.PROJECT_ROOT,
+        # Not the repository: the job must find bethos in the zip it brings, nowhere else.
+        cwd=stack.state,
         capture_output=True,
         text=True,
     )
@@ -43,6 +49,31 @@ def _flink(stack: Stack, *args: str, extra_env: dict[str, str] | None = None) ->
     return output
 
 
+def package(stack: Stack) -> Path:
+    """The zip of the current code (built once per change of the code)."""
+    return build_package(stack.state / "packages")
+
+
+def run_args(
+    job: str,
+    code: Path,
+    config: Path,
+    savepoint: str | None = None,
+    parallelism: int | None = None,
+    allow_non_restored_state: bool = False,
+) -> list[str]:
+    """The arguments of `flink run` for a job: what a user types on any cluster."""
+    args = ["-d"]
+    if savepoint:
+        args += ["-s", savepoint]
+        if allow_non_restored_state:
+            args.append("--allowNonRestoredState")
+    if parallelism:
+        args += ["-p", str(parallelism)]
+    script = paths.PROJECT_ROOT / JOBS[job]
+    return [*args, "-pyfs", str(code), "-py", str(script), "--config", str(config)]
+
+
 def submit(
     stack: Stack,
     job: str,
@@ -50,30 +81,89 @@ def submit(
     savepoint: str | None = None,
     parallelism: int | None = None,
     extra_env: dict[str, str] | None = None,
+    allow_non_restored_state: bool = False,
 ) -> str:
-    """Start a job detached; returns its Flink job id."""
+    """Start a job detached with the current code; returns its Flink job id. Without
+    `allow_non_restored_state`, Flink refuses a savepoint that holds state the job drops."""
     if job not in JOBS:
         raise BethosError(f"unknown job {job!r}; valid: {', '.join(JOBS)}")
-    config_path = Path(config or DEFAULT_CONFIGS[job]).resolve()
-    args: list[str] = []
-    if savepoint:
-        args += ["-s", savepoint]
-    if parallelism:
-        args += ["-p", str(parallelism)]
+    config_path = Path(config).resolve() if config else paths.PROJECT_ROOT / DEFAULT_CONFIGS[job]
     env = dict(extra_env or {})
-    env["BETHOS_CONFIG"] = str(config_path)
     if parallelism:
         env["BETHOS_PARALLELISM"] = str(parallelism)
-    return run_script(stack, paths.PROJECT_ROOT / JOBS[job], args, env)
+    args = run_args(
+        job, package(stack), config_path, savepoint, parallelism, allow_non_restored_state
+    )
+    job_id = _job_id(_flink(stack, "run", *args, extra_env=env))
+    record_submission(stack, job, job_id, config_path, parallelism, extra_env or {})
+    return job_id
 
 
 def run_script(stack: Stack, script: Path, run_args: list[str], extra_env: dict[str, str]) -> str:
-    """`flink run -d [run_args] -py script`; returns the Flink job id."""
-    output = _flink(stack, "run", "-d", *run_args, "-py", str(script), extra_env=extra_env)
+    """`flink run -d [run_args] -pyfs <code> -py script`; returns the Flink job id."""
+    output = _flink(
+        stack,
+        "run",
+        "-d",
+        *run_args,
+        "-pyfs",
+        str(package(stack)),
+        "-py",
+        str(script),
+        extra_env=extra_env,
+    )
+    return _job_id(output)
+
+
+def _job_id(output: str) -> str:
     match = _JOB_ID.search(output)
     if match is None:
         raise BethosError(f"flink run printed no job id:\n{output[-2000:]}")
     return match.group(1)
+
+
+# -- what each named job ran with, for `resume` and `upgrade` ---------------------------------
+
+
+def _record_file(stack: Stack, job: str) -> Path:
+    return stack.state / "jobs" / f"{job}.json"
+
+
+def submission(stack: Stack, job: str) -> dict[str, object]:
+    """The last submission of `job` on this stack: config, parallelism, environment and every
+    Flink job id it has had (their retained checkpoints are restore points)."""
+    try:
+        record = json.loads(_record_file(stack, job).read_text())
+    except (OSError, ValueError):
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+def _secret(key: str) -> bool:
+    return any(word in key.upper() for word in ("PASSWORD", "SECRET", "TOKEN"))
+
+
+def record_submission(
+    stack: Stack,
+    job: str,
+    job_id: str,
+    config: Path,
+    parallelism: int | None,
+    extra_env: dict[str, str],
+) -> None:
+    previous = submission(stack, job)
+    # What resume and upgrade repeat; secrets come from the user's environment, never a file.
+    kept_env = {key: value for key, value in extra_env.items() if not _secret(key)}
+    history = [str(jid) for jid in previous.get("job_ids", []) if isinstance(jid, str)]  # type: ignore[attr-defined]
+    record = {
+        "config": str(config),
+        "parallelism": parallelism,
+        "env": kept_env,
+        "job_ids": [*history, job_id],
+    }
+    target = _record_file(stack, job)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps(record, indent=2))
 
 
 def stop(stack: Stack, job_id: str, savepoint_dir: str | None = None) -> str | None:

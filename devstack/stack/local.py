@@ -147,7 +147,8 @@ class Stack:
         self.flink.kill_taskmanager()
 
     def start_taskmanager(self) -> None:
-        self.flink.start_taskmanager()
+        """Start TaskManagers until the cluster has its number of them again."""
+        self.flink.start_taskmanagers()
 
     def jobs(self) -> list[dict[str, object]]:
         return self.flink.jobs()

@@ -28,6 +28,7 @@ from bethos.flink.delivery import BufferedDelivery
 from bethos.flink.environment import create_environments, ensure_logging
 from bethos.flink.merge import MergerGraph
 from bethos.flink.rows import ROW_KEY_VALUE, add_sink
+from bethos.flink.uids import SinkStatements, planner_uids
 from bethos.logevents import log_event
 from bethos.strategies.flushing import Pending, delivery_bucket
 from bethos.strategies.state_store import PublishPlan, StateStore, StateStoreSettings, StoreLogic
@@ -174,13 +175,14 @@ def build_publisher(settings: MergerSettings):  # type: ignore[no-untyped-def]
     )
     t_env.execute_sql(upsert_sink_ddl("latest_out", settings.topics.latest, settings.kafka))
     store = options.state_store
+    with planner_uids(t_env, "ticks"):
+        ticks = t_env.to_data_stream(t_env.from_path("ticks"))
     published = (
-        t_env.to_data_stream(t_env.from_path("ticks"))
-        .key_by(lambda _: 0, key_type=Types.INT())
+        ticks.key_by(lambda _: 0, key_type=Types.INT())
         .process(PublishFunction(store, options.build().publish), output_type=ROW_KEY_VALUE)
         .uid(PUBLISHER_UID)
         .name(f"publish the {store.backend} store")
     )
-    statements = t_env.create_statement_set()
+    statements = SinkStatements(t_env)
     add_sink(t_env, statements, published, "latest_out", changelog=True)
     return env, statements

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from bethos import paths
 from devstack.stack import KAFKA_PORT_BASE, Stack, StackError, flink, process
 from devstack.stack.process import Daemon, Supervisor
 from devstack.stack.state import claim
@@ -235,11 +237,16 @@ def test_the_flink_conf_dir_fills_the_project_template(tmp_path: Path) -> None:
     conf = stack.write_flink_conf()
     assert conf == stack.flink_conf_dir() == tmp_path / "flink-conf"
     text = (conf / "config.yaml").read_text()
-    assert "@STATE@" not in text and "@PYTHON@" not in text and "@CONNECTOR_JAR@" not in text
+    assert re.search(r"@[A-Z_]+@", text.split("\nenv:")[1]) is None  # every placeholder filled
     assert f"{tmp_path}/logs/flink" in text
+    # The cluster's Python is not the project's: bethos comes with each job.
+    assert f'executable: "{paths.cluster_python()}"' in text
+    assert f"{paths.PROJECT_ROOT}/.venv/" not in text
     assert (conf / "masters").read_text() == "localhost:8081\n"
-    assert (conf / "workers").read_text() == "localhost\n"
-    assert any(p.name.startswith("flink-python-") for p in (tmp_path / "flink-lib").iterdir())
+    assert (conf / "workers").read_text() == "localhost\nlocalhost\n"
+    lib = {p.name for p in (tmp_path / "flink-lib").iterdir()}
+    assert any(name.startswith("flink-python-") for name in lib)
+    assert paths.CONNECTOR_JAR_NAME in lib
     for sub in ("logs/flink", "flink/checkpoints", "flink/savepoints", "run"):
         assert (tmp_path / sub).is_dir()
     env = stack.flink_env()

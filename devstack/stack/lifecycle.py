@@ -1,0 +1,168 @@
+"""Stop, resume and upgrade a job by its name, keeping its state in savepoints.
+
+- `stop_job` takes a savepoint into `<state>/flink/savepoints/<job>/` (or cancels: then only
+  the retained checkpoints keep the state).
+- `resume_job` starts the current code from the newest savepoint or retained checkpoint of the
+  job: after a stop, a cancel or a JobManager crash.
+- `upgrade_job` stops with a savepoint and starts the current code from it. In thread mode one
+  Python interpreter per TaskManager serves every job and keeps the modules it imported, so new
+  code needs new TaskManagers: the other bethos jobs are stopped with savepoints too, the
+  TaskManagers restarted, and every job started from its savepoint with the same current code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from bethos.exceptions import BethosError
+from devstack.stack import jobs
+from devstack.stack.local import Stack
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class RestorePoint:
+    path: Path
+    kind: str  # "savepoint" or "checkpoint"
+    written_at: float
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.path}"
+
+
+def running_job_id(stack: Stack, job: str) -> str | None:
+    ids = [job_id for name, job_id in jobs.running_jobs(stack) if name == job]
+    if len(ids) > 1:
+        raise BethosError(f"{len(ids)} jobs named {job!r} run: {', '.join(ids)}; stop all but one")
+    return ids[0] if ids else None
+
+
+def _require_known(job: str) -> None:
+    if job not in jobs.JOBS:
+        raise BethosError(f"unknown job {job!r}; valid: {', '.join(jobs.JOBS)}")
+
+
+def savepoint_dir(stack: Stack, job: str) -> Path:
+    return stack.state / "flink" / "savepoints" / job
+
+
+def stop_job(stack: Stack, job: str, cancel: bool = False) -> str | None:
+    """Stop the running `job` with a savepoint and return its path; with `cancel`, cancel it
+    (None)."""
+    _require_known(job)
+    job_id = running_job_id(stack, job)
+    if job_id is None:
+        raise BethosError(f"no job named {job!r} runs on the cluster")
+    return jobs.stop(stack, job_id, None if cancel else str(savepoint_dir(stack, job)))
+
+
+def restore_points(stack: Stack, job: str) -> list[RestorePoint]:
+    """The job's savepoints and the retained checkpoints of every Flink job it has been,
+    newest first (by the time their metadata was written)."""
+    found = [
+        RestorePoint(meta.parent, "savepoint", meta.stat().st_mtime)
+        for meta in savepoint_dir(stack, job).glob("*/_metadata")
+    ]
+    checkpoints = stack.state / "flink" / "checkpoints"
+    job_ids = jobs.submission(stack, job).get("job_ids", [])
+    for job_id in job_ids if isinstance(job_ids, list) else []:
+        found += [
+            RestorePoint(meta.parent, "checkpoint", meta.stat().st_mtime)
+            for meta in (checkpoints / str(job_id)).glob("chk-*/_metadata")
+        ]
+    return sorted(found, key=lambda point: point.written_at, reverse=True)
+
+
+def _submit_from(
+    stack: Stack,
+    job: str,
+    point: str,
+    config: str | None,
+    parallelism: int | None,
+    allow_non_restored_state: bool,
+) -> str:
+    """Submit the current code of `job` from `point`, with what it last ran with unless told."""
+    last = jobs.submission(stack, job)
+    config = config or (str(last["config"]) if last.get("config") else None)
+    if parallelism is None and isinstance(last.get("parallelism"), int):
+        parallelism = int(last["parallelism"])  # type: ignore[call-overload]
+    env = last.get("env")
+    extra_env = {str(k): str(v) for k, v in env.items()} if isinstance(env, dict) else {}
+    return jobs.submit(
+        stack,
+        job,
+        config,
+        savepoint=point,
+        parallelism=parallelism,
+        extra_env=extra_env,
+        allow_non_restored_state=allow_non_restored_state,
+    )
+
+
+def resume_job(
+    stack: Stack,
+    job: str,
+    config: str | None = None,
+    parallelism: int | None = None,
+    allow_non_restored_state: bool = False,
+    progress: Progress = print,
+) -> tuple[RestorePoint, str]:
+    """Start `job` from its newest savepoint or retained checkpoint; returns that point and
+    the new Flink job id."""
+    _require_known(job)
+    if running_job_id(stack, job) is not None:
+        raise BethosError(f"{job} runs already: `bethos upgrade {job}` restarts it")
+    points = restore_points(stack, job)
+    if not points:
+        raise BethosError(
+            f"no savepoint or retained checkpoint of {job} under {stack.state / 'flink'}; "
+            f"`bethos submit {job}` starts it without state"
+        )
+    progress(f"starting {job} from its newest {points[0]} ...")
+    job_id = _submit_from(
+        stack, job, str(points[0].path), config, parallelism, allow_non_restored_state
+    )
+    return points[0], job_id
+
+
+@dataclass(frozen=True)
+class Upgrade:
+    savepoint: str
+    job_id: str
+    restarted: dict[str, str]  # the other jobs: name -> new job id
+
+
+def upgrade_job(
+    stack: Stack,
+    job: str,
+    config: str | None = None,
+    parallelism: int | None = None,
+    allow_non_restored_state: bool = False,
+    progress: Progress = print,
+) -> Upgrade:
+    """Stop `job` with a savepoint and start the current code from it (see the module)."""
+    _require_known(job)
+    if running_job_id(stack, job) is None:
+        raise BethosError(f"no job named {job!r} runs: `bethos resume {job}` starts it")
+    progress(f"stopping {job} with a savepoint ...")
+    savepoint = stop_job(stack, job)
+    assert savepoint is not None
+    progress(f"{job}: savepoint {savepoint}")
+    others: dict[str, str] = {}
+    for name, _ in jobs.running_jobs(stack):
+        if name in jobs.JOBS and name != job:
+            progress(f"stopping {name} with a savepoint (it shares the TaskManagers) ...")
+            point = stop_job(stack, name)
+            assert point is not None
+            others[name] = point
+    stack.flink.restart_taskmanagers(progress)
+    progress(f"starting {job} from {savepoint} with the current code ...")
+    job_id = _submit_from(stack, job, savepoint, config, parallelism, allow_non_restored_state)
+    restarted = {}
+    for name, point in others.items():
+        progress(f"starting {name} from {point} ...")
+        restarted[name] = _submit_from(stack, name, point, None, None, False)
+    return Upgrade(savepoint, job_id, restarted)
