@@ -183,7 +183,8 @@ class InfluxSettings(CheckedSection):
 
 
 class FlinkSettings(Section):
-    parallelism: int = Field(default=1, ge=1)
+    # Unset: Flink's own (`flink run -p N`, else the cluster's `parallelism.default`).
+    parallelism: int | None = Field(default=None, ge=1)
     checkpoint_interval: DurationMs = 10_000
     rest_port: int = Field(default=8081, ge=1, le=65_535)
 

@@ -83,8 +83,10 @@ def _submit_from(
     config: str | None,
     parallelism: int | None,
     allow_non_restored_state: bool,
+    code: Path | None = None,
 ) -> str:
-    """Submit the current code of `job` from `point`, with what it last ran with unless told."""
+    """Submit the current code (or `code`) of `job` from `point`, with what it last ran with
+    unless told."""
     last = jobs.submission(stack, job)
     config = config or (str(last["config"]) if last.get("config") else None)
     if parallelism is None and isinstance(last.get("parallelism"), int):
@@ -99,6 +101,7 @@ def _submit_from(
         parallelism=parallelism,
         extra_env=extra_env,
         allow_non_restored_state=allow_non_restored_state,
+        code=code,
     )
 
 
@@ -142,8 +145,10 @@ def upgrade_job(
     parallelism: int | None = None,
     allow_non_restored_state: bool = False,
     progress: Progress = print,
+    code: Path | None = None,
 ) -> Upgrade:
-    """Stop `job` with a savepoint and start the current code from it (see the module)."""
+    """Stop `job` with a savepoint and start the current code (or the zip `code`, a build of
+    `devstack.package`) from it (see the module)."""
     _require_known(job)
     if running_job_id(stack, job) is None:
         raise BethosError(f"no job named {job!r} runs: `bethos resume {job}` starts it")
@@ -160,9 +165,11 @@ def upgrade_job(
             others[name] = point
     stack.flink.restart_taskmanagers(progress)
     progress(f"starting {job} from {savepoint} with the current code ...")
-    job_id = _submit_from(stack, job, savepoint, config, parallelism, allow_non_restored_state)
+    job_id = _submit_from(
+        stack, job, savepoint, config, parallelism, allow_non_restored_state, code
+    )
     restarted = {}
     for name, point in others.items():
         progress(f"starting {name} from {point} ...")
-        restarted[name] = _submit_from(stack, name, point, None, None, False)
+        restarted[name] = _submit_from(stack, name, point, None, None, False, code)
     return Upgrade(savepoint, job_id, restarted)

@@ -85,10 +85,10 @@ def test_check_loads_the_resource_map_of_a_narrow_layout(tmp_path: Path) -> None
 def test_check_reads_the_environment_it_is_given(tmp_path: Path) -> None:
     etl = str(ROOT / "config" / "etl.yaml")
     term, out = console()
-    assert config.check(etl, None, {"BETHOS_PARALLELISM": "many", "KAFKA_BROKER_2": "b:2"}, term)
+    assert config.check(etl, None, {"BETHOS_BACKFILL": "many", "KAFKA_BROKER_2": "b:2"}, term)
     text = out.getvalue()
     assert "3 problems" not in text and "2 problems" in text
-    assert "flink.parallelism: " in text and "(from ${BETHOS_PARALLELISM})" in text
+    assert "backfill: " in text and "(from ${BETHOS_BACKFILL})" in text
     assert "KAFKA_BROKER_1..N must be numbered from 1" in text
 
 
