@@ -252,11 +252,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.which == "etl":
         from devstack.bench.etl import bench
 
-        result = bench(args.vins, args.pods, args.signals, args.runs, args.parallelism)
+        with progress.steps() as tell:
+            result = bench(args.vins, args.pods, args.signals, args.runs, args.parallelism, tell)
     elif args.which == "merger":
         from devstack.bench.merger import bench as bench_merger
 
-        result = bench_merger(args.vins, args.signals, args.rounds, args.runs)
+        with progress.steps() as tell:
+            result = bench_merger(args.vins, args.signals, args.rounds, args.runs, tell)
     elif args.which == "latency":
         from devstack.bench.latency import bench as bench_latency
 
