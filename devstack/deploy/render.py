@@ -432,11 +432,13 @@ def flink_deployment(job: str) -> dict[str, Any]:
                     ],
                 }
             },
+            # `resource` (Flink's memory sizes): what released operators read; newer ones also
+            # take Kubernetes' `resources` and still read this.
             "jobManager": {
-                "resources": {"memory": str(local["jobmanager.memory.process.size"]), "cpu": 1}
+                "resource": {"memory": str(local["jobmanager.memory.process.size"]), "cpu": 1}
             },
             "taskManager": {
-                "resources": {"memory": str(local["taskmanager.memory.process.size"]), "cpu": 1}
+                "resource": {"memory": str(local["taskmanager.memory.process.size"]), "cpu": 1}
             },
             "job": {
                 "jarURI": f"local://{image.python_jar()}",

@@ -22,6 +22,8 @@ JOB_MODELS: dict[str, type[EtlSettings] | type[MergerSettings]] = {
 
 def in_repo(image_path: str) -> Path:
     """The repository file that the image holds at `image_path` (under its CODE_DIR)."""
+    if image_path == image.CODE_DIR:
+        return ROOT
     prefix = image.CODE_DIR + "/"
     if not image_path.startswith(prefix):
         raise AssertionError(f"{image_path} is not under {image.CODE_DIR}")

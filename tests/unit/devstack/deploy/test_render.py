@@ -72,7 +72,11 @@ def test_the_operator_conf_leaves_out_what_the_operator_sets() -> None:
         conf = render.operator_flink_conf(job)
         assert not set(conf) & set(render.OPERATOR_SETS)
         assert all(isinstance(value, str) for value in conf.values())
-        for key in ("state.checkpoints.dir", "state.savepoints.dir", "high-availability.storageDir"):
+        for key in (
+            "state.checkpoints.dir",
+            "state.savepoints.dir",
+            "high-availability.storageDir",
+        ):
             assert conf[key].startswith(f"file://{render.K8S_DATA_DIR}/{job}/"), key
 
 
@@ -80,9 +84,7 @@ def test_the_brokers_have_the_local_stacks_settings(tmp_path: Path) -> None:
     cluster = KafkaCluster(tmp_path, Supervisor(tmp_path / "run", tmp_path / "logs"), brokers=3)
     cluster.dir.mkdir(parents=True)
     written = cluster._write_config(1, render.BROKERS)
-    local = dict(
-        line.split("=", 1) for line in written.read_text().splitlines() if "=" in line
-    )
+    local = dict(line.split("=", 1) for line in written.read_text().splitlines() if "=" in line)
     assert {key: local[key] for key in render.KAFKA_SETTINGS} == render.KAFKA_SETTINGS
 
 
