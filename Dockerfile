@@ -50,10 +50,9 @@ RUN set -eux; \
 # same TaskManager fails (the local stack does the same, devstack/stack/flink.py).
 RUN cp /opt/flink/opt/flink-python-${FLINK_VERSION}.jar /opt/flink/lib/
 
-# The connector jar where bethos.paths.connector_jar() and the Flink config's pipeline.jars
-# look for it.
-ENV BETHOS_CACHE=/opt/bethos-cache
-COPY --from=jars /jars/ /opt/bethos-cache/jars/
+# The connector jar in Flink's lib/, as the local cluster has it: `flink run` plans the jobs'
+# SQL with it.
+COPY --from=jars /jars/ /opt/flink/lib/
 
 # bethos's code, and the containers' Flink configuration (generated from flink-conf/config.yaml
 # by `python -m devstack.deploy`); the entrypoint rewrites the config, so flink owns it.

@@ -14,8 +14,6 @@ FLINK_HOME = "/opt/flink"
 # bethos's code (bethos/, connectors/, jobs/, config/, devstack/): the submitter's PYTHONPATH and
 # what `-pyfs` ships with each job. It is not installed into the image's Python.
 CODE_DIR = "/opt/bethos"
-# The image's BETHOS_CACHE: the connector jar lies where `bethos.paths.connector_jar()` looks.
-CACHE_DIR = "/opt/bethos-cache"
 # Flink's state (checkpoints, savepoints) on a volume shared by the JobManager and TaskManagers.
 STATE_DIR = "/var/lib/bethos"
 # The Python copied from the official python image: the same for client and workers.
@@ -25,7 +23,8 @@ CODE_PARTS = ("bethos", "connectors", "jobs", "config", "devstack")
 
 
 def connector_jar() -> str:
-    return f"{CACHE_DIR}/jars/{paths.CONNECTOR_JAR_NAME}"
+    """In Flink's lib/, as on the local cluster: `flink run` plans the jobs' SQL with it."""
+    return f"{FLINK_HOME}/lib/{paths.CONNECTOR_JAR_NAME}"
 
 
 @cache

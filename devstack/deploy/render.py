@@ -91,6 +91,8 @@ CONTAINER_FLINK: dict[str, object] = {
     "rest.address": JOBMANAGER,
     "rest.bind-address": "0.0.0.0",
     "metrics.reporter.prom.host": "0.0.0.0",
+    # The jobs' parallelism when `flink run` gives none (the configs leave it to Flink).
+    "parallelism.default": PARALLELISM,
 }
 CONTAINER_FLINK_REMOVED = ("env.log.dir", "env.pid.dir", "taskmanager.host")
 # Keys that the Flink Kubernetes Operator sets itself (addresses, the memory it takes from
@@ -141,7 +143,6 @@ def job_environment() -> dict[str, str]:
         "KAFKA_BROKERS": internal_brokers(),
         "INFLUXDB_URL": f"http://influxdb:{INFLUXDB_PORT}",
         "REDIS_URL": f"redis://redis:{REDIS_PORT}/0",
-        "BETHOS_PARALLELISM": str(PARALLELISM),
     }
 
 
@@ -160,13 +161,12 @@ def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def local_flink_conf(state: str, python: str, connector_jar: str, metrics_ports: str) -> Any:
+def local_flink_conf(state: str, python: str, metrics_ports: str) -> Any:
     """`flink-conf/config.yaml` with its placeholders filled in, parsed."""
     template = (paths.PROJECT_ROOT / "flink-conf" / "config.yaml").read_text()
     text = (
         template.replace("@STATE@", state)
         .replace("@PYTHON@", python)
-        .replace("@CONNECTOR_JAR@", connector_jar)
         .replace("@METRICS_PORTS@", metrics_ports)
     )
     return yaml.safe_load(text)
@@ -174,9 +174,7 @@ def local_flink_conf(state: str, python: str, connector_jar: str, metrics_ports:
 
 def container_flink_conf() -> dict[str, Any]:
     """The Flink configuration of the image (JobManager, TaskManagers and the submitter)."""
-    local = local_flink_conf(
-        image.STATE_DIR, image.PYTHON, image.connector_jar(), str(METRICS_PORT)
-    )
+    local = local_flink_conf(image.STATE_DIR, image.PYTHON, str(METRICS_PORT))
     conf = flatten(local)
     for key in CONTAINER_FLINK_REMOVED:
         conf.pop(key, None)
@@ -400,7 +398,7 @@ def k8s_name(job: str) -> str:
 def flink_deployment(job: str) -> dict[str, Any]:
     """An application-mode FlinkDeployment running `job` through PythonDriver, upgraded with
     savepoints."""
-    local = flatten(local_flink_conf("", "", "", ""))
+    local = flatten(local_flink_conf("", "", ""))
     return {
         "apiVersion": "flink.apache.org/v1beta1",
         "kind": "FlinkDeployment",

@@ -112,8 +112,10 @@ def test_the_jobs_settings_from_the_submitters_environment(compose_file: dict[st
     for job, model in JOB_MODELS.items():
         settings = load_settings(model, ROOT / DEFAULT_CONFIGS[job], environ=environment)
         assert set(settings.kafka.brokers.split(",")) == advertised, job
-        assert settings.flink.parallelism == render.PARALLELISM
-        assert settings.flink.parallelism <= slots * render.TASKMANAGERS
+        # Left to Flink: the containers' `parallelism.default`.
+        assert settings.flink.parallelism is None
+        assert int(render.container_flink_conf()["parallelism.default"]) == render.PARALLELISM
+        assert slots * render.TASKMANAGERS >= render.PARALLELISM
         if hasattr(settings, "influxdb"):
             host_port = settings.influxdb.url.split("//")[1]
             assert host_port == f"influxdb:{INFLUXDB_PORT}"

@@ -96,9 +96,8 @@ def test_the_paths_are_the_images() -> None:
     conf = [c for c in copies if c[-1] == f"{image.FLINK_HOME}/conf/config.yaml"]
     assert conf and conf[0][-2] == render.FLINK_CONF_FILE
     jars = [c for c in copies if c[0] == "--from=jars"]
-    assert jars == [["--from=jars", "/jars/", f"{image.CACHE_DIR}/jars/"]]
-    envs = [rest for word, rest in instructions() if word == "ENV"]
-    assert f"BETHOS_CACHE={image.CACHE_DIR}" in envs
+    assert jars == [["--from=jars", "/jars/", f"{image.FLINK_HOME}/lib/"]]
+    assert image.connector_jar().startswith(f"{image.FLINK_HOME}/lib/")
     runs = " ".join(rest for word, rest in instructions() if word == "RUN")
     assert image.python_jar().replace(image.flink_version(), "${FLINK_VERSION}") in runs
     assert f"install -d -o flink -g flink {image.STATE_DIR}" in runs
