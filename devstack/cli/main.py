@@ -136,30 +136,20 @@ def cmd_stop(args: argparse.Namespace) -> int:
     return 0
 
 
+def _start_options(args: argparse.Namespace) -> lifecycle.StartOptions:
+    return lifecycle.StartOptions(args.config, args.parallelism, args.allow_non_restored_state)
+
+
 def cmd_resume(args: argparse.Namespace) -> int:
     with progress.steps() as tell:
-        point, job_id = lifecycle.resume_job(
-            Stack(),
-            args.job,
-            args.config,
-            args.parallelism,
-            args.allow_non_restored_state,
-            progress=tell,
-        )
+        point, job_id = lifecycle.resume_job(Stack(), args.job, _start_options(args), tell)
     print(f"{args.job} runs as {job_id}, restored from its {point}")
     return 0
 
 
 def cmd_upgrade(args: argparse.Namespace) -> int:
     with progress.steps() as tell:
-        done = lifecycle.upgrade_job(
-            Stack(),
-            args.job,
-            args.config,
-            args.parallelism,
-            args.allow_non_restored_state,
-            progress=tell,
-        )
+        done = lifecycle.upgrade_job(Stack(), args.job, _start_options(args), tell)
     print(f"{args.job} runs the current code as {done.job_id}, restored from {done.savepoint}")
     for name, job_id in done.restarted.items():
         print(f"{name} restarted from its savepoint as {job_id}")

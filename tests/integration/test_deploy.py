@@ -164,9 +164,8 @@ def test_an_upgrade_to_changed_code_keeps_every_vin_and_the_source_offsets(
     assert wait_for(latest_equals(etl_settings, first), timeout=120) == []
     assert NEXT not in flush_components(stack)
 
-    done = lifecycle.upgrade_job(
-        stack, "latest_merger", progress=lambda _: None, code=changed_build(tmp_path / "next")
-    )
+    next_build = lifecycle.StartOptions(code=changed_build(tmp_path / "next"))
+    done = lifecycle.upgrade_job(stack, "latest_merger", next_build, progress=lambda _: None)
     assert done.savepoint and done.job_id != old_id
     # Only signal "b" arrives after the upgrade: "a" must come from the restored state.
     second = records_for(150, "b", 2_000_000, received_at=2)
