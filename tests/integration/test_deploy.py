@@ -182,29 +182,37 @@ def test_an_upgrade_to_changed_code_keeps_every_vin_and_the_source_offsets(
         jobs.stop(stack, done.job_id)
 
 
-def test_resume_after_a_jobmanager_crash_restores_the_retained_checkpoint(
+def test_after_a_jobmanager_crash_up_and_resume_restore_both_jobs_and_lose_nothing(
     stack: Stack,
     pipeline_configs: tuple[Path, Path],
     etl_settings: EtlSettings,
     submit: Callable[..., str],
 ) -> None:
-    merger_config = pipeline_configs[1]
-    first = records_for(100, "a", 1_000_000, received_at=1)
-    produce(etl_settings, [(r.vin.encode(), encode_aggregated(r)) for r in first])
-    job_id = submit("latest_merger", merger_config)
-    assert wait_for(latest_equals(etl_settings, first), timeout=120) == []
-    checkpoints = stack.state / "flink" / "checkpoints" / job_id
-    wait_until(lambda: any(checkpoints.glob("chk-*/_metadata")), timeout=60)
-    assert any(checkpoints.glob("chk-*/_metadata"))
+    etl_config, merger_config = pipeline_configs
+    data.generate(etl_settings, vins=20, rounds=3, round_interval_ms=5_000)
+    started = {
+        "etl": submit("etl", etl_config),
+        "latest_merger": submit("latest_merger", merger_config),
+    }
+    assert wait_for(lambda: data.verify(etl_settings)[2], timeout=180) == []
+    checkpoints = stack.state / "flink" / "checkpoints"
+    for job_id in started.values():
+        wait_until(lambda: any((checkpoints / job_id).glob("chk-*/_metadata")), timeout=60)  # noqa: B023
+        assert any((checkpoints / job_id).glob("chk-*/_metadata"))
 
     stack.kill_jobmanager()
     wait_until(lambda: not stack.flink.status()[0].running, timeout=30)
-    second = records_for(100, "b", 2_000_000, received_at=2)
-    produce(etl_settings, [(r.vin.encode(), encode_aggregated(r)) for r in second])
+    assert not stack.flink.status()[0].running
+    # Newer points arrive while no job runs.
+    data.generate(etl_settings, vins=20, rounds=2, round_interval_ms=1_000, seed=5)
     stack.up(progress=lambda _: None)
-    point, resumed = lifecycle.resume_job(stack, "latest_merger", progress=lambda _: None)
+    resumed = []
     try:
-        assert point.kind == "checkpoint" and point.path.parent.name == job_id
-        assert wait_for(latest_equals(etl_settings, first + second), timeout=150) == []
+        for job, job_id in started.items():
+            point, new_id = lifecycle.resume_job(stack, job, progress=lambda _: None)
+            resumed.append(new_id)
+            assert point.kind == "checkpoint" and point.path.parent.name == job_id
+        assert wait_for(lambda: data.verify(etl_settings)[2], timeout=240) == []
     finally:
-        jobs.stop(stack, resumed)
+        for job_id in resumed:
+            jobs.stop(stack, job_id)
