@@ -22,6 +22,11 @@ SECRETS = {
     "KAFKA_SASL_PASSWORD": "sasl-secret",
     "REDIS_PASSWORD": "redis-secret",
 }
+SASL = {
+    "KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+    "KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
+    "KAFKA_SASL_USERNAME": "bethos",
+}
 
 
 def console(terminal: bool = False) -> tuple[Console, io.StringIO]:
@@ -95,20 +100,22 @@ def test_check_reads_the_environment_it_is_given(tmp_path: Path) -> None:
 @pytest.mark.parametrize("job", sorted(config.JOBS))
 def test_show_masks_every_secret(job: str) -> None:
     term, out = console()
-    assert config.show(job, None, SECRETS, "yaml", term) == 0
+    assert config.show(job, None, SECRETS | SASL, "yaml", term) == 0
     text = out.getvalue()
     for secret in SECRETS.values():
         assert secret not in text
     values = yaml.safe_load(text)
-    assert values["kafka"]["sasl_password"] == "**********"
+    security = values["kafka"]["security"]
+    assert security["password"] == "**********"
+    assert (security["protocol"], security["username"]) == ("SASL_SSL", "bethos")
     if job == "etl":
         assert values["influxdb"]["password"] == "**********"
         assert values["poll_interval"] == "10s"
     if job == "state_store_publisher":
         assert values["latest_merger"]["state_store"]["password"] == "**********"
     term, out = console()
-    assert config.show(job, None, SECRETS, "json", term) == 0
-    assert json.loads(out.getvalue())["kafka"]["sasl_password"] == "**********"
+    assert config.show(job, None, SECRETS | SASL, "json", term) == 0
+    assert json.loads(out.getvalue())["kafka"]["security"]["password"] == "**********"
 
 
 def test_show_the_environment_applied_and_a_bad_file(tmp_path: Path) -> None:
