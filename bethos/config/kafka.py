@@ -38,7 +38,6 @@ from bethos.sections import Broken, CheckedSection, Rule
 from bethos.urls import MASK
 
 
-
 def _empty_is_unset(value: object) -> object:
     # `${KAFKA_SASL_MECHANISM:}` in a file gives "" when the variable is not set.
     return None if value == "" else value

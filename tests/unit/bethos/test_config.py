@@ -136,8 +136,7 @@ def test_numbered_brokers_work_with_the_shipped_configs(
 def test_the_environment_wins_over_the_file_and_keeps_its_other_keys(tmp_path: Path) -> None:
     path = write(
         tmp_path,
-        "kafka:\n  brokers: f:1\n  properties: {client.id: bethos}\n"
-        "influxdb: {pods: [a]}\n",
+        "kafka:\n  brokers: f:1\n  properties: {client.id: bethos}\ninfluxdb: {pods: [a]}\n",
     )
     assert load_settings(EtlSettings, path, {}).kafka.brokers == "f:1"
     kafka = load_settings(EtlSettings, path, {"KAFKA_BROKER_1": "e:1"}).kafka
@@ -323,7 +322,7 @@ ETL_REJECTED = [
     ("kafka: {properties: {bootstrap.servers: x}}", "kafka.properties.bootstrap.servers", "set by"),
     ("kafka: {properties: {sasl.jaas.config: x}}", "kafka.properties.sasl.jaas.config", "secrets"),
     ("kafka: {security: {password: x}}", "kafka.security.password", "only from the environ"),
-    ("kafka: {properties: {security.protocol: SSL}}", "kafka.properties.security.protocol", "set by"),
+    ("kafka: {properties: {sasl.username: u}}", "kafka.properties.sasl.username", "set by"),
     ("kafka: {properties: {ssl.ca.location: f}}", "kafka.properties.ssl.ca.location", "set by"),
     ("kafka: {sasl_password: x}", "kafka.sasl_password", "unknown key"),
     ("kafka: {security: {protocol: SASL}}", "kafka.security.protocol", "SASL_PLAINTEXT"),
