@@ -116,6 +116,15 @@ def log_texts(*directories: Path) -> dict[str, str]:
     }
 
 
+def cli(monkeypatch: pytest.MonkeyPatch, brokers: str, *argv: str) -> int:
+    """`bethos ARGV` with KAFKA_BROKERS naming the secured listener the config names (else the
+    CLI could point it at a local stack's brokers); unset again afterwards, so that a job
+    submitted later keeps its config's brokers."""
+    with monkeypatch.context() as patch:
+        patch.setenv("KAFKA_BROKERS", brokers)
+        return bethos_main(list(argv))
+
+
 def assert_nowhere(token: str, texts: dict[str, str]) -> None:
     leaks = [name for name, text in texts.items() if token in text]
     assert leaks == [], f"the password shows in {leaks}"
@@ -132,16 +141,17 @@ def test_secured_topics_etl_merger_verify_and_no_password_anywhere(
     etl_config, merger_config = configs
     monkeypatch.setenv("KAFKA_SASL_PASSWORD", PASSWORD)
 
-    assert bethos_main(["topics", "--config", str(merger_config)]) == 0
-    assert bethos_main(["config", "show", "etl", "--config", str(etl_config)]) == 0
-    assert bethos_main(["config", "check", str(merger_config)]) == 0
+    plain, tls = broker.bootstrap("SASL_PLAINTEXT"), broker.bootstrap("SASL_SSL")
+    assert cli(monkeypatch, plain, "topics", "create", "--config", str(merger_config)) == 0
+    assert cli(monkeypatch, tls, "config", "show", "etl", "--config", str(etl_config)) == 0
+    assert cli(monkeypatch, plain, "config", "check", str(merger_config)) == 0
     settings = load_settings(EtlSettings, etl_config)
     assert data.generate(settings, vins=10, rounds=6, round_interval_ms=10_000) == 60
 
     etl_id = submit("etl", etl_config)
     merger_id = submit("latest_merger", merger_config)
     assert wait_for(lambda: data.verify(settings)[2], timeout=240) == []
-    assert bethos_main(["verify", "--config", str(etl_config)]) == 0
+    assert cli(monkeypatch, tls, "verify", "--config", str(etl_config)) == 0
     out = capsys.readouterr()
     assert "secured-" in out.out and "verify: OK, 10 VINs" in out.out
 
@@ -178,15 +188,16 @@ def test_a_wrong_password_is_refused_clearly(
     assert f"SASL_PLAINTEXT, SCRAM-SHA-256 as {USER}" in message
     assert "Authentication failed" in message and "KAFKA_SASL_PASSWORD" in message
 
-    assert bethos_main(["topics", "--config", str(merger_config)]) == 2
-    assert bethos_main(["verify", "--config", str(etl_config)]) == 2
+    plain, tls = broker.bootstrap("SASL_PLAINTEXT"), broker.bootstrap("SASL_SSL")
+    assert cli(monkeypatch, plain, "topics", "create", "--config", str(merger_config)) == 2
+    assert cli(monkeypatch, tls, "show", "--config", str(etl_config)) == 2
     out = capsys.readouterr()
     assert out.err.count("bethos: error: Kafka at") == 2, out.err
     assert "SASL_SSL, SCRAM-SHA-512 as bethos" in out.err
 
     # The job: the merger's source cannot log in; the failure says so.
     monkeypatch.setenv("KAFKA_SASL_PASSWORD", PASSWORD)
-    assert bethos_main(["topics", "--config", str(merger_config)]) == 0
+    assert cli(monkeypatch, plain, "topics", "create", "--config", str(merger_config)) == 0
     monkeypatch.setenv("KAFKA_SASL_PASSWORD", WRONG)
     job_id = submit("latest_merger", merger_config)
 
