@@ -53,6 +53,9 @@ def test_no_broker_answering_is_said_in_time() -> None:
     plain = KafkaSettings(brokers="127.0.0.1:1")
     admin, refusals = clients.admin_client(plain)
     started = time.monotonic()
-    with pytest.raises(KafkaUnreachable, match=r"no Kafka broker at 127\.0\.0\.1:1 answered within 2s \(PLAINTEXT\)"):
+    with pytest.raises(
+        KafkaUnreachable,
+        match=r"no Kafka broker at 127\.0\.0\.1:1 answered within 2s \(PLAINTEXT\)",
+    ):
         clients.metadata(admin, refusals, plain, timeout=2)
     assert time.monotonic() - started < 10
