@@ -46,7 +46,21 @@ def test_check_accepts_the_shipped_configs(name: str, job: str | None) -> None:
     assert line.startswith(f"ok  {path} (") and line.count("\n") == 1
     if job is not None:
         assert config.job_of(path) == job
-    assert "localhost:19091" in line
+    assert "localhost:19091" in line and "(PLAINTEXT)" in line
+
+
+def test_check_names_the_security_and_never_the_password() -> None:
+    path = str(ROOT / "config" / "latest_merger.yaml")
+    term, out = console()
+    assert config.check(path, None, SECRETS | SASL, term) == 0
+    assert "(SASL_SSL, SCRAM-SHA-512 as bethos)" in out.getvalue()
+    assert "sasl-secret" not in out.getvalue()
+    term, out = console()
+    assert config.check(path, None, SASL, term) == 1
+    assert (
+        "kafka.security.password: required when protocol is SASL_SSL: set the environment "
+        "variable KAFKA_SASL_PASSWORD" in out.getvalue()
+    )
 
 
 def test_check_lists_every_problem_and_exits_1(tmp_path: Path) -> None:
