@@ -64,13 +64,17 @@ def metadata(
     timeout: float = 30.0,
 ) -> ClusterMetadata:
     """The cluster's metadata (of one topic, if named); KafkaRefused as soon as the brokers
-    refuse the client, KafkaUnreachable when none answers within `timeout` seconds."""
+    refuse the client, KafkaUnreachable when none answers within `timeout` seconds. Call it
+    before a consumer is assigned partitions."""
     deadline = time.monotonic() + timeout
     while True:
         remaining = deadline - time.monotonic()
         try:
             return client.list_topics(topic, timeout=max(0.1, min(1.0, remaining)))
         except KafkaException as exc:
+            # librdkafka hands errors to `error_cb` only inside poll(); a consumer is not
+            # assigned yet here, so its poll serves callbacks and returns no message.
+            client.poll(0)
             check(refusals, kafka)
             if time.monotonic() >= deadline:
                 raise KafkaUnreachable(

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import secrets
 import socket
 import subprocess
@@ -62,9 +63,9 @@ def free_ports(count: int) -> list[int]:
             sock.close()
 
 
-def make_tls(directory: Path) -> tuple[Path, Path]:
-    """A CA (`ca.pem`) and a broker key and certificate signed by it (`broker.pem`, the key
-    first, as Kafka's PEM key store reads it), for `localhost` and `127.0.0.1`."""
+def make_tls(directory: Path) -> Path:
+    """A CA (`ca.pem`, returned) and a broker key (`broker.key`) and certificate signed by it
+    (`broker.crt`) for `localhost` and `127.0.0.1`."""
     directory.mkdir(parents=True, exist_ok=True)
     ca_key, ca = directory / "ca.key", directory / "ca.pem"
     key, csr, cert = directory / "broker.key", directory / "broker.csr", directory / "broker.crt"
@@ -86,10 +87,17 @@ def make_tls(directory: Path) -> tuple[Path, Path]:
         "x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key),
         "-CAcreateserial", "-days", "7", "-extfile", str(extensions), "-out", str(cert),
     )  # fmt: skip
-    store = directory / "broker.pem"
-    store.write_text(key.read_text() + cert.read_text())
-    store.chmod(0o600)
-    return ca, store
+    key.chmod(0o600)
+    return ca
+
+
+def _slf4j_binding() -> list[Path]:
+    return sorted((paths.flink_home() / "lib").glob("log4j-slf4j-impl-*.jar"))[:1]
+
+
+def _properties_value(text: str) -> str:
+    """A multi-line value in a Java properties file."""
+    return text.strip().replace("\\", "\\\\").replace("\n", "\\n")
 
 
 class SecuredBroker:
@@ -135,16 +143,25 @@ class SecuredBroker:
             f"-Xmx{heap}",
             f"-Dlog4j2.configurationFile={self.dir / 'log4j2.properties'}",
             "-cp",
-            f"{paths.kafka_libs()}/*",
+            # The distribution's slf4j 1.7 API finds no binding there: Flink's log4j binding
+            # for it makes the broker's warnings and errors reach its log.
+            os.pathsep.join([*map(str, _slf4j_binding()), f"{paths.kafka_libs()}/*"]),
             main,
             *args,
         ]
 
-    def _write_config(self, ports: Ports, admin_password: str, keystore: Path) -> Path:
+    def _write_config(self, ports: Ports, admin_password: str, tls: Path) -> Path:
         jaas = (
             "org.apache.kafka.common.security.scram.ScramLoginModule required "
             f'username="{ADMIN}" password="{admin_password}";'
         )
+        # Every SASL listener needs a login context per mechanism; the brokers' own one logs
+        # in as admin.
+        logins = {
+            f"listener.name.{listener}.{mechanism.lower()}.sasl.jaas.config": jaas
+            for listener in ("sasl_plaintext", "sasl_ssl")
+            for mechanism in MECHANISMS
+        }
         props = {
             "process.roles": "broker,controller",
             "node.id": "1",
@@ -159,9 +176,11 @@ class SecuredBroker:
             "inter.broker.listener.name": "SASL_PLAINTEXT",
             "sasl.mechanism.inter.broker.protocol": "SCRAM-SHA-512",
             "sasl.enabled.mechanisms": ",".join(MECHANISMS),
-            "listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config": jaas,
+            **logins,
+            # Inline: a PEM key store read from a file must hold an encrypted key.
             "ssl.keystore.type": "PEM",
-            "ssl.keystore.location": str(keystore),
+            "ssl.keystore.key": _properties_value((tls / "broker.key").read_text()),
+            "ssl.keystore.certificate.chain": _properties_value((tls / "broker.crt").read_text()),
             "log.dirs": str(self.dir / "data"),
             "num.partitions": "1",
             "default.replication.factor": "1",
@@ -189,11 +208,10 @@ class SecuredBroker:
             password_file = self.dir / "admin-password"
             password_file.write_text(secrets.token_urlsafe(18))
             password_file.chmod(0o600)
-        _, keystore = (
-            make_tls(self.dir / "tls") if first else (self.ca_file, self.dir / "tls" / "broker.pem")
-        )
+        if first:
+            make_tls(self.dir / "tls")
         admin_password = (self.dir / "admin-password").read_text()
-        config = self._write_config(self.ports, admin_password, keystore)
+        config = self._write_config(self.ports, admin_password, self.dir / "tls")
         if first:
             cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
             subprocess.run(
@@ -245,16 +263,16 @@ class SecuredBroker:
 
         config: dict[str, str | int | float | bool] = {**self.admin_properties()}
         admin = AdminClient(config)
-        upserts: list[UserScramCredentialAlteration] = [
-            UserScramCredentialUpsertion(
-                name,
-                ScramCredentialInfo(ScramMechanism[mechanism.replace("-", "_")], 4096),
-                password.encode(),
-            )
-            for mechanism in mechanisms
-        ]
-        for future in admin.alter_user_scram_credentials(upserts).values():
-            future.result(timeout=30)
+        for mechanism in mechanisms:  # one request each: a request alters a user once
+            upsert: list[UserScramCredentialAlteration] = [
+                UserScramCredentialUpsertion(
+                    name,
+                    ScramCredentialInfo(ScramMechanism[mechanism.replace("-", "_")], 4096),
+                    password.encode(),
+                )
+            ]
+            for future in admin.alter_user_scram_credentials(upsert).values():
+                future.result(timeout=30)
 
     def stop(self) -> None:
         self.processes.kill(self.name)
