@@ -87,3 +87,22 @@ class ProgressFileError(BethosError):
 
 class StoreError(BethosError):
     """A latest-store operation failed; the message names the store and never holds a password."""
+
+
+class KafkaUnreachable(BethosError):
+    """No Kafka broker answered in time; the message names the brokers and the security used,
+    never a password."""
+
+
+class KafkaRefused(KafkaUnreachable):
+    """The brokers refused the client: a failed login (SASL) or TLS handshake. `reason` is the
+    brokers' own, which holds no password."""
+
+    def __init__(self, brokers: str, security: str, reason: str) -> None:
+        super().__init__(
+            f"Kafka at {brokers} refused the connection ({security}): {reason}. Check "
+            "kafka.security in the settings and the password in KAFKA_SASL_PASSWORD"
+        )
+        self.brokers = brokers
+        self.security = security
+        self.reason = reason

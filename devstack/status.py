@@ -279,7 +279,7 @@ def group_lag(kafka: KafkaSettings, group: str, topic: str, timeout: float = 5.0
     offsets: it neither joins the group nor commits."""
     consumer = Consumer(
         {
-            **kafka.client_properties(),
+            **kafka.python_client_properties(),
             "group.id": group,
             "enable.auto.commit": False,
             "log_level": 0,

@@ -1,4 +1,10 @@
-"""The ETL job, InfluxDB -> aggregated topic: `flink run -py jobs/etl.py [--config FILE]`."""
+"""The ETL job, InfluxDB -> aggregated topic.
+
+    flink run -pyfs bethos-<version>.zip -py jobs/etl.py \
+        --config config/etl.yaml
+
+(`bethos package` builds the zip: the code travels with the job.)
+"""
 
 from bethos.config import EtlSettings
 from bethos.flink.environment import run_job

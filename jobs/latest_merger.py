@@ -1,4 +1,10 @@
-"""The latest merger job: `flink run -py jobs/latest_merger.py [--config FILE]`."""
+"""The latest merger job.
+
+    flink run -pyfs bethos-<version>.zip -py jobs/latest_merger.py \
+        --config config/latest_merger.yaml
+
+(`bethos package` builds the zip: the code travels with the job.)
+"""
 
 from bethos.config import MergerSettings
 from bethos.flink.environment import run_job

@@ -1,4 +1,9 @@
-"""The `state_store` publisher job: `flink run -py jobs/state_store_publisher.py [--config FILE]`.
+"""The `state_store` publisher job.
+
+    flink run -pyfs bethos-<version>.zip -py jobs/state_store_publisher.py \
+        --config config/state_store.yaml
+
+(`bethos package` builds the zip: the code travels with the job.)
 
 Reads the store the merger writes (strategy `state_store`) every `publish_interval` and emits
 what changed to the `latest` topic.

@@ -14,7 +14,7 @@ How the sources stack, highest first (`JobSettings.settings_customise_sources`):
 
    =========================================================  ==================================
    `KAFKA_BROKERS`, else `KAFKA_BROKER_1..N` joined by commas  `kafka.brokers`
-   `KAFKA_SASL_PASSWORD`                                       `kafka.sasl_password`
+   `KAFKA_SASL_PASSWORD`                                       `kafka.security.password`
    `INFLUXDB_TOKEN`, else `INFLUXDB_PASSWORD` (ETL)            `influxdb.password`
    `REDIS_PASSWORD` (strategy `state_store`)                   `latest_merger.state_store.password`
    =========================================================  ==================================
@@ -37,12 +37,15 @@ sources through a context variable, set while `load_settings` or `parse_settings
 model. A job model built any other way (`EtlSettings(...)`, `model_validate`) reads nothing but
 its input: its only source is then its arguments.
 
-The modules: `models` (the sections and the jobs' settings, with their rules; each strategy's
+The modules: `kafka` (`kafka.security` and its adapters to the Java client's and librdkafka's
+properties), `models` (the sections and the jobs' settings, with their rules; each strategy's
 own settings and rules are in `bethos/strategies`), `sources` (the YAML file and the
 environment, and the load they read), `loading` (`read_yaml`, `load_settings`,
 `parse_settings`, and the errors turned into `ConfigError` problems). Import from here.
 """
 
+from bethos.config.kafka import ClientProperties as ClientProperties
+from bethos.config.kafka import KafkaSecurity as KafkaSecurity
 from bethos.config.loading import load_settings as load_settings
 from bethos.config.loading import parse_settings as parse_settings
 from bethos.config.loading import read_yaml as read_yaml

@@ -13,7 +13,8 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from bethos.config.models import STRATEGIES, JobSettings, _is_secret_property
+from bethos.config.kafka import is_sensitive
+from bethos.config.models import STRATEGIES, JobSettings
 from bethos.config.sources import _LOAD, KeyPath, YamlDocument, _dotted, _Load
 from bethos.exceptions import ConfigError, ConfigProblem
 from bethos.sections import RULE_ERROR, model_at
@@ -140,7 +141,7 @@ def _problem(model: type[BaseModel], error: Any, load: _Load) -> ConfigProblem |
     if any(tuple(loc[: len(unset)]) == unset for unset in load.unset):
         return None
     kind, value = error["type"], error["input"]
-    secret = bool(loc) and _is_secret_property(loc[-1])
+    secret = bool(loc) and is_sensitive(loc[-1])
     if kind == "union_tag_invalid":
         tag = value.get("strategy") if isinstance(value, dict) else value
         loc.append("strategy")

@@ -12,6 +12,14 @@ from urllib.parse import urlsplit
 from pydantic import AfterValidator, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from bethos.config.kafka import (
+    SECURITY_PROPERTIES,
+    ClientProperties,
+    KafkaSecurity,
+    is_sensitive,
+    java_client_properties,
+    python_client_properties,
+)
 from bethos.config.sources import _LOAD, EnvironmentSource, YamlSource
 from bethos.durations import format_duration_ms as _ms
 from bethos.sections import (
@@ -59,9 +67,11 @@ TopicName = Annotated[str, AfterValidator(_topic_name)]
 class KafkaSettings(CheckedSection):
     # `host:port` entries separated by commas; KAFKA_BROKERS or KAFKA_BROKER_1..N override it.
     brokers: str = DEFAULT_BROKERS
-    # Extra client properties (security.protocol, sasl.mechanism, ssl.*) pass through unchanged.
+    # How the clients authenticate and trust the brokers; the password from KAFKA_SASL_PASSWORD.
+    security: KafkaSecurity = Field(default_factory=KafkaSecurity)
+    # Extra client properties, passed unchanged to both clients (the jobs' Java client and the
+    # tooling's librdkafka): no security key (kafka.security sets those) and no secret.
     properties: dict[str, str] = Field(default_factory=dict)
-    sasl_password: SecretStr | None = None
 
     @field_validator("brokers")
     @classmethod
@@ -82,31 +92,37 @@ class KafkaSettings(CheckedSection):
                     ("properties", key),
                     "set by kafka.brokers (or KAFKA_BROKERS / KAFKA_BROKER_1..N): remove it here",
                 )
-            elif _is_secret_property(key):
+            elif is_sensitive(key):
                 yield Broken(
                     ("properties", key),
                     "secrets come only from the environment (the SASL password from "
                     "KAFKA_SASL_PASSWORD), never from a file",
                 )
+            elif key in SECURITY_PROPERTIES:
+                yield Broken(
+                    ("properties", key),
+                    "set by kafka.security (protocol, mechanism, username, ca_file), which "
+                    "gives each client its own keys: remove it here",
+                )
 
     rules: ClassVar[tuple[Rule, ...]] = (_properties_hold_no_secret,)
 
-    def client_properties(self) -> dict[str, str]:
-        """Properties for a Kafka client, the secret included (never log the result)."""
-        props = {"bootstrap.servers": self.brokers, **self.properties}
-        if self.sasl_password is not None:
-            props["sasl.password"] = self.sasl_password.get_secret_value()
-        return props
+    def java_client_properties(self) -> ClientProperties:
+        """The jobs' Java client properties, the secret included (never log the result)."""
+        return ClientProperties(
+            {"bootstrap.servers": self.brokers, **self.properties}
+        ) | java_client_properties(self.security)
+
+    def python_client_properties(self) -> ClientProperties:
+        """librdkafka's properties, the secret included (never log the result)."""
+        return ClientProperties(
+            {"bootstrap.servers": self.brokers, **self.properties}
+        ) | python_client_properties(self.security)
 
 
 def _valid_broker(entry: str) -> bool:
     match = _BROKER.fullmatch(entry)
     return match is not None and 0 < int(match.group(1)) < 65_536
-
-
-def _is_secret_property(key: str) -> bool:
-    lowered = key.lower()
-    return any(word in lowered for word in ("password", "secret", "jaas"))
 
 
 class TopicSettings(CheckedSection):
@@ -183,7 +199,8 @@ class InfluxSettings(CheckedSection):
 
 
 class FlinkSettings(Section):
-    parallelism: int = Field(default=1, ge=1)
+    # Unset: Flink's own (`flink run -p N`, else the cluster's `parallelism.default`).
+    parallelism: int | None = Field(default=None, ge=1)
     checkpoint_interval: DurationMs = 10_000
     rest_port: int = Field(default=8081, ge=1, le=65_535)
 

@@ -78,7 +78,7 @@ def brokers_from_env(environ: Mapping[str, str]) -> str | None:
 
 # (key path, variables in the order tried) of each secret; the first one set wins.
 _SECRETS: tuple[tuple[KeyPath, tuple[str, ...]], ...] = (
-    (("kafka", "sasl_password"), ("KAFKA_SASL_PASSWORD",)),
+    (("kafka", "security", "password"), ("KAFKA_SASL_PASSWORD",)),
     (("influxdb", "password"), ("INFLUXDB_TOKEN", "INFLUXDB_PASSWORD")),
     (("latest_merger", "state_store", "password"), ("REDIS_PASSWORD",)),
 )

@@ -67,7 +67,8 @@ def create_environments(
         # Under `flink run` the cluster's configuration names the connector jar
         # (`pipeline.jars`) or its lib/ holds it.
         env.add_jars(paths.connector_jar().as_uri())
-    env.set_parallelism(settings.parallelism)
+    if settings.parallelism is not None:
+        env.set_parallelism(settings.parallelism)
     env.enable_checkpointing(settings.checkpoint_interval)
     t_env = StreamTableEnvironment.create(env)
     t_env.get_config().set("python.execution-mode", "thread")

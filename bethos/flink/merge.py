@@ -8,6 +8,7 @@ import contextlib
 import logging
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +19,7 @@ from pyflink.table import StreamTableEnvironment
 from pyflink.table.expressions import col
 
 from bethos.config import MergerSettings
-from bethos.exceptions import DeadLettered, RecordError
+from bethos.exceptions import DeadLettered
 from bethos.flink.environment import ensure_logging
 from bethos.flink.rows import (
     ORIGIN_LATEST,
@@ -36,7 +37,6 @@ from bethos.flink.rows import (
 from bethos.flink.uids import SinkStatements
 from bethos.logevents import log_event
 from bethos.merge import Entry
-from bethos.record import decode_aggregated
 from bethos.strategies.flushing import NO_TURN, FlushLogic, FlushSummary, FlushTracker
 from connectors.kafka.tables import append_sink_ddl, upsert_sink_ddl
 
@@ -105,7 +105,7 @@ class MergeFunction(KeyedProcessFunction):  # type: ignore[misc]
         # Flink's processing time is the same wall clock; asking Java for it costs a call.
         now = int(time.time() * 1000)
         if origin == ORIGIN_LATEST:
-            self._load_latest(key, raw, now, ctx)
+            yield from self._load_latest(key, raw, (topic, partition, offset), now, ctx)
             return
         self.records_in.inc()
         try:
@@ -122,19 +122,22 @@ class MergeFunction(KeyedProcessFunction):  # type: ignore[misc]
             ctx.timer_service().register_processing_time_timer(due)
         self.entry.update(entry.saved())
 
-    def _load_latest(self, key: str, raw: bytes | None, now: int, ctx: Any) -> None:
+    def _load_latest(
+        self, key: str, raw: bytes | None, origin: tuple[str, int, int], now: int, ctx: Any
+    ) -> Iterator[tuple[OutputTag, Row]]:
         """A record of the `latest` topic, read at a stateless start: merged without marking
         the VIN changed (the topic already holds it). A tombstone forgets a VIN that nothing
-        newer has touched."""
+        newer has touched; a record it cannot read is dead-lettered, counted and logged."""
         entry = Entry.load(self.entry.value())
         if raw is None:
             if not entry.dirty:
                 self.entry.clear()
             return
         try:
-            record = decode_aggregated(raw)
-        except RecordError:
-            return  # written by this job; a record it cannot read again holds nothing to keep
+            record = self.intake.read_latest(key, raw, *origin, now)
+        except DeadLettered as refused:
+            yield DEAD_LETTERS, Row(refused.key, refused.letter)
+            return
         entry.state.merge_record(record)
         self.loaded.inc()
         due = self.flush.on_record(entry, key, now)

@@ -17,7 +17,7 @@ from bethos.deadletter import dead_letter
 from bethos.exceptions import DeadLettered, RecordError
 from bethos.flink.uids import planner_uids
 from bethos.logevents import log_event
-from bethos.record import AggregatedRecord, decode_message
+from bethos.record import AggregatedRecord, decode_aggregated, decode_message
 
 ROW_KEY_VALUE = Types.ROW_NAMED(["key", "value"], [Types.STRING(), Types.STRING()])
 ROW_DEAD_LETTER = ROW_KEY_VALUE
@@ -128,26 +128,47 @@ class Intake:
                 raise RecordError("missing_key", "the message has no key; it must be its VIN")
             return decode_message(None if key == KEYLESS else key, raw, now_ms=now_ms)
         except RecordError as exc:
-            self.dead_lettered.inc()
-            origin: dict[str, object] = {"topic": topic, "partition": partition, "offset": offset}
-            if exc.reason == "empty_id":
-                self.skipped.inc()
-                log_event(
-                    self.log, self.component, "skip", logging.INFO, reason=exc.reason, **origin
-                )
-            else:
-                # SPEC 6: a message that could not be read or parsed is an `error` line.
-                log_event(
-                    self.log,
-                    self.component,
-                    "error",
-                    logging.ERROR,
-                    reason=exc.reason,
-                    err=exc.detail,
-                    **origin,
-                )
-            letter = dead_letter(raw, exc.reason, exc.detail, origin, now_ms)
-            raise DeadLettered(exc.reason, key, letter) from None
+            raise self.refused(exc, key, raw, topic, partition, offset, now_ms) from None
+
+    def read_latest(
+        self, key: str, raw: bytes, topic: str, partition: int, offset: int, now_ms: int
+    ) -> AggregatedRecord:
+        """A record of the `latest` topic (read at a stateless start); raises `DeadLettered`
+        for one it cannot read, which is counted and logged like any other."""
+        try:
+            return decode_aggregated(raw)
+        except RecordError as exc:
+            raise self.refused(exc, key, raw, topic, partition, offset, now_ms) from None
+
+    def refused(
+        self,
+        exc: RecordError,
+        key: str,
+        raw: bytes | None,
+        topic: str,
+        partition: int,
+        offset: int,
+        now_ms: int,
+    ) -> DeadLettered:
+        """Count and log a message that holds no record; its dead letter, to raise."""
+        self.dead_lettered.inc()
+        origin: dict[str, object] = {"topic": topic, "partition": partition, "offset": offset}
+        if exc.reason == "empty_id":
+            self.skipped.inc()
+            log_event(self.log, self.component, "skip", logging.INFO, reason=exc.reason, **origin)
+        else:
+            # SPEC 6: a message that could not be read or parsed is an `error` line.
+            log_event(
+                self.log,
+                self.component,
+                "error",
+                logging.ERROR,
+                reason=exc.reason,
+                err=exc.detail,
+                **origin,
+            )
+        letter = dead_letter(raw, exc.reason, exc.detail, origin, now_ms)
+        return DeadLettered(exc.reason, key, letter)
 
 
 def add_dead_letter_sink(

@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from confluent_kafka.admin import (
-    AdminClient,
     AlterConfigOpType,
     ConfigEntry,
     ConfigResource,
@@ -15,6 +14,7 @@ from confluent_kafka.admin import (
 
 from bethos.config import KafkaSettings, TopicSettings
 from bethos.exceptions import BethosError
+from connectors.kafka import clients
 
 SEVEN_DAYS_MS = 7 * 24 * 3600 * 1000
 
@@ -55,9 +55,8 @@ def create_topics(
     kafka: KafkaSettings, topics: TopicSettings, timeout: float = 30.0
 ) -> dict[str, str]:
     """Create missing topics and set the listed configs on existing ones; name -> outcome."""
-    client_config: dict[str, str | int | float | bool] = {**kafka.client_properties()}
-    admin = AdminClient(client_config)
-    metadata = admin.list_topics(timeout=timeout)
+    admin, refusals = clients.admin_client(kafka)
+    metadata = clients.metadata(admin, refusals, kafka, timeout=timeout)
     replication = min(3, len(metadata.brokers))
     outcome: dict[str, str] = {}
     wanted = topic_specs(topics)
@@ -78,6 +77,7 @@ def create_topics(
             outcome[name] = "created"
         except Exception as exc:
             if "TOPIC_ALREADY_EXISTS" not in str(exc):
+                clients.check(refusals, kafka)
                 raise BethosError(f"cannot create topic {name}: {exc}") from None
             outcome[name] = "exists"
     existing = [spec for spec in wanted if spec.name not in outcome]
@@ -100,6 +100,7 @@ def create_topics(
             try:
                 future.result()
             except Exception as exc:
+                clients.check(refusals, kafka)
                 raise BethosError(f"cannot configure topic {resource.name}: {exc}") from None
             outcome[resource.name] = "exists"
     return outcome

@@ -4,43 +4,45 @@ from __future__ import annotations
 
 import uuid
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import TopicPartition
 
 from bethos.config import KafkaSettings
 from bethos.exceptions import BethosError
+from connectors.kafka import clients
 
 
 def read_topic(
     kafka: KafkaSettings, topic: str, timeout: float = 60.0
 ) -> list[tuple[bytes | None, bytes | None]]:
     """Every (key, value) from the beginning up to the end offsets seen at the start."""
-    consumer = Consumer(
+    consumer, refusals = clients.consumer(
+        kafka,
         {
-            **kafka.client_properties(),
             "group.id": f"bethos-reader-{uuid.uuid4()}",
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",
             "isolation.level": "read_committed",
-        }
+        },
     )
     try:
-        metadata = consumer.list_topics(topic, timeout=timeout)
+        metadata = clients.metadata(consumer, refusals, kafka, topic, timeout)
         if topic not in metadata.topics or metadata.topics[topic].error is not None:
             raise BethosError(f"topic {topic} does not exist")
         partitions = list(metadata.topics[topic].partitions)
         ends: dict[int, int] = {}
-        for partition in partitions:
+        for number in partitions:
             low, high = consumer.get_watermark_offsets(
-                TopicPartition(topic, partition), timeout=timeout
+                TopicPartition(topic, number), timeout=timeout
             )
             if high > low:
-                ends[partition] = high
+                ends[number] = high
         consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
         messages: list[tuple[bytes | None, bytes | None]] = []
         done: set[int] = set()
         while len(done) < len(ends):
             message = consumer.poll(timeout)
             if message is None:
+                clients.check(refusals, kafka)
                 raise BethosError(f"timed out reading {topic}")
             if message.error():
                 raise BethosError(f"reading {topic}: {message.error()}")
@@ -72,9 +74,9 @@ def latest_by_key(messages: list[tuple[bytes | None, bytes | None]]) -> dict[str
 
 def end_offsets(kafka: KafkaSettings, topic: str, timeout: float = 30.0) -> dict[int, int]:
     """partition -> high watermark (the offset the next record will get)."""
-    consumer = Consumer({**kafka.client_properties(), "group.id": f"bethos-offsets-{uuid.uuid4()}"})
+    consumer, refusals = clients.consumer(kafka, {"group.id": f"bethos-offsets-{uuid.uuid4()}"})
     try:
-        metadata = consumer.list_topics(topic, timeout=timeout)
+        metadata = clients.metadata(consumer, refusals, kafka, topic, timeout)
         partitions = list(metadata.topics[topic].partitions)
         return {
             p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)[1]

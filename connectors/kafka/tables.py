@@ -31,9 +31,9 @@ PRODUCER_DEFAULTS = {"compression.type": "lz4", "linger.ms": "20", "batch.size":
 
 def client_options(kafka: KafkaSettings, producer: bool = False) -> dict[str, str]:
     props = (
-        {**PRODUCER_DEFAULTS, **kafka.client_properties()}
+        {**PRODUCER_DEFAULTS, **kafka.java_client_properties()}
         if producer
-        else {**kafka.client_properties()}
+        else {**kafka.java_client_properties()}
     )
     return {f"properties.{k}": v for k, v in props.items()}
 

@@ -17,6 +17,7 @@ import random
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
@@ -150,10 +151,18 @@ def run_etl(stack: Stack, settings: EtlSettings, config: Path, window: Window) -
     return {"readings": rows, "records": records, "seconds": seconds, "in_kafka": arrived - before}
 
 
-def bench(vins: int, pods: int, signals: int, runs: int, parallelism: int) -> dict[str, Any]:
+def bench(
+    vins: int,
+    pods: int,
+    signals: int,
+    runs: int,
+    parallelism: int,
+    report: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """`report` hears each step as it starts (the CLI shows it with a spinner)."""
     stack = Stack()
     if not all(s.running for s in stack.status()):
-        stack.up()
+        stack.up(progress=report)
     start = (int(time.time() * 1000) // WINDOW_MS - 12) * WINDOW_MS
     window = Window(start, start + WINDOW_MS)
     work = Path(tempfile.mkdtemp(prefix="bethos-bench-etl-"))
@@ -177,15 +186,19 @@ def bench(vins: int, pods: int, signals: int, runs: int, parallelism: int) -> di
     config.write_text(yaml.safe_dump(doc))
     settings = load_settings(EtlSettings, config)
     create_topics(settings.kafka, settings.topics)
-    print(f"writing {vins} VINs x {signals} signals over {pods} pods ...", flush=True)
+    report(f"writing {vins} VINs x {signals} signals over {pods} pods into InfluxDB ...")
     written = write_data(settings, vins, signals, start)
+    report("warming up: one read of the window by the plain client ...")
     baseline(settings, window)  # warm-up: the first read after a write is slower for anyone
     # The ETL keeps this many queries running at once; the second baseline does the same.
     connections = min(pods, settings.influxdb.concurrent_reads * parallelism)
     per_run = []
     for run in range(1, runs + 1):
+        report(f"run {run}/{runs}: the plain client reads the window, one pod after another ...")
         values, base_s = baseline(settings, window)
+        report(f"run {run}/{runs}: the plain client on {connections} connections ...")
         same_values, same_s = baseline(settings, window, connections)
+        report(f"run {run}/{runs}: the ETL job reads the window into Kafka ...")
         etl = run_etl(stack, settings, config, window)
         result = {
             "run": run,

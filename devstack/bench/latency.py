@@ -169,7 +169,7 @@ def read_seen(kafka: KafkaSettings, topic: str, timeout: float = 30.0) -> dict[s
     """Every record of the topic up to its current end: VIN -> what each carried of SIGNAL."""
     consumer = Consumer(
         {
-            **kafka.client_properties(),
+            **kafka.python_client_properties(),
             "group.id": f"bethos-bench-latency-{uuid.uuid4()}",
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",

@@ -21,6 +21,7 @@ import statistics
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -187,10 +188,13 @@ def run_sql(stack: Stack, config: Path, group: str) -> str:
     return jobs.run_script(stack, SQL_JOB, [], env)
 
 
-def bench(vins: int, signals: int, rounds: int, runs: int) -> dict[str, Any]:
+def bench(
+    vins: int, signals: int, rounds: int, runs: int, report: Callable[[str], None] = print
+) -> dict[str, Any]:
+    """`report` hears each step as it starts (the CLI shows it with a spinner)."""
     stack = Stack()
     if not all(s.running for s in stack.status()):
-        stack.up()
+        stack.up(progress=report)
     work = Path(tempfile.mkdtemp(prefix="bethos-bench-merger-"))
     tag = str(int(time.time()))
     total = vins * (rounds + 1)
@@ -223,10 +227,8 @@ def bench(vins: int, signals: int, rounds: int, runs: int) -> dict[str, Any]:
             settings.kafka,
             settings.topics.model_copy(update={"latest": f"{settings.topics.latest}.sql"}),
         )
-        print(
-            f"run {run}: writing {vins} VINs x {signals} signals, {rounds} update rounds",
-            flush=True,
-        )
+        label = f"run {run}/{runs}" + (" (warm-up)" if run == 0 else "")
+        report(f"{label}: writing {vins} VINs x {signals} signals, {rounds} update rounds ...")
         now = int(time.time() * 1000) - 3_600_000
         produce(settings, full_round(vins, signals, now))
         for r in range(rounds):
@@ -234,13 +236,17 @@ def bench(vins: int, signals: int, rounds: int, runs: int) -> dict[str, Any]:
         # Start just after a flush, so the ingest is measured between flushes (the SQL job
         # does not flush either); the flush is measured on its own below.
         _sleep_past_boundary()
+        report(f"{label}: the merger consumes {total} records ...")
         job_id = jobs.submit(stack, "latest_merger", str(config))
         try:
             rate = consume_rate(job_id, total)
+            report(f"{label}: a flush of {vins} VINs until Kafka acknowledges it ...")
             flush_s = measure_flush(settings, vins, signals, 100 + run, job_id, total)
         finally:
+            report(f"{label}: stopping the merger with a savepoint (its state size) ...")
             savepoint = jobs.stop(stack, job_id, str(work / "savepoints"))
         state_bytes = directory_bytes(Path(str(savepoint).removeprefix("file:")))
+        report(f"{label}: the same merge as Flink SQL consumes {total} records ...")
         sql_id = run_sql(stack, config, f"bench-sql-{tag}-{run}")
         try:
             # The same first `total` records the merger was measured on (the flush round

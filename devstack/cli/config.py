@@ -141,14 +141,15 @@ def summary(settings: JobSettings) -> str:
             f"{len(influx.pods)} pod(s) ({', '.join(influx.pods)}), {influx.layout} layout, "
             f"poll every {ms(settings.poll_interval)} in chunks of "
             f"{ms(settings.chunk_duration)}, into {settings.topics.aggregated} "
-            f"at {settings.kafka.brokers}"
+            f"at {settings.kafka.brokers} ({settings.kafka.security.describe()})"
         )
     if isinstance(settings, MergerSettings):
         options = settings.latest_merger
         return (
             f"strategy {options.strategy}, flush every {ms(options.flush_interval)}, "
             f"{settings.topics.aggregated} -> {settings.topics.latest} at "
-            f"{settings.kafka.brokers}, group {settings.consumer_group}"
+            f"{settings.kafka.brokers} ({settings.kafka.security.describe()}), "
+            f"group {settings.consumer_group}"
         )
     return type(settings).__name__
 

@@ -136,30 +136,20 @@ def cmd_stop(args: argparse.Namespace) -> int:
     return 0
 
 
+def _start_options(args: argparse.Namespace) -> lifecycle.StartOptions:
+    return lifecycle.StartOptions(args.config, args.parallelism, args.allow_non_restored_state)
+
+
 def cmd_resume(args: argparse.Namespace) -> int:
     with progress.steps() as tell:
-        point, job_id = lifecycle.resume_job(
-            Stack(),
-            args.job,
-            args.config,
-            args.parallelism,
-            args.allow_non_restored_state,
-            progress=tell,
-        )
+        point, job_id = lifecycle.resume_job(Stack(), args.job, _start_options(args), tell)
     print(f"{args.job} runs as {job_id}, restored from its {point}")
     return 0
 
 
 def cmd_upgrade(args: argparse.Namespace) -> int:
     with progress.steps() as tell:
-        done = lifecycle.upgrade_job(
-            Stack(),
-            args.job,
-            args.config,
-            args.parallelism,
-            args.allow_non_restored_state,
-            progress=tell,
-        )
+        done = lifecycle.upgrade_job(Stack(), args.job, _start_options(args), tell)
     print(f"{args.job} runs the current code as {done.job_id}, restored from {done.savepoint}")
     for name, job_id in done.restarted.items():
         print(f"{name} restarted from its savepoint as {job_id}")
@@ -252,11 +242,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.which == "etl":
         from devstack.bench.etl import bench
 
-        result = bench(args.vins, args.pods, args.signals, args.runs, args.parallelism)
+        with progress.steps() as tell:
+            result = bench(args.vins, args.pods, args.signals, args.runs, args.parallelism, tell)
     elif args.which == "merger":
         from devstack.bench.merger import bench as bench_merger
 
-        result = bench_merger(args.vins, args.signals, args.rounds, args.runs)
+        with progress.steps() as tell:
+            result = bench_merger(args.vins, args.signals, args.rounds, args.runs, tell)
     elif args.which == "latency":
         from devstack.bench.latency import bench as bench_latency
 

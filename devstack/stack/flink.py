@@ -122,12 +122,20 @@ class FlinkCluster:
         return sorted(self.log_dir.glob("*taskexecutor*.log"))
 
     def start(self) -> None:
+        """Start the JobManager and the TaskManagers that do not run (after a JobManager crash
+        the TaskManagers live on and register with the new one)."""
         if port_open(FLINK_REST_PORT):
             return
         self.write_conf()
-        result = self._script("start-cluster.sh")
+        result = self._script("jobmanager.sh", "start")
         if result.returncode != 0:
-            raise StackError(f"flink: start-cluster.sh failed: {result.stderr or result.stdout}")
+            raise StackError(f"flink: jobmanager.sh start failed: {result.stderr or result.stdout}")
+        self.start_taskmanagers()
+
+    def kill_jobmanager(self) -> None:
+        """SIGKILL the JobManager (fault tests): its jobs end with it, their retained
+        checkpoints stay."""
+        self._signal(JOBMANAGER, signal.SIGKILL)
 
     def _script(self, name: str, *args: str) -> subprocess.CompletedProcess[str]:
         # Run from the stack's directory: no process of the cluster starts in the repository,

@@ -82,17 +82,17 @@ def submit(
     parallelism: int | None = None,
     extra_env: dict[str, str] | None = None,
     allow_non_restored_state: bool = False,
+    code: Path | None = None,
 ) -> str:
-    """Start a job detached with the current code; returns its Flink job id. Without
-    `allow_non_restored_state`, Flink refuses a savepoint that holds state the job drops."""
+    """Start a job detached with the current code (or the zip `code`); returns its Flink job
+    id. Without `allow_non_restored_state`, Flink refuses a savepoint that holds state the job
+    drops."""
     if job not in JOBS:
         raise BethosError(f"unknown job {job!r}; valid: {', '.join(JOBS)}")
     config_path = Path(config).resolve() if config else paths.PROJECT_ROOT / DEFAULT_CONFIGS[job]
     env = dict(extra_env or {})
-    if parallelism:
-        env["BETHOS_PARALLELISM"] = str(parallelism)
     args = run_args(
-        job, package(stack), config_path, savepoint, parallelism, allow_non_restored_state
+        job, code or package(stack), config_path, savepoint, parallelism, allow_non_restored_state
     )
     job_id = _job_id(_flink(stack, "run", *args, extra_env=env))
     record_submission(stack, job, job_id, config_path, parallelism, extra_env or {})

@@ -76,17 +76,22 @@ def restore_points(stack: Stack, job: str) -> list[RestorePoint]:
     return sorted(found, key=lambda point: point.written_at, reverse=True)
 
 
-def _submit_from(
-    stack: Stack,
-    job: str,
-    point: str,
-    config: str | None,
-    parallelism: int | None,
-    allow_non_restored_state: bool,
-) -> str:
-    """Submit the current code of `job` from `point`, with what it last ran with unless told."""
+@dataclass(frozen=True)
+class StartOptions:
+    """How `resume` and `upgrade` start a job; unset, as it last ran."""
+
+    config: str | None = None
+    parallelism: int | None = None
+    # Without it Flink refuses a restore point that holds state the job would drop.
+    allow_non_restored_state: bool = False
+    code: Path | None = None  # a zip of `devstack.package`; default the current code
+
+
+def _submit_from(stack: Stack, job: str, point: str, options: StartOptions) -> str:
+    """Submit `job` from the restore point `point`."""
     last = jobs.submission(stack, job)
-    config = config or (str(last["config"]) if last.get("config") else None)
+    config = options.config or (str(last["config"]) if last.get("config") else None)
+    parallelism = options.parallelism
     if parallelism is None and isinstance(last.get("parallelism"), int):
         parallelism = int(last["parallelism"])  # type: ignore[call-overload]
     env = last.get("env")
@@ -98,17 +103,13 @@ def _submit_from(
         savepoint=point,
         parallelism=parallelism,
         extra_env=extra_env,
-        allow_non_restored_state=allow_non_restored_state,
+        allow_non_restored_state=options.allow_non_restored_state,
+        code=options.code,
     )
 
 
 def resume_job(
-    stack: Stack,
-    job: str,
-    config: str | None = None,
-    parallelism: int | None = None,
-    allow_non_restored_state: bool = False,
-    progress: Progress = print,
+    stack: Stack, job: str, options: StartOptions = StartOptions(), progress: Progress = print
 ) -> tuple[RestorePoint, str]:
     """Start `job` from its newest savepoint or retained checkpoint; returns that point and
     the new Flink job id."""
@@ -122,10 +123,7 @@ def resume_job(
             f"`bethos submit {job}` starts it without state"
         )
     progress(f"starting {job} from its newest {points[0]} ...")
-    job_id = _submit_from(
-        stack, job, str(points[0].path), config, parallelism, allow_non_restored_state
-    )
-    return points[0], job_id
+    return points[0], _submit_from(stack, job, str(points[0].path), options)
 
 
 @dataclass(frozen=True)
@@ -136,14 +134,10 @@ class Upgrade:
 
 
 def upgrade_job(
-    stack: Stack,
-    job: str,
-    config: str | None = None,
-    parallelism: int | None = None,
-    allow_non_restored_state: bool = False,
-    progress: Progress = print,
+    stack: Stack, job: str, options: StartOptions = StartOptions(), progress: Progress = print
 ) -> Upgrade:
-    """Stop `job` with a savepoint and start the current code from it (see the module)."""
+    """Stop `job` with a savepoint and start the current code (or `options.code`) from it
+    (see the module)."""
     _require_known(job)
     if running_job_id(stack, job) is None:
         raise BethosError(f"no job named {job!r} runs: `bethos resume {job}` starts it")
@@ -160,9 +154,9 @@ def upgrade_job(
             others[name] = point
     stack.flink.restart_taskmanagers(progress)
     progress(f"starting {job} from {savepoint} with the current code ...")
-    job_id = _submit_from(stack, job, savepoint, config, parallelism, allow_non_restored_state)
+    job_id = _submit_from(stack, job, savepoint, options)
     restarted = {}
     for name, point in others.items():
         progress(f"starting {name} from {point} ...")
-        restarted[name] = _submit_from(stack, name, point, None, None, False)
+        restarted[name] = _submit_from(stack, name, point, StartOptions(code=options.code))
     return Upgrade(savepoint, job_id, restarted)

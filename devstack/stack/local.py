@@ -146,6 +146,10 @@ class Stack:
         """SIGKILL every TaskManager of the cluster (fault tests)."""
         self.flink.kill_taskmanager()
 
+    def kill_jobmanager(self) -> None:
+        """SIGKILL the JobManager (fault tests); `up` starts a new one."""
+        self.flink.kill_jobmanager()
+
     def start_taskmanager(self) -> None:
         """Start TaskManagers until the cluster has its number of them again."""
         self.flink.start_taskmanagers()

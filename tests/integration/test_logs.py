@@ -18,24 +18,12 @@ from bethos.logevents import Event, parse_event
 from devstack.cli import data
 from devstack.stack import Stack, jobs
 from tests.data.bad_records import BAD_RECORDS
+from tests.data.log_fields import POLL_FIELDS
 from tests.integration.helpers import wait_for, wait_until
 
 pytestmark = pytest.mark.integration
 
 FLUSH_INTERVAL_MS = 2_000
-POLL_FIELDS = [
-    "pod",
-    "window_start",
-    "window_end",
-    "rows",
-    "records",
-    "rejected",
-    "lag_ms",
-    "duration_ms",
-    "read_ms",
-    "read_cpu_ms",
-    "emit_ms",
-]
 FLUSH_FIELDS = ["flush_duration_ms", "vin_count", "message_count", "emitted"]
 
 

@@ -100,6 +100,38 @@ def test_every_bad_record_is_dead_lettered_and_every_good_one_merged(
     assert all(letter["origin"]["topic"] == etl_settings.topics.aggregated for letter in letters)
 
 
+def test_an_unreadable_latest_record_at_a_stateless_start_is_dead_lettered(
+    pipeline_configs: tuple[Path, Path], etl_settings: EtlSettings, submit: Callable[..., str]
+) -> None:
+    kept = records_for(3, "a", 1_000_000, received_at=1)
+    producer = Producer({"bootstrap.servers": etl_settings.kafka.brokers})
+    for record in kept:
+        producer.produce(
+            etl_settings.topics.latest, key=record.vin.encode(), value=encode_aggregated(record)
+        )
+    producer.produce(etl_settings.topics.latest, key=b"GARBLED", value=b"{not a record")
+    assert producer.flush(30) == 0
+    newer = records_for(3, "b", 2_000_000, received_at=2)
+    produce(etl_settings, [(r.vin.encode(), encode_aggregated(r)) for r in newer])
+    submit("latest_merger", pipeline_configs[1])
+
+    # The unreadable latest record is a dead letter that names where it came from ...
+    deadline = time.monotonic() + 120
+    letters: list[dict[str, object]] = []
+    while time.monotonic() < deadline and not letters:
+        dead = read_topic(etl_settings.kafka, etl_settings.topics.dlq)
+        letters = [orjson.loads(value or b"{}") for _, value in dead]
+        time.sleep(2)
+    (letter,) = letters
+    assert letter["reason"] == "invalid_json"
+    assert letter["origin"]["topic"] == etl_settings.topics.latest  # type: ignore[index]
+    # ... and the readable ones were loaded: signal "a" is kept. (The garbage itself stays in
+    # the topic until a tombstone removes it, for the readers of this test.)
+    producer.produce(etl_settings.topics.latest, key=b"GARBLED", value=None)
+    assert producer.flush(30) == 0
+    assert wait_for(latest_equals(etl_settings, kept + newer), timeout=120) == []
+
+
 def test_stop_with_savepoint_and_resume_with_two_subtasks_keeps_every_vin(
     stack: Stack,
     pipeline_configs: tuple[Path, Path],

@@ -330,7 +330,7 @@ def test_state_store_keeps_its_writes_while_redis_is_down(
 
 def create_plain_topic(settings: EtlSettings, topic: str, partitions: int = 3) -> None:
     """A topic with the delete cleanup policy: it takes keyless and repeated keys alike."""
-    admin = AdminClient({**settings.kafka.client_properties()})
+    admin = AdminClient({**settings.kafka.python_client_properties()})
     replication = min(3, len(admin.list_topics(timeout=30).brokers))
     config = {"cleanup.policy": "delete"}
     new = NewTopic(topic, partitions, replication, config=config)

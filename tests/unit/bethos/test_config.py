@@ -136,13 +136,12 @@ def test_numbered_brokers_work_with_the_shipped_configs(
 def test_the_environment_wins_over_the_file_and_keeps_its_other_keys(tmp_path: Path) -> None:
     path = write(
         tmp_path,
-        "kafka:\n  brokers: f:1\n  properties: {security.protocol: SASL_SSL}\n"
-        "influxdb: {pods: [a]}\n",
+        "kafka:\n  brokers: f:1\n  properties: {client.id: bethos}\ninfluxdb: {pods: [a]}\n",
     )
     assert load_settings(EtlSettings, path, {}).kafka.brokers == "f:1"
     kafka = load_settings(EtlSettings, path, {"KAFKA_BROKER_1": "e:1"}).kafka
     assert kafka.brokers == "e:1"
-    assert kafka.properties == {"security.protocol": "SASL_SSL"}
+    assert kafka.properties == {"client.id": "bethos"}
 
 
 def test_a_gap_in_numbered_brokers_is_an_error(tmp_path: Path) -> None:
@@ -180,11 +179,15 @@ def test_parse_settings_leaves_its_document_alone() -> None:
 
 
 def test_secrets_from_the_environment_never_print(tmp_path: Path) -> None:
-    path = write(tmp_path, "influxdb: {pods: [a]}\n")
+    path = write(
+        tmp_path,
+        "influxdb: {pods: [a]}\n"
+        "kafka: {security: {protocol: SASL_PLAINTEXT, mechanism: PLAIN, username: u}}\n",
+    )
     environ = {"KAFKA_SASL_PASSWORD": "sasl-pw", "INFLUXDB_TOKEN": "tok", "INFLUXDB_PASSWORD": "pw"}
     settings = load_settings(EtlSettings, path, environ)
-    assert settings.kafka.sasl_password is not None
-    assert settings.kafka.client_properties()["sasl.password"] == "sasl-pw"
+    assert settings.kafka.security.password is not None
+    assert settings.kafka.python_client_properties()["sasl.password"] == "sasl-pw"
     password = settings.influxdb.password
     assert password is not None and password.get_secret_value() == "tok"  # the token wins
     for text in (repr(settings), str(settings), settings.model_dump_json()):
@@ -318,7 +321,15 @@ ETL_REJECTED = [
     ("kafka: {brokers: 'a:1,b'}", "kafka.brokers", "not host:port: 'b'"),
     ("kafka: {properties: {bootstrap.servers: x}}", "kafka.properties.bootstrap.servers", "set by"),
     ("kafka: {properties: {sasl.jaas.config: x}}", "kafka.properties.sasl.jaas.config", "secrets"),
-    ("kafka: {sasl_password: x}", "kafka.sasl_password", "secrets come only from the environ"),
+    ("kafka: {security: {password: x}}", "kafka.security.password", "only from the environ"),
+    ("kafka: {properties: {sasl.username: u}}", "kafka.properties.sasl.username", "set by"),
+    ("kafka: {properties: {ssl.ca.location: f}}", "kafka.properties.ssl.ca.location", "set by"),
+    ("kafka: {sasl_password: x}", "kafka.sasl_password", "unknown key"),
+    ("kafka: {security: {protocol: SASL}}", "kafka.security.protocol", "SASL_PLAINTEXT"),
+    ("kafka: {security: {mechanism: GSSAPI}}", "kafka.security.mechanism", "SCRAM-SHA-512"),
+    ("kafka: {security: {username: u}}", "kafka.security.username", "only used with SASL"),
+    ("kafka: {security: {ca_file: /x.pem}}", "kafka.security.ca_file", "only used with SSL"),
+    ("kafka: {security: {protocol: SSL, ca_file: /no/ca.pem}}", "kafka.security.ca_file", "cannot"),
     ("topics: {dlq: sensor-service.dispatch.telemetry-aggregated}", "topics.dlq", "same topic"),
     ("topics: {latest: 'a b'}", "topics.latest", "not a Kafka topic name"),
     ("backfill: 3651d", "backfill", "duration too long"),

@@ -22,6 +22,11 @@ SECRETS = {
     "KAFKA_SASL_PASSWORD": "sasl-secret",
     "REDIS_PASSWORD": "redis-secret",
 }
+SASL = {
+    "KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+    "KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
+    "KAFKA_SASL_USERNAME": "bethos",
+}
 
 
 def console(terminal: bool = False) -> tuple[Console, io.StringIO]:
@@ -41,7 +46,21 @@ def test_check_accepts_the_shipped_configs(name: str, job: str | None) -> None:
     assert line.startswith(f"ok  {path} (") and line.count("\n") == 1
     if job is not None:
         assert config.job_of(path) == job
-    assert "localhost:19091" in line
+    assert "localhost:19091" in line and "(PLAINTEXT)" in line
+
+
+def test_check_names_the_security_and_never_the_password() -> None:
+    path = str(ROOT / "config" / "latest_merger.yaml")
+    term, out = console()
+    assert config.check(path, None, SECRETS | SASL, term) == 0
+    assert "(SASL_SSL, SCRAM-SHA-512 as bethos)" in out.getvalue()
+    assert "sasl-secret" not in out.getvalue()
+    term, out = console()
+    assert config.check(path, None, SASL, term) == 1
+    assert (
+        "kafka.security.password: required when protocol is SASL_SSL: set the environment "
+        "variable KAFKA_SASL_PASSWORD" in out.getvalue()
+    )
 
 
 def test_check_lists_every_problem_and_exits_1(tmp_path: Path) -> None:
@@ -85,30 +104,32 @@ def test_check_loads_the_resource_map_of_a_narrow_layout(tmp_path: Path) -> None
 def test_check_reads_the_environment_it_is_given(tmp_path: Path) -> None:
     etl = str(ROOT / "config" / "etl.yaml")
     term, out = console()
-    assert config.check(etl, None, {"BETHOS_PARALLELISM": "many", "KAFKA_BROKER_2": "b:2"}, term)
+    assert config.check(etl, None, {"BETHOS_BACKFILL": "many", "KAFKA_BROKER_2": "b:2"}, term)
     text = out.getvalue()
     assert "3 problems" not in text and "2 problems" in text
-    assert "flink.parallelism: " in text and "(from ${BETHOS_PARALLELISM})" in text
+    assert "backfill: " in text and "(from ${BETHOS_BACKFILL})" in text
     assert "KAFKA_BROKER_1..N must be numbered from 1" in text
 
 
 @pytest.mark.parametrize("job", sorted(config.JOBS))
 def test_show_masks_every_secret(job: str) -> None:
     term, out = console()
-    assert config.show(job, None, SECRETS, "yaml", term) == 0
+    assert config.show(job, None, SECRETS | SASL, "yaml", term) == 0
     text = out.getvalue()
     for secret in SECRETS.values():
         assert secret not in text
     values = yaml.safe_load(text)
-    assert values["kafka"]["sasl_password"] == "**********"
+    security = values["kafka"]["security"]
+    assert security["password"] == "**********"
+    assert (security["protocol"], security["username"]) == ("SASL_SSL", "bethos")
     if job == "etl":
         assert values["influxdb"]["password"] == "**********"
         assert values["poll_interval"] == "10s"
     if job == "state_store_publisher":
         assert values["latest_merger"]["state_store"]["password"] == "**********"
     term, out = console()
-    assert config.show(job, None, SECRETS, "json", term) == 0
-    assert json.loads(out.getvalue())["kafka"]["sasl_password"] == "**********"
+    assert config.show(job, None, SECRETS | SASL, "json", term) == 0
+    assert json.loads(out.getvalue())["kafka"]["security"]["password"] == "**********"
 
 
 def test_show_the_environment_applied_and_a_bad_file(tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ from bethos.config import EtlSettings, InfluxSettings
 from bethos.exceptions import SourceError
 from bethos.logevents import parse_event
 from bethos.readings import FetchResult, Reject, Window
+from tests.data.log_fields import POLL_FIELDS
 
 NOW = 10_000_000
 
@@ -191,19 +192,7 @@ def test_a_settled_read_is_emitted_counted_logged_and_saved_as_a_plain_tuple(
     assert runtime.metrics.gauges["lag_ms"]() == ctx.now - (NOW - 2_000)
     (poll,) = [e for e in events(caplog) if e.event == "poll"]
     assert poll.component == "influxdb_source"
-    assert list(poll.fields) == [
-        "pod",
-        "window_start",
-        "window_end",
-        "rows",
-        "records",
-        "rejected",
-        "lag_ms",
-        "duration_ms",
-        "read_ms",
-        "read_cpu_ms",
-        "emit_ms",
-    ]
+    assert list(poll.fields) == POLL_FIELDS
     assert poll.fields["window_start"] == str(NOW - 60_000 - 30_000)
     assert (poll.fields["rows"], poll.fields["records"], poll.fields["rejected"]) == ("2", "1", "1")
     # The driver opened a client to check the settings, then one per read thread; all closed.

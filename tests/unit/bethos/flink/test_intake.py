@@ -10,22 +10,7 @@ import pytest
 from bethos.exceptions import DeadLettered
 from bethos.flink.rows import KEYLESS, Intake
 from tests.data.bad_records import BAD_RECORDS, GOOD_RECORDS, NOW
-
-
-class Counter:
-    def __init__(self) -> None:
-        self.count = 0
-
-    def inc(self, n: int = 1) -> None:
-        self.count += n
-
-
-class Metrics:
-    def __init__(self) -> None:
-        self.counters: dict[str, Counter] = {}
-
-    def counter(self, name: str) -> Counter:
-        return self.counters.setdefault(name, Counter())
+from tests.unit.bethos.flink.harness import Metrics
 
 
 def intake(keyed_by_message: bool = False) -> tuple[Intake, Metrics]:

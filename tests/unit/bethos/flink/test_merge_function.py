@@ -128,6 +128,21 @@ def test_the_latest_topic_loads_state_without_marking_it_changed(
     assert ("vin_entry", "A") not in run.state
 
 
+def test_an_unreadable_record_of_the_latest_topic_is_dead_lettered_counted_and_logged(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    run = merger(monkeypatch, FlushLogic(1_000))
+    with caplog.at_level(logging.ERROR):
+        run.element("B", ("B", b"{not json", "latest", 1, 5, ORIGIN_LATEST))
+    ((tag, row),) = run.output
+    assert tag is DEAD_LETTERS and row[0] == "B"
+    letter = orjson.loads(row[1])
+    assert letter["origin"] == {"topic": "latest", "partition": 1, "offset": 5}
+    assert run.counters["dead_lettered"].count == 1
+    assert "event=error" in caplog.text and "topic=latest" in caplog.text
+    assert run.state == {} and run.timers == []
+
+
 class Timeline(logging.Handler):
     """What a merge did, in order: each fired timer (("vin", ts) for a VIN's own flush timer,
     ("close", ts) for any other) and each `event=flush` line (("flush", fields))."""

@@ -1,0 +1,5 @@
+import sys
+
+from devstack.deploy.render import main
+
+sys.exit(main())
