@@ -21,6 +21,7 @@ from bethos.record import encode_aggregated
 from devstack.cli import data
 from devstack.package import build_package
 from devstack.stack import FLINK_REST_PORT, Stack, jobs, lifecycle
+from devstack.stack.flink import TASKMANAGER
 from tests.integration.helpers import wait_for, wait_until
 from tests.integration.test_merger import latest_equals, produce, records_for
 
@@ -66,7 +67,7 @@ def test_the_clusters_python_cannot_import_bethos(stack: Stack) -> None:
     executables = set(re.findall(r'executable: "([^"]+)"', conf))
     assert executables == {str(paths.cluster_python())}
     # From the TaskManagers' working directory, as their interpreter starts.
-    taskmanagers = stack.processes.listed_pids("flink-*taskexecutor*.pid")
+    taskmanagers = stack.processes.listed_pids(TASKMANAGER, stack.flink_conf_dir())
     assert len(taskmanagers) == 2
     for pid in taskmanagers:
         cwd = Path(f"/proc/{pid}/cwd").resolve()
