@@ -105,10 +105,13 @@ class FlinkCluster:
             (lib / jar.name).symlink_to(jar)
 
     def env(self) -> dict[str, str]:
-        """The environment of Flink's scripts and CLI: the venv first on PATH, our dirs."""
+        """The environment of Flink's scripts and CLI: the cluster's Python first on PATH (a
+        TaskManager's embedded interpreter is the `python` PATH finds, whatever
+        `python.executable` says), the project's venv off it; our dirs."""
         env = dict(os.environ)
-        venv_bin = str(Path(paths.python_executable()).parent)
-        env["PATH"] = venv_bin + os.pathsep + env.get("PATH", "")
+        project_bin = str(Path(paths.python_executable()).parent)
+        rest = [entry for entry in env.get("PATH", "").split(os.pathsep) if entry != project_bin]
+        env["PATH"] = os.pathsep.join([str(paths.cluster_python().parent), *rest])
         env["FLINK_CONF_DIR"] = str(self.conf_dir())
         env["FLINK_LIB_DIR"] = str(self.state / "flink-lib")
         env["FLINK_LOG_DIR"] = str(self.log_dir)

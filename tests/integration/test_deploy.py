@@ -80,6 +80,18 @@ def test_the_clusters_python_cannot_import_bethos(stack: Stack) -> None:
         )
         assert result.returncode != 0
         assert "No module named 'bethos'" in result.stderr
+    # And that is the interpreter a job's Python runs in on the TaskManagers.
+    job_id = jobs.run_script(stack, paths.PROJECT_ROOT / "tests/data/probe_job.py", [], {})
+    wait_until(lambda: rest(f"/jobs/{job_id}")["state"] == "FINISHED", timeout=120)
+    probes = [
+        orjson.loads(line.split("bethos-probe ", 1)[1])
+        for out in stack.flink.log_dir.glob("*taskexecutor*.out")
+        for line in out.read_text(errors="replace").splitlines()
+        if "bethos-probe " in line
+    ]
+    assert probes, "the probe job printed nothing"
+    assert {Path(probe["prefix"]) for probe in probes} == {paths.cluster_python().parents[1]}
+    assert not any(str(paths.PROJECT_ROOT) == entry for probe in probes for entry in probe["path"])
 
 
 def test_two_taskmanagers_run_both_jobs_at_parallelism_two_and_verify_passes(
