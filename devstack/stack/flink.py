@@ -1,4 +1,4 @@
-"""A Flink standalone cluster from the apache-flink wheel: a JobManager and two TaskManagers.
+"""A Flink standalone cluster from the apache-flink wheel: a JobManager and its TaskManagers.
 
 Flink's own scripts start and stop it; they write their pid files into the stack's `run/`.
 The conf dir (`state/flink-conf`) is the project's `flink-conf/config.yaml` with its
@@ -34,9 +34,10 @@ JOBMANAGER = Daemon(
 TASKMANAGER = Daemon(
     "flink-*-taskexecutor.pid", "org.apache.flink.runtime.taskexecutor.TaskManagerRunner"
 )
-# Two, so that a job at parallelism 2 spreads over both (`taskmanager.load-balance.mode`), as
-# on any real cluster: nothing may rely on one process holding every subtask.
-TASKMANAGERS = 2
+# One by default: the `memory` store of `state_store` lives in one TaskManager's interpreter.
+# `bethos up --taskmanagers 2` (and the deploy test) spread a job's subtasks over two
+# (`taskmanager.load-balance.mode`), as on any real cluster.
+TASKMANAGERS = 1
 
 
 class FlinkCluster:
@@ -171,7 +172,9 @@ class FlinkCluster:
             return
         for daemon in (JOBMANAGER, TASKMANAGER):
             self.processes.prune_listed(daemon, self.conf_dir())
-        self._script("stop-cluster.sh")
+        # Every TaskManager, however many run (stop-cluster.sh stops one per `workers` line).
+        self._script("taskmanager.sh", "stop-all")
+        self._script("jobmanager.sh", "stop")
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and (port_open(FLINK_REST_PORT) or self._pids()):
             time.sleep(0.5)
@@ -219,6 +222,20 @@ class FlinkCluster:
         while len(self.taskmanager_ids() - before) < self.taskmanagers:
             if time.monotonic() > deadline:
                 raise StackError(f"flink: {self.taskmanagers} TaskManagers not registered in time")
+            time.sleep(1)
+
+    def scale_taskmanagers(self, count: int, timeout_s: float = 120) -> None:
+        """Run `count` TaskManagers: start the missing ones, or stop the last started."""
+        self.taskmanagers = count
+        running = len(self.processes.listed_pids(TASKMANAGER, self.conf_dir()))
+        for _ in range(running - count):
+            self.processes.prune_listed(TASKMANAGER, self.conf_dir())
+            self._script("taskmanager.sh", "stop")
+        self.start_taskmanagers()
+        deadline = time.monotonic() + timeout_s
+        while self.registered_taskmanagers() != count:
+            if time.monotonic() > deadline:
+                raise StackError(f"flink: not {count} TaskManagers registered in time")
             time.sleep(1)
 
     def taskmanager_ids(self) -> set[str]:

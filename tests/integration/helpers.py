@@ -66,14 +66,15 @@ def wait_until(done: Callable[[], bool], timeout: float, interval: float = 2) ->
 
 
 def events(stack: Stack, name: str) -> list[dict[str, str]]:
-    """The fields of every `event=NAME` line in the TaskManagers' logs, in log order."""
+    """The fields of every `event=NAME` line in the TaskManagers' logs, in time order (each
+    TaskManager writes a log of its own; a line starts with its time, to the millisecond)."""
     found = []
     for log in stack.taskmanager_logs():
         for line in log.read_text(errors="replace").split("\n"):
             event = parse_event(line)
             if event and event.event == name:
-                found.append(event.fields)
-    return found
+                found.append((event.prefix[:23], event.fields))
+    return [fields for _, fields in sorted(found, key=lambda item: item[0])]
 
 
 def poll_windows(stack: Stack, pod: str) -> list[tuple[int, int]]:

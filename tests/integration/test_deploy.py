@@ -68,7 +68,7 @@ def test_the_clusters_python_cannot_import_bethos(stack: Stack) -> None:
     assert executables == {str(paths.cluster_python())}
     # From the TaskManagers' working directory, as their interpreter starts.
     taskmanagers = stack.processes.listed_pids(TASKMANAGER, stack.flink_conf_dir())
-    assert len(taskmanagers) == 2
+    assert len(taskmanagers) == stack.flink.taskmanagers
     for pid in taskmanagers:
         cwd = Path(f"/proc/{pid}/cwd").resolve()
         assert cwd != paths.PROJECT_ROOT
@@ -102,19 +102,26 @@ def test_two_taskmanagers_run_both_jobs_at_parallelism_two_and_verify_passes(
 ) -> None:
     etl_config, merger_config = pipeline_configs
     data.generate(etl_settings, vins=40, rounds=4, round_interval_ms=5_000)
-    started = [
-        submit("etl", etl_config, parallelism=2),
-        submit("latest_merger", merger_config, parallelism=2),
-    ]
-    wait_until(lambda: all(running(job_id) for job_id in started), timeout=120)
-    for job_id in started:
-        spread = vertex_taskmanagers(job_id)
-        assert any(
-            name.startswith("poll InfluxDB") or name.startswith("merge per VIN") for name in spread
-        ), spread
-        for vertex, managers in spread.items():
-            assert len(managers) == 2, f"{vertex} runs on {managers}"
-    assert wait_for(lambda: data.verify(etl_settings)[2], timeout=180) == []
+    stack.flink.scale_taskmanagers(2)
+    try:
+        started = [
+            submit("etl", etl_config, parallelism=2),
+            submit("latest_merger", merger_config, parallelism=2),
+        ]
+        wait_until(lambda: all(running(job_id) for job_id in started), timeout=120)
+        for job_id in started:
+            spread = vertex_taskmanagers(job_id)
+            assert any(
+                name.startswith("poll InfluxDB") or name.startswith("merge per VIN")
+                for name in spread
+            ), spread
+            for vertex, managers in spread.items():
+                assert len(managers) == 2, f"{vertex} runs on {managers}"
+        assert wait_for(lambda: data.verify(etl_settings)[2], timeout=180) == []
+    finally:
+        for job_id in [job_id for _, job_id in jobs.running_jobs(stack)]:
+            jobs.stop(stack, job_id)
+        stack.flink.scale_taskmanagers(1)
 
 
 NEXT = "latest_merger-next"

@@ -243,7 +243,7 @@ def test_the_flink_conf_dir_fills_the_project_template(tmp_path: Path) -> None:
     assert f'executable: "{paths.cluster_python()}"' in text
     assert f"{paths.PROJECT_ROOT}/.venv/" not in text
     assert (conf / "masters").read_text() == "localhost:8081\n"
-    assert (conf / "workers").read_text() == "localhost\nlocalhost\n"
+    assert (conf / "workers").read_text() == "localhost\n"
     lib = {p.name for p in (tmp_path / "flink-lib").iterdir()}
     assert any(name.startswith("flink-python-") for name in lib)
     assert paths.CONNECTOR_JAR_NAME in lib
