@@ -28,13 +28,15 @@ FLUSH_FIELDS = ["flush_duration_ms", "vin_count", "message_count", "emitted"]
 
 
 def log_events(stack: Stack) -> list[Event]:
+    """Every event line of the TaskManagers' logs in time order: after a TaskManager restart an
+    older TaskManager's log may hold lines written before those of the current one."""
     found = []
     for log in stack.taskmanager_logs():
         for line in log.read_text(errors="replace").split("\n"):
             event = parse_event(line)
             if event is not None:
                 found.append(event)
-    return found
+    return sorted(found, key=lambda event: event.prefix[:23])
 
 
 def written_at_ms(event: Event) -> int:
