@@ -25,6 +25,11 @@ _LOG4J = (
 )
 
 
+def new_cluster_id() -> str:
+    """A KRaft cluster id: 16 random bytes, URL-safe base64 without padding."""
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+
+
 class KafkaCluster:
     """Broker N listens on KAFKA_PORT_BASE + N; its data is under `state/kafka/broker-N`."""
 
@@ -96,8 +101,7 @@ class KafkaCluster:
     def _cluster_id(self) -> str:
         cluster_id_file = self.dir / "cluster-id"
         if not cluster_id_file.exists():
-            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-            cluster_id_file.write_text(cluster_id)
+            cluster_id_file.write_text(new_cluster_id())
         return cluster_id_file.read_text().strip()
 
     def start(self) -> None:

@@ -14,19 +14,18 @@ Users are added over the wire by `add_user` (SCRAM credentials through the admin
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import secrets
 import socket
 import subprocess
 import time
-import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from bethos import paths
 from devstack.exceptions import StackError
+from devstack.stack.kafka import new_cluster_id
 from devstack.stack.process import Supervisor
 
 ADMIN = "admin"
@@ -213,7 +212,7 @@ class SecuredBroker:
         admin_password = (self.dir / "admin-password").read_text()
         config = self._write_config(self.ports, admin_password, self.dir / "tls")
         if first:
-            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+            cluster_id = new_cluster_id()
             subprocess.run(
                 self._java(
                     "kafka.tools.StorageTool",
