@@ -21,6 +21,16 @@ class Window:
 
 
 @dataclass(frozen=True, slots=True)
+class Tally:
+    """Asks a read to count the values it finds per time bucket (`bucket_ms` wide, aligned to
+    the epoch as InfluxDB's `GROUP BY time` is), of the points at or after `since_ms` only: a
+    reconcile pass later compares these counts with InfluxDB's own."""
+
+    bucket_ms: int
+    since_ms: int
+
+
+@dataclass(frozen=True, slots=True)
 class Reject:
     """A row that cannot become a reading, for the dead-letter topic."""
 
@@ -42,12 +52,14 @@ class FetchResult:
     """What a read found, already reduced: per VIN, the newest reading of each signal.
 
     Keeping only the newest while parsing makes the read cost one small dict per VIN instead
-    of one object per value; `readings` still counts every value read.
+    of one object per value; `readings` still counts every value read. `counts`: the values
+    read per bucket start (epoch ms), when the read was asked to keep a `Tally`.
     """
 
     latest: dict[str, dict[str, Signal]] = field(default_factory=dict)
     readings: int = 0
     rejects: list[Reject] = field(default_factory=list)
+    counts: dict[int, int] = field(default_factory=dict)
 
     def offer(self, vin: str, name: str, value: SignalValue, ts: int) -> None:
         """Keep the reading if it is the newest of its signal (ties: the value order)."""
@@ -71,3 +83,5 @@ class FetchResult:
                     mine[name] = signal
         self.readings += other.readings
         self.rejects.extend(other.rejects)
+        for bucket, count in other.counts.items():
+            self.counts[bucket] = self.counts.get(bucket, 0) + count

@@ -264,6 +264,11 @@ class EtlSettings(JobSettings):
     retry_initial_interval: PositiveDurationMs = 500
     retry_max_interval: PositiveDurationMs = 10_000
     checkpoint_path: str | None = None
+    # Every reconcile_interval (0: never) each pod's last reconcile_window is counted in
+    # InfluxDB per chunk_duration bucket; buckets that grew since they were read (points
+    # written later than the lookback) are read again.
+    reconcile_interval: DurationMs = 300_000
+    reconcile_window: PositiveDurationMs = 3_600_000
 
     def _lookback_within_max_window(self) -> Iterator[Broken]:
         if self.lookback > self.max_window:

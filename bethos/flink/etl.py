@@ -35,7 +35,7 @@ from bethos.logevents import log_event
 from bethos.readings import Window
 from bethos.record import encode_aggregated
 from bethos.source.layout import resource_map_for
-from bethos.source.poller import PodProgress, PollDriver, TickResult
+from bethos.source.poller import PodProgress, PollDriver, ReconcileState, TickResult
 from bethos.source.reads import FinishedRead
 from connectors.influxdb.client import InfluxClient
 from connectors.kafka.tables import append_sink_ddl, upsert_sink_ddl
@@ -60,7 +60,8 @@ def influx_clients(settings: EtlSettings) -> Callable[[], InfluxClient]:
 
 class PodMetrics:
     """Per-pod metrics under the `pod` group: rows read, retries, failures, lag and the time of
-    the last successful poll (epoch ms, 0 before the first)."""
+    the last successful poll (epoch ms, 0 before the first); of the reconcile passes, the
+    values found late and the time the last pass took."""
 
     def __init__(self, group: Any, pod: str) -> None:
         pod_group = group.add_group("pod", pod)
@@ -74,6 +75,10 @@ class PodMetrics:
         pod_group.gauge("lag_ms", lambda: self.lag_ms)
         self.last_poll_at_ms = 0
         pod_group.gauge("last_poll_at_ms", lambda: self.last_poll_at_ms)
+        self.reconcile_passes = pod_group.counter("reconcile_passes")
+        self.late_recovered = pod_group.counter("late_recovered")
+        self.reconcile_ms = 0
+        pod_group.gauge("reconcile_ms", lambda: self.reconcile_ms)
 
 
 def log_error(pod: str, err: str, window: Window, lag_ms: int) -> None:
@@ -101,6 +106,10 @@ class PodPollFunction(KeyedProcessFunction):  # type: ignore[misc]
         self.progress = runtime_context.get_state(
             ValueStateDescriptor("pod_progress", Types.PICKLED_BYTE_ARRAY())
         )
+        # ReconcileState (next_at, since, known counts per bucket) as a plain tuple
+        self.reconcile = runtime_context.get_state(
+            ValueStateDescriptor("pod_reconcile", Types.PICKLED_BYTE_ARRAY())
+        )
         self.metric_group = runtime_context.get_metrics_group()
         self.pod_metrics: dict[str, PodMetrics] = {}
 
@@ -127,10 +136,14 @@ class PodPollFunction(KeyedProcessFunction):  # type: ignore[misc]
         now = timers.current_processing_time()
         stored = self.progress.value()
         saved = None if stored is None else PodProgress(*stored)
-        result = self.driver.tick(pod, now, saved)
+        stored_reconcile = self.reconcile.value()
+        saved_reconcile = None if stored_reconcile is None else ReconcileState(*stored_reconcile)
+        result = self.driver.tick(pod, now, saved, saved_reconcile)
         if result.progress != saved:
             # A plain tuple, as the first version stored it: savepoints stay readable both ways.
             self.progress.update(tuple(result.progress))
+        if result.reconcile is not None and result.reconcile != saved_reconcile:
+            self.reconcile.update(tuple(result.reconcile))
         metrics = self._metrics(pod)
         metrics.lag_ms = now - result.progress.completed_until
         if result.stale is not None:
@@ -140,12 +153,67 @@ class PodPollFunction(KeyedProcessFunction):  # type: ignore[misc]
                 result.stale,
                 metrics.lag_ms,
             )
-        if result.read is not None:
+        if result.read is not None and result.read.reconcile:
+            yield from self._emit_reconciled(pod, now, result.read, result, metrics)
+        elif result.read is not None:
             yield from self._emit(pod, now, result.read, result, metrics)
         if self.driver.reading(pod):
             # Ticks come once a second; a timer looks again sooner, so that a finished read
             # waits at most SETTLE_CHECK_MS. Aligned times: one timer per slot and pod.
             timers.register_processing_time_timer((now // SETTLE_CHECK_MS + 1) * SETTLE_CHECK_MS)
+
+    def _emit_reconciled(
+        self, pod: str, now: int, read: FinishedRead, result: TickResult, metrics: PodMetrics
+    ) -> Iterator[Any]:
+        """What a reconcile pass gives: the records of the buckets read again, or its error
+        (the next pass tries again)."""
+        metrics.reconcile_passes.inc()
+        metrics.reconcile_ms = int(read.read_seconds * 1000)
+        found, reconciled = read.result, read.reconciled
+        if found is None or reconciled is None:
+            log_event(
+                log,
+                COMPONENT,
+                "reconcile_error",
+                logging.WARNING,
+                pod=pod,
+                err=read.error,
+                window_start=read.window.start,
+                window_end=read.window.end,
+            )
+            return
+        yield from self._records_and_rejects(pod, now, read, result, metrics)
+        metrics.late_recovered.inc(reconciled.late)
+        log_event(
+            log,
+            COMPONENT,
+            "reconcile",
+            pod=pod,
+            window_start=read.window.start,
+            window_end=read.window.end,
+            buckets=len(reconciled.counts),
+            grown=len(reconciled.grown),
+            late=reconciled.late,
+            records=len(result.records),
+            duration_ms=int(read.read_seconds * 1000),
+        )
+
+    def _records_and_rejects(
+        self, pod: str, now: int, read: FinishedRead, result: TickResult, metrics: PodMetrics
+    ) -> Iterator[Any]:
+        found = read.result
+        assert found is not None
+        window = read.window
+        for record in result.records:
+            yield Row(record.vin, encode_aggregated(record).decode())
+        metrics.records_out.inc(len(result.records))
+        for reject in found.rejects:
+            origin = {"pod": pod, "window_start": window.start, "window_end": window.end}
+            yield (
+                DEAD_LETTERS,
+                Row(KEYLESS, dead_letter(reject.row, reject.reason, reject.detail, origin, now)),
+            )
+        metrics.dead_lettered.inc(len(found.rejects))
 
     def _emit(
         self, pod: str, now: int, read: FinishedRead, result: TickResult, metrics: PodMetrics
@@ -185,16 +253,7 @@ class PodPollFunction(KeyedProcessFunction):  # type: ignore[misc]
             return
         metrics.rows_read.inc(found.readings)
         metrics.last_poll_at_ms = now
-        for record in result.records:
-            yield Row(record.vin, encode_aggregated(record).decode())
-        metrics.records_out.inc(len(result.records))
-        for reject in found.rejects:
-            origin = {"pod": pod, "window_start": window.start, "window_end": window.end}
-            yield (
-                DEAD_LETTERS,
-                Row(KEYLESS, dead_letter(reject.row, reject.reason, reject.detail, origin, now)),
-            )
-        metrics.dead_lettered.inc(len(found.rejects))
+        yield from self._records_and_rejects(pod, now, read, result, metrics)
         self.driver.emitted(pod, result)
         ended = time.monotonic()
         # duration_ms runs from handing the read over to the last record handed to the Kafka

@@ -11,6 +11,13 @@ Progress is the end of the pod's last completed window; it advances only when ev
 window was read. A window is planned from the saved progress, and that progress is saved
 before the read is handed over, so the read settles against exactly the progress it was
 planned from.
+
+A point written to InfluxDB later than `lookback` after its own time falls behind the progress
+unread. So each read also counts its values per `chunk_duration` bucket (those at or after the
+progress it was planned from: the lookback's values were counted by the read before), and every
+`reconcile_interval` a reconcile pass asks InfluxDB for its own counts over the last
+`reconcile_window` and reads again only the buckets that grew. Counts are never more than what
+was read, so a grown bucket is never missed; at worst one is read again for nothing.
 """
 
 from __future__ import annotations
@@ -23,12 +30,43 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from bethos.config import EtlSettings
-from bethos.readings import FetchResult, Window
+from bethos.readings import FetchResult, Tally, Window
 from bethos.record import AggregatedRecord
 from bethos.retry import backoff_delay
 from bethos.source import progress_file
 from bethos.source.planning import next_poll_after, plan_window
 from bethos.source.reads import BackgroundReads, Client, FinishedRead
+
+
+class ReconcileState(NamedTuple):
+    """A pod's reconcile bookkeeping: when its next pass is due (epoch ms), the time before which
+    it never looks (where the pod started, or was restored without this state), and per bucket
+    start the values known read. Kept in Flink as a plain tuple."""
+
+    next_at: int
+    since: int
+    known: dict[int, int]
+
+
+def add_counts(known: dict[int, int], counts: dict[int, int], keep_from: int) -> dict[int, int]:
+    """`known` plus a read's counts, without the buckets that start before `keep_from`."""
+    merged = {bucket: count for bucket, count in known.items() if bucket >= keep_from}
+    for bucket, count in counts.items():
+        if bucket >= keep_from:
+            merged[bucket] = merged.get(bucket, 0) + count
+    return merged
+
+
+def reconcile_range(
+    state: ReconcileState, completed_until: int, now: int, settings: EtlSettings
+) -> Window | None:
+    """What a pass counts: whole buckets from `reconcile_window` before now (never before
+    `since`) up to the pod's progress, where what the reads counted ends."""
+    bucket = settings.chunk_duration
+    start = max(state.since, (now - settings.reconcile_window) // bucket * bucket)
+    if completed_until <= start:
+        return None
+    return Window(start, completed_until)
 
 
 class PodProgress(NamedTuple):
@@ -52,6 +90,7 @@ class TickResult:
     records: list[AggregatedRecord] = field(default_factory=list)
     gave_up: bool = False
     stale: Window | None = None
+    reconcile: ReconcileState | None = None
 
 
 def aggregate(
@@ -72,23 +111,52 @@ def settle(
     read: FinishedRead,
     settings: EtlSettings,
     rng: random.Random,
+    reconcile: ReconcileState | None = None,
 ) -> TickResult:
-    """A read of the window planned from `progress`, settled: its records and the progress
-    after it, or the retry of the window with backoff."""
+    """A read of the window planned from `progress`, settled: its records, the progress after
+    it and its counts, or the retry of the window with backoff."""
     found = read.result
     if found is None:
         attempts = progress.failed_attempts + 1
         if attempts >= settings.retry_max_attempts:
             # The window is kept (progress unchanged) and tried again at the next regular poll.
             given_up = PodProgress(progress.completed_until, 0, now + settings.poll_interval)
-            return TickResult(given_up, read, gave_up=True)
+            return TickResult(given_up, read, gave_up=True, reconcile=reconcile)
         delay = backoff_delay(
             attempts, settings.retry_initial_interval, settings.retry_max_interval, rng
         )
-        return TickResult(PodProgress(progress.completed_until, attempts, now + delay), read)
+        retry = PodProgress(progress.completed_until, attempts, now + delay)
+        return TickResult(retry, read, reconcile=reconcile)
     next_poll_at = next_poll_after(progress.completed_until, read.window, now, settings)
     records = aggregate(found, pod, received_at=now, produced_at=now)
-    return TickResult(PodProgress(read.window.end, 0, next_poll_at), read, records)
+    if found.counts and reconcile is not None:
+        keep_from = now - settings.reconcile_window - settings.chunk_duration
+        known = add_counts(reconcile.known, found.counts, keep_from)
+        reconcile = reconcile._replace(known=known)
+    advanced = PodProgress(read.window.end, 0, next_poll_at)
+    return TickResult(advanced, read, records, reconcile=reconcile)
+
+
+def settle_reconcile(
+    pod: str,
+    now: int,
+    progress: PodProgress,
+    reconcile: ReconcileState,
+    read: FinishedRead,
+    settings: EtlSettings,
+) -> TickResult:
+    """A reconcile pass settled: the records of the buckets read again, and InfluxDB's counts
+    as what is now known read. A failed pass changes nothing and waits for the next one."""
+    next_at = now + settings.reconcile_interval
+    found, reconciled = read.result, read.reconciled
+    if found is None or reconciled is None:
+        return TickResult(progress, read, reconcile=reconcile._replace(next_at=next_at))
+    window = read.window
+    known = {b: c for b, c in reconcile.known.items() if not window.start <= b < window.end}
+    known.update(reconciled.counts)
+    records = aggregate(found, pod, received_at=now, produced_at=now)
+    done = ReconcileState(next_at, reconcile.since, known)
+    return TickResult(progress, read, records, reconcile=done)
 
 
 class PollDriver:
@@ -128,28 +196,53 @@ class PollDriver:
             return settings.start_at
         return now - settings.backfill
 
-    def tick(self, pod: str, now: int, saved: PodProgress | None) -> TickResult:
-        """Settle the pod's finished read, if any, then hand over its next window when due.
+    def tick(
+        self,
+        pod: str,
+        now: int,
+        saved: PodProgress | None,
+        saved_reconcile: ReconcileState | None = None,
+    ) -> TickResult:
+        """Settle the pod's finished read, if any, then hand over its next window when due,
+        else its reconcile pass when that is due.
 
         A pod without saved progress gets its starting point here, and the caller saves it
         before the first read settles: a later tick must not compute it again from its own now.
+        A pod without reconcile state (new, or restored from before reconcile passes) is
+        reconciled from its progress on.
         """
+        settings = self._settings
         progress = saved or PodProgress(self.starting_point(pod, now), 0, now)
-        result = TickResult(progress)
+        reconcile = saved_reconcile or ReconcileState(
+            now + settings.reconcile_interval, progress.completed_until, {}
+        )
+        result = TickResult(progress, reconcile=reconcile)
         read = self._reads.take(pod)
         if read is not None:
-            if read.window.start == progress.completed_until - self._settings.lookback:
-                result = settle(pod, now, progress, read, self._settings, self._rng)
-                progress = result.progress
+            if read.reconcile:
+                result = settle_reconcile(pod, now, progress, reconcile, read, settings)
+            elif read.window.start == progress.completed_until - settings.lookback:
+                result = settle(pod, now, progress, read, settings, self._rng, reconcile)
             else:
-                result = TickResult(progress, stale=read.window)
-        if now >= progress.next_poll_at and self._reads.outstanding(pod) is None:
-            window = plan_window(progress.completed_until, now, self._settings)
+                result = TickResult(progress, stale=read.window, reconcile=reconcile)
+            progress, reconcile = result.progress, result.reconcile or reconcile
+        if self._reads.outstanding(pod) is not None:
+            return result
+        if now >= progress.next_poll_at:
+            window = plan_window(progress.completed_until, now, settings)
             if window is None:
-                waiting = progress._replace(next_poll_at=now + self._settings.poll_interval)
+                waiting = progress._replace(next_poll_at=now + settings.poll_interval)
                 result = dataclasses.replace(result, progress=waiting)
             else:
-                self._reads.submit(pod, window)
+                tally = Tally(settings.chunk_duration, progress.completed_until)
+                self._reads.submit(pod, window, tally if settings.reconcile_interval else None)
+                return result
+        if settings.reconcile_interval and now >= reconcile.next_at:
+            checked = reconcile_range(reconcile, progress.completed_until, now, settings)
+            if checked is None:
+                later = reconcile._replace(next_at=now + settings.reconcile_interval)
+                return dataclasses.replace(result, reconcile=later)
+            self._reads.submit_reconcile(pod, checked, settings.chunk_duration, reconcile.known)
         return result
 
     def reading(self, pod: str) -> bool:

@@ -10,6 +10,7 @@ that is never taken (the job stopped, a checkpoint restored) is simply planned a
 from __future__ import annotations
 
 import dataclasses
+import functools
 import threading
 import time
 from collections.abc import Callable
@@ -18,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from bethos.exceptions import SourceError, TruncatedError
-from bethos.readings import FetchResult, Window
+from bethos.readings import FetchResult, Tally, Window
 from bethos.source.planning import split_chunks
 
 Fetch = Callable[[str, Window], FetchResult]
@@ -27,16 +28,29 @@ Fetch = Callable[[str, Window], FetchResult]
 class Client(Protocol):
     """A connector client the source reads with (`connectors.influxdb.client.InfluxClient`)."""
 
-    def fetch_window(self, pod: str, window: Window) -> FetchResult: ...
+    def fetch_window(self, pod: str, window: Window, tally: Tally | None = None) -> FetchResult: ...
+
+    def count_buckets(self, pod: str, window: Window, bucket_ms: int) -> dict[int, int]: ...
 
     def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Reconciled:
+    """What a reconcile pass found: InfluxDB's counts per bucket over the pass's window, the
+    buckets that had grown past what was read (re-read whole), and by how many values."""
+
+    counts: dict[int, int]
+    grown: list[int]
+    late: int
 
 
 @dataclass(frozen=True, slots=True)
 class FinishedRead:
     """A window read to its end: every chunk's readings (`result`), or None and the error that
     stopped the read. `truncated` lists the chunks whose response came back cut and were read
-    again in halves.
+    again in halves. `reconcile`: the read of a reconcile pass (`reconcile_window`), which
+    gives what it `reconciled` when it did not fail.
 
     Timings, for the poll event, are filled in by the thread that ran the read: when it was
     handed over (`time.monotonic()`), how long the read took once started, and how much of
@@ -50,6 +64,8 @@ class FinishedRead:
     submitted_at: float = 0.0
     read_seconds: float = 0.0
     read_cpu_seconds: float = 0.0
+    reconcile: bool = False
+    reconciled: Reconciled | None = None
 
 
 def fetch_whole(fetch: Fetch, pod: str, chunk: Window, truncated: list[Window]) -> FetchResult:
@@ -77,6 +93,30 @@ def read_window(fetch: Fetch, pod: str, window: Window, chunk_duration: int) -> 
     except SourceError as exc:
         return FinishedRead(window, None, str(exc), truncated)
     return FinishedRead(window, combined, truncated=truncated)
+
+
+def reconcile_window(
+    client: Client, pod: str, window: Window, bucket_ms: int, known: dict[int, int]
+) -> FinishedRead:
+    """A reconcile pass: InfluxDB's count per bucket of the window, compared with the values
+    already read (`known`); each bucket that grew is read again whole, so points written after
+    their window was read (later than the lookback) are found. Fails whole, like a read."""
+    try:
+        counts = client.count_buckets(pod, window, bucket_ms)
+    except SourceError as exc:
+        return FinishedRead(window, None, str(exc), reconcile=True)
+    grown = sorted(bucket for bucket, count in counts.items() if count > known.get(bucket, 0))
+    late = sum(counts[bucket] - known.get(bucket, 0) for bucket in grown)
+    combined = FetchResult()
+    truncated: list[Window] = []
+    try:
+        for bucket in grown:
+            chunk = Window(max(bucket, window.start), min(bucket + bucket_ms, window.end))
+            combined.merge(fetch_whole(client.fetch_window, pod, chunk, truncated))
+    except SourceError as exc:
+        return FinishedRead(window, None, str(exc), truncated, reconcile=True)
+    found = Reconciled(counts, grown, late)
+    return FinishedRead(window, combined, truncated=truncated, reconcile=True, reconciled=found)
 
 
 class BackgroundReads:
@@ -108,10 +148,12 @@ class BackgroundReads:
                 self._clients.append(client)
         return client
 
-    def _read(self, pod: str, window: Window, submitted_at: float) -> FinishedRead:
+    def _read(
+        self, pod: str, window: Window, submitted_at: float, job: Callable[[Client], FinishedRead]
+    ) -> FinishedRead:
         """Runs on a read thread."""
         started, cpu_started = time.monotonic(), time.thread_time()
-        read = read_window(self._client().fetch_window, pod, window, self._chunk_duration)
+        read = job(self._client())
         return dataclasses.replace(
             read,
             submitted_at=submitted_at,
@@ -119,10 +161,32 @@ class BackgroundReads:
             read_cpu_seconds=time.thread_time() - cpu_started,
         )
 
-    def submit(self, pod: str, window: Window) -> None:
+    def submit(self, pod: str, window: Window, tally: Tally | None = None) -> None:
+        """Read the pod's window, counting its values per bucket when a `tally` is given."""
+
+        def job(client: Client) -> FinishedRead:
+            fetch: Fetch = client.fetch_window
+            if tally is not None:
+                fetch = functools.partial(client.fetch_window, tally=tally)
+            return read_window(fetch, pod, window, self._chunk_duration)
+
+        self._submit(pod, window, job)
+
+    def submit_reconcile(
+        self, pod: str, window: Window, bucket_ms: int, known: dict[int, int]
+    ) -> None:
+        """Run a reconcile pass of the pod's window (`reconcile_window`); `known` is copied."""
+        known = dict(known)
+
+        def job(client: Client) -> FinishedRead:
+            return reconcile_window(client, pod, window, bucket_ms, known)
+
+        self._submit(pod, window, job)
+
+    def _submit(self, pod: str, window: Window, job: Callable[[Client], FinishedRead]) -> None:
         if pod in self._pending:
             raise RuntimeError(f"pod {pod!r} already has a read outstanding")
-        future = self._executor.submit(self._read, pod, window, time.monotonic())
+        future = self._executor.submit(self._read, pod, window, time.monotonic(), job)
         self._pending[pod] = (window, future)
 
     def outstanding(self, pod: str) -> Window | None:

@@ -22,12 +22,14 @@ import requests
 
 from bethos.config import InfluxSettings
 from bethos.exceptions import ConfigError, RecordError, SourceError, TruncatedError
-from bethos.readings import FetchResult, Reject, Window
+from bethos.readings import FetchResult, Reject, Tally, Window
 from bethos.record import INT64_MAX, INT64_MIN, MAX_NAME_LENGTH, Signal, check_signal_value
 from bethos.resource_map import ResourceMap
 from connectors.influxdb.influxql import (
     NS_PER_MS,
+    count_query,
     narrow_window_query,
+    quote_identifier,
     wide_window_query,
     window_params,
 )
@@ -183,7 +185,10 @@ def _single_row(latest: dict[str, Signal], good: SignalColumns, row: Sequence[An
 
 
 def parse_chunk(
-    chunk: Mapping[str, Any], layout: SeriesLayout, into: FetchResult | None = None
+    chunk: Mapping[str, Any],
+    layout: SeriesLayout,
+    into: FetchResult | None = None,
+    tally: Tally | None = None,
 ) -> FetchResult:
     """Readings and rejects of one decoded result object of a chunked `/query` response.
 
@@ -193,15 +198,27 @@ def parse_chunk(
     series without a VIN (`no_vin`) or whose layout refuses it (`no_resource`,
     `unmapped_resource`), and each value that is not a valid signal value or whose signal name
     is invalid (RecordError's reason). A response of an unexpected shape raises SourceError,
-    which discards the window. Appends to `into` when given, and returns it.
+    which discards the window. Appends to `into` when given, and returns it. With a `tally`,
+    the values of every row (rejected or not, as InfluxDB counts them) are counted per bucket.
     """
     result = FetchResult() if into is None else into
     try:
         for series in chunk.get("series") or ():
+            if tally is not None:
+                _tally_rows(series.get("values") or (), tally, result.counts)
             _parse_series(series, layout, result)
     except (TypeError, ValueError, KeyError, IndexError, AttributeError) as exc:
         raise SourceError(f"response broken: {type(exc).__name__}: {exc}") from None
     return result
+
+
+def _tally_rows(rows: Sequence[Sequence[Any]], tally: Tally, counts: dict[int, int]) -> None:
+    bucket_ns, since_ns = tally.bucket_ms * NS_PER_MS, tally.since_ms * NS_PER_MS
+    for row in rows:
+        at = row[0]
+        if at >= since_ns:
+            bucket = at // bucket_ns * tally.bucket_ms
+            counts[bucket] = counts.get(bucket, 0) + len(row) - 1 - row.count(None)
 
 
 def _parse_series(series: Mapping[str, Any], layout: SeriesLayout, result: FetchResult) -> None:
@@ -290,10 +307,12 @@ class InfluxClient:
         self._session: requests.Session | None = None
         self._layout = layout_for(settings, resource_map)
         if settings.layout == "wide":
+            self._counted = "*"
             self._query = wide_window_query(
                 settings.measurement, settings.pod_tag, settings.vin_tag
             )
         else:
+            self._counted = f"{quote_identifier(settings.value_field)}::field"
             self._query = narrow_window_query(
                 settings.measurement,
                 settings.pod_tag,
@@ -352,10 +371,31 @@ class InfluxClient:
             if last is not None and ends_partial(last):
                 raise TruncatedError("response ended inside a partial result")
 
-    def fetch_window(self, pod: str, window: Window) -> FetchResult:
-        """Every reading of one pod in the window, in the configured layout (`parse_chunk`)."""
+    def fetch_window(self, pod: str, window: Window, tally: Tally | None = None) -> FetchResult:
+        """Every reading of one pod in the window, in the configured layout (`parse_chunk`),
+        with the values counted per bucket when a `tally` is asked for."""
         result = FetchResult()
         params = window_params(pod, window.start, window.end)
         for chunk in self.query_chunks(self._query, params):
-            parse_chunk(chunk, self._layout, result)
+            parse_chunk(chunk, self._layout, result, tally)
         return result
+
+    def count_buckets(self, pod: str, window: Window, bucket_ms: int) -> dict[int, int]:
+        """InfluxDB's count of the pod's values in the window per epoch-aligned bucket (bucket
+        start in epoch ms -> values); buckets without any are absent. It counts every field
+        value, as a read with a `Tally` does."""
+        query = count_query(
+            self._settings.measurement, self._settings.pod_tag, self._counted, bucket_ms
+        )
+        counts: dict[int, int] = {}
+        try:
+            for chunk in self.query_chunks(query, window_params(pod, window.start, window.end)):
+                for series in chunk.get("series") or ():
+                    for row in series.get("values") or ():
+                        values = sum(value for value in row[1:] if value)
+                        if values:
+                            bucket = row[0] // NS_PER_MS
+                            counts[bucket] = counts.get(bucket, 0) + values
+        except (TypeError, ValueError, KeyError, IndexError, AttributeError) as exc:
+            raise SourceError(f"response broken: {type(exc).__name__}: {exc}") from None
+        return counts

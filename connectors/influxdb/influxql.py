@@ -43,3 +43,16 @@ def narrow_window_query(
 
 def window_params(pod: str, start_ms: int, end_ms: int) -> dict[str, object]:
     return {"pod": pod, "start": start_ms * NS_PER_MS, "end": end_ms * NS_PER_MS}
+
+
+def count_query(measurement: str, pod_tag: str, counted: str, bucket_ms: int) -> str:
+    """InfluxDB's own count of one pod's values in [$start, $end), per `bucket_ms` bucket
+    aligned to the epoch; empty buckets are left out. `counted` is `*` (every field: the wide
+    layout) or a field's quoted name (the narrow layout's value field)."""
+    if bucket_ms <= 0:
+        raise ValueError("bucket_ms must be positive")
+    return (
+        f"SELECT count({counted}) FROM {quote_identifier(measurement)} "
+        f"WHERE {quote_identifier(pod_tag)} = $pod AND time >= $start AND time < $end "
+        f"GROUP BY time({int(bucket_ms)}ms) fill(none)"
+    )

@@ -200,6 +200,8 @@ def test_an_upgrade_to_changed_code_keeps_every_vin_and_the_source_offsets(
         assert NEXT in flush_components(stack)
     finally:
         jobs.stop(stack, done.job_id)
+        # The TaskManagers' interpreters keep the changed modules: fresh ones for the next tests.
+        stack.flink.restart_taskmanagers(progress=lambda _: None)
 
 
 def test_after_a_jobmanager_crash_up_and_resume_restore_both_jobs_and_lose_nothing(

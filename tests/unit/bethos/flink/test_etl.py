@@ -15,7 +15,7 @@ import pytest
 from bethos.config import EtlSettings, InfluxSettings
 from bethos.exceptions import SourceError
 from bethos.logevents import parse_event
-from bethos.readings import FetchResult, Reject, Window
+from bethos.readings import FetchResult, Reject, Tally, Window
 from tests.data.log_fields import POLL_FIELDS
 
 NOW = 10_000_000
@@ -58,13 +58,20 @@ class FakeMetrics:
 
 class FakeRuntime:
     def __init__(self) -> None:
-        self.state = FakeState()
+        self.states: dict[str, FakeState] = {}
         self.metrics = FakeMetrics()
-        self.state_names: list[str] = []
+
+    @property
+    def state(self) -> FakeState:
+        """The pod's progress."""
+        return self.states["pod_progress"]
+
+    @property
+    def state_names(self) -> list[str]:
+        return list(self.states)
 
     def get_state(self, descriptor: Any) -> FakeState:
-        self.state_names.append(descriptor.get_name())
-        return self.state
+        return self.states.setdefault(descriptor.get_name(), FakeState())
 
     def get_metrics_group(self) -> FakeMetrics:
         return self.metrics
@@ -99,8 +106,11 @@ class FakeClient:
         self.closed = False
         FakeClient.opened.append(self)
 
-    def fetch_window(self, pod: str, window: Window) -> FetchResult:
+    def fetch_window(self, pod: str, window: Window, tally: Tally | None = None) -> FetchResult:
         return type(self).fetch(pod, window)
+
+    def count_buckets(self, pod: str, window: Window, bucket_ms: int) -> dict[int, int]:
+        return {}
 
     def close(self) -> None:
         self.closed = True
@@ -173,7 +183,11 @@ def test_a_settled_read_is_emitted_counted_logged_and_saved_as_a_plain_tuple(
         out = first + run_until_settled(function, ctx)
     finally:
         function.close()
-    assert runtime.state_names == ["pod_progress"]
+    assert runtime.state_names == ["pod_progress", "pod_reconcile"]
+    # The reconcile state, a plain tuple too: its next pass, its start, the values counted.
+    reconcile = runtime.states["pod_reconcile"].value()
+    assert type(reconcile) is tuple
+    assert reconcile[:2] == (NOW + 300_000, NOW - 60_000)
     assert type(runtime.state.value()) is tuple
     assert runtime.state.value()[:2] == (NOW - 2_000, 0)
     records = [row for row in out if not isinstance(row, tuple)]
@@ -188,6 +202,8 @@ def test_a_settled_read_is_emitted_counted_logged_and_saved_as_a_plain_tuple(
         "truncated": 0,
         "records_out": 1,
         "dead_lettered": 1,
+        "reconcile_passes": 0,
+        "late_recovered": 0,
     }
     assert runtime.metrics.gauges["lag_ms"]() == ctx.now - (NOW - 2_000)
     (poll,) = [e for e in events(caplog) if e.event == "poll"]

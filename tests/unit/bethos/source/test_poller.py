@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from bethos.config import EtlSettings
 from bethos.exceptions import SourceError, TruncatedError
-from bethos.readings import FetchResult, Reject, Window
+from bethos.readings import FetchResult, Reject, Tally, Window
 from bethos.record import SignalValue
 from bethos.retry import backoff_delay
 from bethos.source import progress_file
@@ -228,6 +228,8 @@ class FakeInflux:
     def __init__(self, fail: bool = False) -> None:
         self.fail = fail
         self.fetched: list[tuple[str, Window]] = []
+        self.counted: list[tuple[str, Window]] = []
+        self.server_counts: dict[int, int] = {}
         self.opened = 0
         self.closed = 0
 
@@ -238,13 +240,21 @@ class FakeInflux:
     def close(self) -> None:
         self.closed += 1
 
-    def fetch_window(self, pod: str, window: Window) -> FetchResult:
+    def fetch_window(self, pod: str, window: Window, tally: Tally | None = None) -> FetchResult:
         self.fetched.append((pod, window))
         if self.fail:
             raise SourceError("HTTP 500")
         result = FetchResult(readings=1)
         result.offer("V1", "speed", float(window.start), window.start)
+        if tally is not None and window.start >= tally.since_ms:
+            result.counts[window.start // tally.bucket_ms * tally.bucket_ms] = 1
         return result
+
+    def count_buckets(self, pod: str, window: Window, bucket_ms: int) -> dict[int, int]:
+        self.counted.append((pod, window))
+        if self.fail:
+            raise SourceError("HTTP 500")
+        return dict(self.server_counts)
 
     @property
     def submitted(self) -> list[tuple[str, Window]]:
