@@ -8,11 +8,18 @@ keeps queries running (`influxdb.concurrent_reads` x parallelism), and a fresh E
 Flink cluster that reads exactly that window. The ETL's time runs from the first pod's read
 being handed over to the last pod's records handed to the Kafka sink, taken from its
 `event=poll` log lines; it also waits until Kafka holds every record. Medians over the runs.
+
+Last, the extra load of reconcile passes on InfluxDB: the CPU seconds InfluxDB spends on one
+pass's counts (every pod, `reconcile_window` up to the window's end) against those of reading
+the window for every pod, scaled to one `reconcile_interval` of polls. The data set holds one
+window, so the counts cover an hour that is mostly empty: InfluxDB's cost of a count is mostly
+per series and field, but an hour full of points costs it more than this shows.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import random
 import statistics
 import tempfile
@@ -31,6 +38,7 @@ from bethos.config import EtlSettings, load_settings
 from bethos.logevents import parse_event
 from bethos.readings import Window
 from bethos.source.planning import split_chunks
+from connectors.influxdb.client import InfluxClient
 from connectors.influxdb.influxql import wide_window_query, window_params
 from connectors.influxdb.writer import InfluxWriter, Point
 from connectors.kafka.admin import create_topics
@@ -96,6 +104,45 @@ def baseline(settings: EtlSettings, window: Window, connections: int = 1) -> tup
     with ThreadPoolExecutor(connections) as pool:
         values = sum(pool.map(lambda pod: _fetch_pod(settings, window, pod), pods))
     return values, time.perf_counter() - started
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def reconcile_load(
+    settings: EtlSettings, window: Window, influxd: int, runs: int
+) -> dict[str, float]:
+    """InfluxDB's CPU seconds for reading the window of every pod (one poll of each) and for one
+    reconcile pass's counts; the extra load is the pass against the polls of one interval."""
+    pods = settings.influxdb.pods
+    counted = Window(window.end - settings.reconcile_window, window.end)
+    client = InfluxClient(settings.influxdb)
+    reads, passes, pass_walls = [], [], []
+    try:
+        for _ in range(runs):
+            before = cpu_seconds(influxd)
+            for pod in pods:
+                client.fetch_window(pod, window)
+            reads.append(cpu_seconds(influxd) - before)
+            before, started = cpu_seconds(influxd), time.perf_counter()
+            for pod in pods:
+                client.count_buckets(pod, counted, settings.chunk_duration)
+            passes.append(cpu_seconds(influxd) - before)
+            pass_walls.append(time.perf_counter() - started)
+    finally:
+        client.close()
+    polls_per_interval = settings.reconcile_interval / settings.poll_interval
+    read_cpu, pass_cpu = statistics.median(reads), statistics.median(passes)
+    return {
+        "influxdb_cpu_s_per_poll_of_every_pod": round(read_cpu, 2),
+        "influxdb_cpu_s_per_reconcile_pass": round(pass_cpu, 2),
+        "reconcile_pass_s": round(statistics.median(pass_walls), 2),
+        "polls_per_reconcile_interval": polls_per_interval,
+        "reconcile_extra_load": round(pass_cpu / (read_cpu * polls_per_interval), 4),
+    }
 
 
 def etl_polls(stack: Stack, pods: set[str], window: Window) -> list[tuple[int, int, int, float]]:
@@ -180,6 +227,8 @@ def bench(
         "max_window": "10s",
         "start_at": start,
         "batch_size": 10_000,
+        "reconcile_interval": "5m",
+        "reconcile_window": "1h",
         "flink": {"parallelism": parallelism},
     }
     config = work / "etl.yaml"
@@ -217,6 +266,11 @@ def bench(
         )
         print(json.dumps(result), flush=True)
         per_run.append(result)
+    influxd = stack.processes.pid("influxdb")
+    reconcile: dict[str, float] = {}
+    if influxd is not None:
+        report(f"reconcile: InfluxDB's CPU for {runs} passes' counts against reads ...")
+        reconcile = reconcile_load(settings, window, influxd, runs)
     return {
         "benchmark": "etl",
         "vins": vins,
@@ -233,4 +287,5 @@ def bench(
         ),
         "ratio_same_connections": statistics.median(r["ratio_same_connections"] for r in per_run),
         "ratio": statistics.median(r["ratio"] for r in per_run),
+        **reconcile,
     }
