@@ -57,6 +57,7 @@ from bethos.config.models import FlinkSettings as FlinkSettings
 from bethos.config.models import InfluxSettings as InfluxSettings
 from bethos.config.models import JobSettings as JobSettings
 from bethos.config.models import KafkaSettings as KafkaSettings
+from bethos.config.models import LimitSettings as LimitSettings
 from bethos.config.models import MergerSettings as MergerSettings
 from bethos.config.models import TopicName as TopicName
 from bethos.config.models import TopicSettings as TopicSettings

@@ -22,6 +22,7 @@ from bethos.config.kafka import (
 )
 from bethos.config.sources import _LOAD, EnvironmentSource, YamlSource
 from bethos.durations import format_duration_ms as _ms
+from bethos.limits import RecordLimits
 from bethos.sections import (
     Broken,
     CheckedSection,
@@ -198,6 +199,24 @@ class InfluxSettings(CheckedSection):
     rules: ClassVar[tuple[Rule, ...]] = (_pods_named_once, _url_without_password)
 
 
+# What a Kafka producer sends at most by default (`max.request.size`), and what a broker takes.
+KAFKA_MESSAGE_LIMIT = 1_048_576
+
+
+class LimitSettings(Section):
+    """Bounds on a VIN's latest record (`bethos.limits`): what would break one is refused into
+    the dead-letter topic instead of failing the sink."""
+
+    max_signals_per_vin: int = Field(default=10_000, ge=1)
+    max_value_bytes: int = Field(default=65_536, ge=1)
+    # Under the latest topic's max.message.bytes and the producer's max.request.size (1 MiB),
+    # with room for the message's key and headers.
+    max_record_bytes: int = Field(default=1_000_000, ge=1_024, le=KAFKA_MESSAGE_LIMIT - 4_096)
+
+    def build(self) -> RecordLimits:
+        return RecordLimits(self.max_signals_per_vin, self.max_value_bytes, self.max_record_bytes)
+
+
 class FlinkSettings(Section):
     # Unset: Flink's own (`flink run -p N`, else the cluster's `parallelism.default`).
     parallelism: int | None = Field(default=None, ge=1)
@@ -314,6 +333,7 @@ class MergerSettings(JobSettings):
     latest_merger: StrategySettings = Field(default_factory=LogCompacted)
     consumer_group: str = Field(default="bethos-latest-merger", min_length=1)
     start_from_oldest: bool = True
+    limits: LimitSettings = Field(default_factory=LimitSettings)
 
     # Each strategy checks its own keys (bethos/strategies); the rules that need another
     # section, the topics, are checked here.

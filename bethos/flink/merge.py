@@ -5,6 +5,7 @@ strategy's wiring (`bethos.flink.strategies`) builds on a `MergerGraph`."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import threading
 import time
@@ -19,6 +20,7 @@ from pyflink.table import StreamTableEnvironment
 from pyflink.table.expressions import col
 
 from bethos.config import MergerSettings
+from bethos.deadletter import dead_letter
 from bethos.exceptions import DeadLettered
 from bethos.flink.environment import ensure_logging
 from bethos.flink.rows import (
@@ -35,8 +37,10 @@ from bethos.flink.rows import (
     union_of_streams,
 )
 from bethos.flink.uids import SinkStatements
+from bethos.limits import RecordLimits, Refused, merge_bounded
 from bethos.logevents import log_event
 from bethos.merge import Entry
+from bethos.record import AggregatedRecord, encode_aggregated
 from bethos.strategies.flushing import NO_TURN, FlushLogic, FlushSummary, FlushTracker
 from connectors.kafka.tables import append_sink_ddl, upsert_sink_ddl
 
@@ -55,8 +59,10 @@ class MergeFunction(KeyedProcessFunction):  # type: ignore[misc]
         flush: FlushLogic,
         tombstones_as_delete: bool = True,
         messages_downstream: bool = False,
+        limits: RecordLimits | None = None,
     ) -> None:
         self.flush = flush
+        self.limits = limits or RecordLimits()
         # An upsert sink needs a DELETE row; buffered sinks take a null value.
         self.tombstones_as_delete = tombstones_as_delete
         # When a later operator forms the messages (inline batches), this one cannot count
@@ -76,6 +82,7 @@ class MergeFunction(KeyedProcessFunction):  # type: ignore[misc]
         self.intake = Intake(metrics, log, COMPONENT, keyed_by_message=True)
         self.emitted = BatchedCounter(metrics.counter("emitted"))
         self.expired = metrics.counter("expired")
+        self.limited = metrics.counter("signals_refused")
         self.loaded = BatchedCounter(metrics.counter("loaded_from_latest"))
         self.batched = (self.records_in, self.merged, self.emitted, self.loaded)
         self.flushes = FlushTracker(
@@ -114,13 +121,38 @@ class MergeFunction(KeyedProcessFunction):  # type: ignore[misc]
             yield DEAD_LETTERS, Row(refused.key, refused.letter)
             return
         entry = Entry.load(self.entry.value())
-        if entry.state.merge_record(record):
+        changed, kept_out = merge_bounded(entry.state, record, self.limits)
+        if changed:
             entry.dirty = True
         self.merged.inc()
+        for part in kept_out:
+            yield (
+                DEAD_LETTERS,
+                Row(key, self._refused(record, part, (topic, partition, offset), now)),
+            )
         due = self.flush.on_record(entry, record.vin, now)
         if due is not None:
             ctx.timer_service().register_processing_time_timer(due)
         self.entry.update(entry.saved())
+
+    def _refused(
+        self, record: AggregatedRecord, part: Refused, origin: tuple[str, int, int], now: int
+    ) -> str:
+        """Count and log signals a limit kept out of the VIN's state; their dead letter."""
+        self.limited.inc(len(part.signals))
+        topic, partition, offset = origin
+        where = {"topic": topic, "partition": partition, "offset": offset}
+        log_event(
+            log,
+            COMPONENT,
+            "error",
+            logging.ERROR,
+            reason=part.reason,
+            err=f"{part.detail}: {len(part.signals)} signals of {record.vin!r} refused",
+            **where,
+        )
+        kept_out = dataclasses.replace(record, signals=part.signals)
+        return dead_letter(encode_aggregated(kept_out), part.reason, part.detail, where, now)
 
     def _load_latest(
         self, key: str, raw: bytes | None, origin: tuple[str, int, int], now: int, ctx: Any
@@ -263,7 +295,12 @@ class MergerGraph:
         merged = (
             keyed_by_first_column(self.t_env, self.inputs, Types.STRING(), ROW_INPUT)
             .process(
-                MergeFunction(flush, tombstones_as_delete, messages_downstream),
+                MergeFunction(
+                    flush,
+                    tombstones_as_delete,
+                    messages_downstream,
+                    self.settings.limits.build(),
+                ),
                 output_type=ROW_KEY_VALUE,
             )
             .uid(MERGE_UID)

@@ -16,6 +16,7 @@ from typing import ClassVar, Literal, NamedTuple
 
 from pydantic import Field
 
+from bethos.limits import RecordLimits, Refused, merge_bounded, merge_state_bounded
 from bethos.merge import Candidate, VinState
 from bethos.record import INT64_MAX, AggregatedRecord
 from bethos.sections import Broken, CheckedSection, DurationMs, Rule
@@ -104,9 +105,16 @@ class WindowState:
     """The merge of every record whose window has closed, allowed late ones included."""
     pending: dict[int, VinState] = field(default_factory=dict)
     """Window end -> the merge of the records of that still-open window."""
+    refused: list[Refused] = field(default_factory=list)
+    """What `limits` kept out of `closed` since the caller last emptied it (never saved)."""
 
     def add(
-        self, record: AggregatedRecord, watermark: int, size_ms: int, allowed_lateness_ms: int
+        self,
+        record: AggregatedRecord,
+        watermark: int,
+        size_ms: int,
+        allowed_lateness_ms: int,
+        limits: RecordLimits | None = None,
     ) -> Outcome:
         """Place one record given the current watermark (Long.MIN_VALUE before the first)."""
         end = window_end(event_time(record), size_ms)
@@ -121,19 +129,27 @@ class WindowState:
             window.merge_record(record)
             return Outcome(Verdict.PENDING, end, new_window=new_window)
         if watermark < closes_at + allowed_lateness_ms:
-            return Outcome(Verdict.LATE_EMIT, end, changed=self.closed.merge_record(record))
+            if limits is None:
+                return Outcome(Verdict.LATE_EMIT, end, changed=self.closed.merge_record(record))
+            changed, kept_out = merge_bounded(self.closed, record, limits)
+            self.refused.extend(kept_out)
+            return Outcome(Verdict.LATE_EMIT, end, changed=changed)
         return Outcome(Verdict.TOO_LATE, end)
 
     def due(self, watermark: int) -> list[int]:
         """The ends, oldest first, of the pending windows that `watermark` closes."""
         return sorted(end for end in self.pending if close_time(end) <= watermark)
 
-    def close(self, end: int) -> VinState | None:
-        """Close the window ending at `end`; return the emission, or None if it held nothing."""
+    def close(self, end: int, limits: RecordLimits | None = None, vin: str = "") -> VinState | None:
+        """Close the window ending at `end`; return the emission, or None if it held nothing.
+        With `limits`, `closed` stays within them (the VIN's name counts in its size)."""
         window = self.pending.pop(end, None)
         if window is None:
             return None
-        self.closed.merge_state(window)
+        if limits is None:
+            self.closed.merge_state(window)
+        else:
+            self.refused.extend(merge_state_bounded(self.closed, vin, window, limits)[1])
         return _copy(self.closed)
 
     def to_tuple(self) -> SavedWindowState:
@@ -160,23 +176,24 @@ class WindowLogic:
 
     size_ms: int
     allowed_lateness_ms: int = 0
+    # Bounds on the emitted record; what they keep out is left in `WindowState.refused`.
+    limits: RecordLimits | None = None
 
     def place(self, state: WindowState, record: AggregatedRecord, watermark: int) -> Outcome:
         """Place one record given the current watermark (Long.MIN_VALUE before the first)."""
-        return state.add(record, watermark, self.size_ms, self.allowed_lateness_ms)
+        return state.add(record, watermark, self.size_ms, self.allowed_lateness_ms, self.limits)
 
     @staticmethod
     def load(state: WindowState, record: AggregatedRecord) -> None:
         """A record of the `latest` topic read at a stateless start: state, not an event."""
         state.closed.merge_record(record)
 
-    @staticmethod
-    def on_watermark(state: WindowState, watermark: int) -> list[VinState]:
+    def on_watermark(self, state: WindowState, watermark: int, vin: str = "") -> list[VinState]:
         """Close every pending window the watermark has reached, oldest first; each closing
         emits the VIN's complete record as of that window's end."""
         emissions = []
         for end in state.due(watermark):
-            emission = state.close(end)
+            emission = state.close(end, self.limits, vin)
             if emission is not None:
                 emissions.append(emission)
         return emissions

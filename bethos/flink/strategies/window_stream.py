@@ -4,7 +4,10 @@ with allowed lateness -> the `latest` topic. The logic is
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from pyflink.common import Duration, Row, Types, WatermarkStrategy
@@ -19,7 +22,7 @@ from bethos.flink.merge import COMPONENT, MergerGraph, log
 from bethos.flink.rows import INPUT_FIELDS, ORIGIN_LATEST, ROW_DEAD_LETTER, ROW_KEY_VALUE, Intake
 from bethos.logevents import log_event
 from bethos.merge import VinState
-from bethos.record import decode_aggregated
+from bethos.record import AggregatedRecord, decode_aggregated, encode_aggregated
 from bethos.strategies.window_stream import (
     Verdict,
     WindowLogic,
@@ -88,6 +91,7 @@ class WindowMergeFunction(KeyedProcessFunction):  # type: ignore[misc]
         self.late_emitted = metrics.counter("late_emitted")
         self.emitted = metrics.counter("emitted")
         self.dead_lettered = metrics.counter("dead_lettered")
+        self.limited = metrics.counter("signals_refused")
 
     def process_element(self, value: Row, ctx: KeyedProcessFunction.Context):  # type: ignore[no-untyped-def]
         vin, raw, topic, partition, offset, origin = value[:6]
@@ -119,6 +123,9 @@ class WindowMergeFunction(KeyedProcessFunction):  # type: ignore[misc]
             yield DEAD_LETTERS, Row(vin, dead_letter(raw, "late", detail, origin_info, now))
             return
         self.merged.inc()
+        yield from self._refused(
+            vin, state, {"topic": topic, "partition": partition, "offset": offset}
+        )
         self.state.update(state.to_tuple())
         if outcome.verdict is Verdict.PENDING:
             if outcome.new_window:
@@ -130,9 +137,31 @@ class WindowMergeFunction(KeyedProcessFunction):  # type: ignore[misc]
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext):  # type: ignore[no-untyped-def]
         state = WindowState.from_tuple(self.state.value())
         vin = ctx.get_current_key()
-        for emission in self.logic.on_watermark(state, timestamp):
+        for emission in self.logic.on_watermark(state, timestamp, vin):
             yield self._emission(vin, emission)
+        yield from self._refused(vin, state, {"window_end": timestamp + 1})
         self.state.update(state.to_tuple())
+
+    def _refused(
+        self, vin: str, state: WindowState, origin: dict[str, object]
+    ) -> Iterator[tuple[OutputTag, Row]]:
+        """Dead letters for the signals `limits` kept out of the VIN's record; counted, logged."""
+        now = int(time.time() * 1000)
+        for part in state.refused:
+            self.limited.inc(len(part.signals))
+            log_event(
+                log,
+                COMPONENT,
+                "error",
+                logging.ERROR,
+                reason=part.reason,
+                err=f"{part.detail}: {len(part.signals)} signals of {vin!r} refused",
+                **origin,
+            )
+            kept_out = AggregatedRecord(vin, part.signals, "", 0, 0)
+            letter = dead_letter(encode_aggregated(kept_out), part.reason, part.detail, origin, now)
+            yield DEAD_LETTERS, Row(vin, letter)
+        state.refused.clear()
 
     def _emission(self, vin: str, state: VinState) -> Row:
         value = state.encode_latest(vin, produced_at=int(time.time() * 1000))
@@ -157,7 +186,12 @@ def wire(graph: MergerGraph, options: WindowStream) -> None:
     merged = (
         decoded.assign_timestamps_and_watermarks(watermarks)
         .key_by(lambda row: row[0], key_type=Types.STRING())
-        .process(WindowMergeFunction(options.build()), output_type=ROW_KEY_VALUE)
+        .process(
+            WindowMergeFunction(
+                dataclasses.replace(options.build(), limits=graph.settings.limits.build())
+            ),
+            output_type=ROW_KEY_VALUE,
+        )
         .uid(WINDOW_UID)
         .name(f"tumbling windows of {window.size} ms per VIN")
     )

@@ -5,6 +5,7 @@ import pickle
 from hypothesis import given
 from hypothesis import strategies as st
 
+from bethos.limits import TOO_MANY_SIGNALS, RecordLimits
 from bethos.merge import VinState, value_order_key
 from bethos.record import INT64_MAX, INT64_MIN, AggregatedRecord, Signal, SignalValue
 from bethos.strategies.window_stream import (
@@ -298,3 +299,22 @@ def test_the_logic_places_records_closes_windows_and_loads_state() -> None:
     assert logic.too_late(late.end, 19) == (
         "window ending 10 closed; watermark 19 is past its allowed lateness of 5 ms"
     )
+
+
+def test_closing_windows_keep_the_record_within_the_limits() -> None:
+    logic = WindowLogic(SIZE, allowed_lateness_ms=100, limits=RecordLimits(max_signals=3))
+    state = WindowState()
+    logic.place(state, record(a=(1, 1), b=(1, 2)), MIN_WATERMARK)
+    logic.place(state, record(c=(1, 11), d=(1, 12)), MIN_WATERMARK)
+    (first, second) = logic.on_watermark(state, 25, "VIN1")
+    assert sorted(first.signals) == ["a", "b"] and sorted(second.signals) == ["a", "b", "c"]
+    (kept_out,) = state.refused
+    assert kept_out.reason == TOO_MANY_SIGNALS and list(kept_out.signals) == ["d"]
+    state.refused.clear()
+    # A late record within the allowed lateness is bounded the same way.
+    outcome = logic.place(state, record(e=(1, 15), a=(2, 16)), 30)
+    assert outcome.verdict is Verdict.LATE_EMIT and outcome.changed
+    assert sorted(state.closed.signals) == ["a", "b", "c"]
+    assert [part.signals.keys() for part in state.refused] == [{"e"}]
+    # What the limits keep out is never saved.
+    assert WindowState.from_tuple(state.to_tuple()).refused == []
