@@ -62,6 +62,15 @@ def merge_bounded(
     signals and changed strings would make the latest record larger than `max_record_bytes`,
     they are taken back out and refused; the record's other updates stay.
     """
+    known = state.signals
+    for name, signal in record.signals.items():
+        current = known.get(name)
+        if current is None or type(signal.value) is str or type(current[0]) is str:
+            break
+    else:
+        # The common case: numbers and booleans of known signals, which cannot grow the record
+        # (they are counted at their widest), so the merge rule alone.
+        return state.merge_record(record), []
     if (record.received_at, record.pod) > (state.received_at, state.pod):
         state.received_at, state.pod = record.received_at, record.pod
     incoming = {
