@@ -21,6 +21,8 @@ class StateStoreSettings(CheckedSection):
     backend: Literal["redis", "memory"] = "redis"
     redis_url: str = "redis://127.0.0.1:6379/0"
     key_prefix: str = "bethos:latest"
+    # redis_url names one node of a Redis Cluster; the client finds the others.
+    redis_cluster: bool = False
     # VINs per pipelined (one round trip, atomic) write.
     batch_size: int = Field(default=2_000, ge=1, le=5_000)
     linger: DurationMs = 200
@@ -75,6 +77,7 @@ class ChangeLog(Protocol):
     """The reading side of the store (`connectors.store.base.LatestStore`)."""
 
     def head(self) -> int: ...
+    def epoch(self) -> str: ...
     def changes_since(self, cursor: int, limit: int) -> Sequence[StoreChange]: ...
 
 
@@ -90,11 +93,12 @@ class PublishPlan:
         return now_ms >= (next_at_ms or 0)
 
     @staticmethod
-    def wiped(cursor: int, head: int) -> bool:
-        """A store whose newest version is behind the cursor was wiped (a Redis without
-        persistence restarted): its versions start again from 1, so publish it all again
-        (from cursor 0) rather than wait for `cursor`."""
-        return head < cursor
+    def wiped(cursor: int, head: int, seen_epoch: str | None = None, epoch: str = "") -> bool:
+        """Whether the store was wiped (a Redis without persistence restarted, a flush) since
+        the cursor was read from it: its versions start again from 1, so publish it all again
+        (from cursor 0) rather than wait for `cursor`. Its newest version is behind the cursor,
+        or, after more writes than the cursor, its epoch is another than the one seen."""
+        return head < cursor or bool(seen_epoch and epoch and epoch != seen_epoch)
 
     def pages(self, store: ChangeLog, cursor: int) -> Iterator[Sequence[StoreChange]]:
         """The changes after `cursor`, a page at a time, ascending by version; a page's last

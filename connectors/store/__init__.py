@@ -10,11 +10,15 @@ __all__ = ["LatestStore", "MemoryStore", "RedisStore", "open_store"]
 
 
 def open_store(
-    backend: str, redis_url: str, key_prefix: str, password: str | None = None
+    backend: str,
+    redis_url: str,
+    key_prefix: str,
+    password: str | None = None,
+    cluster: bool = False,
 ) -> LatestStore:
-    """The store of `backend`: "memory" or "redis"."""
+    """The store of `backend`: "memory" or "redis" (a Redis Cluster with `cluster`)."""
     if backend == "memory":
         return MemoryStore()
     if backend == "redis":
-        return RedisStore(redis_url, key_prefix, password)
+        return RedisStore(redis_url, key_prefix, password, cluster)
     raise ValueError(f"unknown store backend {backend!r}: expected 'memory' or 'redis'")

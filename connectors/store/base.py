@@ -43,6 +43,11 @@ class LatestStore(Protocol):
         """The newest version assigned; 0 for a new (or wiped) store."""
         ...
 
+    def epoch(self) -> str:
+        """An id of this store's contents, set by the first write; another after a wipe (and
+        the writes after it), "" before any write."""
+        ...
+
     def close(self) -> None: ...
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import uuid
 from collections.abc import Sequence
 
 from connectors.store.base import Change, StoreEntry, check_limit
@@ -18,6 +19,7 @@ class MemoryStore:
         # VIN -> version of its newest change. A changed VIN is re-inserted, so the dict's order
         # is ascending by version.
         self._changes: dict[str, int] = {}
+        self._epoch = uuid.uuid4().hex
 
     def write(self, entries: Sequence[StoreEntry]) -> int:
         with self._lock:
@@ -55,6 +57,10 @@ class MemoryStore:
     def head(self) -> int:
         with self._lock:
             return self._version
+
+    def epoch(self) -> str:
+        with self._lock:
+            return self._epoch if self._version else ""
 
     def close(self) -> None:
         pass

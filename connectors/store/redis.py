@@ -1,12 +1,21 @@
-"""The latest store on Redis: one hash of records, a sorted set of changes, a version counter."""
+"""The latest store on Redis: one hash of records, a sorted set of changes, a version counter and
+an epoch.
+
+Every key carries the prefix as a hash tag (`{prefix}:records`, ...): each script touches
+several keys, which Redis Cluster accepts only when they hash to one slot. The epoch is a random
+id the first write after the store was created (or wiped) sets: the publisher compares it with
+the one it saw, so a wipe is noticed even after more writes than its cursor.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import uuid
 from collections.abc import Iterator, Sequence
 from typing import cast
 
 import redis
+import redis.cluster
 
 from bethos.exceptions import StoreError
 from connectors.store.base import Change, StoreEntry, check_limit
@@ -14,10 +23,12 @@ from connectors.store.base import Change, StoreEntry, check_limit
 # Entries per script call: each is atomic, a larger write is several calls in order.
 MAX_ENTRIES_PER_CALL = 5_000
 
-# KEYS: records, changes, version. ARGV: (vin, "1" with a value | "0" for a tombstone, value)...
+# KEYS: records, changes, version, epoch. ARGV: epoch if none is set, then
+# (vin, "1" with a value | "0" for a tombstone, value)...
 WRITE_SCRIPT = """
+redis.call('SETNX', KEYS[4], ARGV[1])
 local version = 0
-for i = 1, #ARGV, 3 do
+for i = 2, #ARGV, 3 do
   local vin = ARGV[i]
   version = redis.call('INCR', KEYS[3])
   if ARGV[i + 1] == '1' then
@@ -56,43 +67,86 @@ return out
 """
 
 
-class RedisStore:
-    """`LatestStore` on Redis: hash `P:records`, sorted set `P:changes`, counter `P:version`."""
+def tagged_keys(key_prefix: str) -> tuple[str, str, str, str]:
+    """The store's keys, in one Redis Cluster slot: records, changes, version, epoch."""
+    tag = "{" + key_prefix + "}"
+    return (f"{tag}:records", f"{tag}:changes", f"{tag}:version", f"{tag}:epoch")
 
-    def __init__(self, url: str, key_prefix: str, password: str | None = None) -> None:
+
+class RedisStore:
+    """`LatestStore` on Redis: hash `{P}:records`, sorted set `{P}:changes`, counter
+    `{P}:version`, string `{P}:epoch`; on one server, or on a Redis Cluster (`cluster`)."""
+
+    def __init__(
+        self, url: str, key_prefix: str, password: str | None = None, cluster: bool = False
+    ) -> None:
         self._secrets = [password] if password else []
+        client: redis.Redis | redis.cluster.RedisCluster
         try:
-            self._client = redis.Redis.from_url(
-                url, password=password, socket_timeout=5, socket_connect_timeout=5
-            )
+            if cluster:
+                client = redis.cluster.RedisCluster.from_url(
+                    url, password=password, socket_timeout=5, socket_connect_timeout=5
+                )
+            else:
+                client = redis.Redis.from_url(
+                    url, password=password, socket_timeout=5, socket_connect_timeout=5
+                )
         except ValueError as exc:
             raise StoreError(self._redact(f"redis url is invalid: {exc}")) from None
-        options = self._client.connection_pool.connection_kwargs
+        except redis.RedisError as exc:
+            raise StoreError(self._redact(f"redis cluster at {url}: {exc}")) from None
+        self._client = client
+        if isinstance(client, redis.cluster.RedisCluster):
+            node = client.get_default_node()
+            options = node.redis_connection.connection_pool.connection_kwargs
+        else:
+            options = client.connection_pool.connection_kwargs
         if options.get("password"):  # one given in the URL wins over `password`
             self._secrets.append(str(options["password"]))
         where = options.get("path") or f"{options.get('host')}:{options.get('port')}"
-        self._where = f"redis at {where}"
-        self._records = f"{key_prefix}:records"
-        self._changes = f"{key_prefix}:changes"
-        self._version = f"{key_prefix}:version"
-        # Script objects run EVALSHA and load the script again on NOSCRIPT.
-        self._write_script = self._client.register_script(WRITE_SCRIPT)
-        self._changes_script = self._client.register_script(CHANGES_SCRIPT)
+        self._where = f"redis{' cluster' if cluster else ''} at {where}"
+        self._records, self._changes, self._version, self._epoch = tagged_keys(key_prefix)
+        # Before hash tags the keys were `P:records`, `P:changes`, `P:version` (one server only:
+        # a cluster refused them); the first call renames a store of that layout.
+        self._untagged = (
+            None
+            if cluster
+            else [f"{key_prefix}:{name}" for name in ("records", "changes", "version")]
+        )
+        # Script objects run EVALSHA and load the script again on NOSCRIPT; redis-py's cluster
+        # client has them too (its stubs type them for the plain client only).
+        scripts = cast("redis.Redis", client)
+        self._write_script = scripts.register_script(WRITE_SCRIPT)
+        self._changes_script = scripts.register_script(CHANGES_SCRIPT)
+
+    def _adopt_untagged(self) -> None:
+        """Rename a store of the untagged layout, once; call it inside `_failing`."""
+        if self._untagged is None:
+            return
+        old = self._untagged
+        if not self._client.exists(self._version) and self._client.exists(old[2]):
+            tagged = (self._records, self._changes, self._version)
+            for before, after in zip(old, tagged, strict=True):
+                if self._client.exists(before):
+                    self._client.renamenx(before, after)
+        self._untagged = None
 
     def write(self, entries: Sequence[StoreEntry]) -> int:
         version = 0
-        keys = [self._records, self._changes, self._version]
+        keys = [self._records, self._changes, self._version, self._epoch]
         for start in range(0, len(entries), MAX_ENTRIES_PER_CALL):
-            args: list[str | bytes] = []
+            args: list[str | bytes] = [uuid.uuid4().hex]
             for vin, value in entries[start : start + MAX_ENTRIES_PER_CALL]:
                 args += (vin, "0", b"") if value is None else (vin, "1", value)
             with self._failing("write"):
+                self._adopt_untagged()
                 version = int(self._write_script(keys=keys, args=args))
         return version
 
     def changes_since(self, cursor: int, limit: int) -> list[Change]:
         check_limit(limit)
         with self._failing("read changes"):
+            self._adopt_untagged()
             reply = self._changes_script(
                 keys=[self._records, self._changes], args=[f"({cursor}", limit]
             )
@@ -103,15 +157,23 @@ class RedisStore:
 
     def get(self, vin: str) -> bytes | None:
         with self._failing("get"):
+            self._adopt_untagged()
             return cast("bytes | None", self._client.hget(self._records, vin))
 
     def count(self) -> int:
         with self._failing("count"):
+            self._adopt_untagged()
             return cast(int, self._client.hlen(self._records))
 
     def head(self) -> int:
         with self._failing("read the version"):
+            self._adopt_untagged()
             return int(cast("bytes | None", self._client.get(self._version)) or 0)
+
+    def epoch(self) -> str:
+        with self._failing("read the epoch"):
+            self._adopt_untagged()
+            return (cast("bytes | None", self._client.get(self._epoch)) or b"").decode()
 
     def close(self) -> None:
         with self._failing("close"):

@@ -14,6 +14,7 @@ import redis
 from hypothesis import HealthCheck, given, settings
 
 from bethos.exceptions import StoreError
+from bethos.strategies.state_store import PublishPlan
 from connectors.store import LatestStore, MemoryStore, RedisStore
 from connectors.store.base import Change, StoreEntry
 from connectors.store.redis import MAX_ENTRIES_PER_CALL
@@ -70,9 +71,10 @@ def store(redis_url: str, prefix: str) -> Iterator[RedisStore]:
 
 
 def delete_keys(raw: redis.Redis, prefix: str) -> None:
-    keys = list(raw.scan_iter(match=f"{prefix}:*"))
-    if keys:
-        raw.delete(*keys)
+    for pattern in (f"{prefix}:*", "{" + prefix + "}:*"):
+        keys = list(raw.scan_iter(match=pattern))
+        if keys:
+            raw.delete(*keys)
 
 
 @pytest.mark.parametrize("check", SEMANTIC_CHECKS, ids=lambda check: check.__name__)
@@ -105,15 +107,50 @@ def test_a_reader_between_writes_misses_no_change(
 def test_the_key_layout(store: RedisStore, raw: redis.Redis, prefix: str) -> None:
     store.write([StoreEntry("VIN1", b"a"), StoreEntry("VIN2", b"b")])
     store.write([StoreEntry("VIN1", None)])
-    assert sorted(raw.scan_iter(match=f"{prefix}:*")) == [
-        f"{prefix}:{name}".encode() for name in ("changes", "records", "version")
+    # The prefix is a hash tag: every key in one Redis Cluster slot.
+    tag = "{" + prefix + "}"
+    assert sorted(raw.scan_iter(match=f"{tag}:*")) == [
+        f"{tag}:{name}".encode() for name in ("changes", "epoch", "records", "version")
     ]
-    assert raw.hgetall(f"{prefix}:records") == {b"VIN2": b"b"}
-    assert raw.zrange(f"{prefix}:changes", 0, -1, withscores=True) == [
+    assert raw.hgetall(f"{tag}:records") == {b"VIN2": b"b"}
+    assert raw.zrange(f"{tag}:changes", 0, -1, withscores=True) == [
         (b"VIN2", 2.0),
         (b"VIN1", 3.0),
     ]
-    assert raw.get(f"{prefix}:version") == b"3"
+    assert raw.get(f"{tag}:version") == b"3"
+    epoch = raw.get(f"{tag}:epoch")
+    assert epoch and store.epoch() == epoch.decode()
+    # Set by the first write only.
+    store.write([StoreEntry("VIN3", b"c")])
+    assert raw.get(f"{tag}:epoch") == epoch
+
+
+def test_a_store_of_the_untagged_layout_is_taken_over(
+    redis_url: str, raw: redis.Redis, prefix: str
+) -> None:
+    raw.hset(f"{prefix}:records", mapping={"VIN1": b"a", "VIN2": b"b"})
+    raw.zadd(f"{prefix}:changes", {"VIN1": 1, "VIN2": 2})
+    raw.set(f"{prefix}:version", 2)
+    store = RedisStore(redis_url, prefix)
+    try:
+        assert store.changes_since(0, 10) == [Change("VIN1", 1, b"a"), Change("VIN2", 2, b"b")]
+        assert store.write([StoreEntry("VIN3", b"c")]) == 3
+        assert list(raw.scan_iter(match=f"{prefix}:*")) == []
+    finally:
+        store.close()
+
+
+def test_a_wipe_followed_by_more_writes_than_the_cursor_is_noticed(
+    store: RedisStore, raw: redis.Redis, prefix: str
+) -> None:
+    store.write([StoreEntry(f"VIN{i}", b"x") for i in range(3)])
+    cursor, seen = store.head(), store.epoch()
+    delete_keys(raw, prefix)  # a Redis without persistence restarted
+    store.write([StoreEntry(f"VIN{i}", b"y") for i in range(10)])
+    head, epoch = store.head(), store.epoch()
+    assert head > cursor and epoch and epoch != seen
+    assert PublishPlan.wiped(cursor, head, seen, epoch)
+    assert not PublishPlan.wiped(cursor, head, epoch, epoch)
 
 
 def test_a_large_write_is_split_into_atomic_calls_in_order(
@@ -172,7 +209,7 @@ def test_versions_stay_exact_near_two_to_the_53(
     store: RedisStore, raw: redis.Redis, prefix: str
 ) -> None:
     start = 2**53 - 10
-    raw.set(f"{prefix}:version", start)
+    raw.set("{" + prefix + "}:version", start)
     assert store.write([StoreEntry(f"VIN{i}", b"x") for i in range(3)]) == start + 3
     assert [c.version for c in store.changes_since(start, 10)] == [start + 1, start + 2, start + 3]
     assert store.changes_since(start + 2, 10) == [Change("VIN2", start + 3, b"x")]

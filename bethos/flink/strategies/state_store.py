@@ -50,7 +50,9 @@ def store_for(settings: StateStoreSettings) -> LatestStore:
     if settings.backend == "memory":
         return _MEMORY_STORES.setdefault(settings.key_prefix, MemoryStore())
     password = settings.password.get_secret_value() if settings.password else None
-    return open_store("redis", settings.redis_url, settings.key_prefix, password)
+    return open_store(
+        "redis", settings.redis_url, settings.key_prefix, password, settings.redis_cluster
+    )
 
 
 class StoreWriter(BufferedDelivery):
@@ -97,6 +99,8 @@ class PublishFunction(KeyedProcessFunction):  # type: ignore[misc]
         self.store = store_for(self.settings)
         self.cursor = runtime_context.get_state(ValueStateDescriptor("cursor", Types.LONG()))
         self.next_at = runtime_context.get_state(ValueStateDescriptor("next_at", Types.LONG()))
+        # The store's epoch the cursor belongs to (None: restored from before epochs).
+        self.epoch = runtime_context.get_state(ValueStateDescriptor("epoch", Types.STRING()))
         metrics = runtime_context.get_metrics_group()
         self.published = metrics.counter("published")
         self.tombstones = metrics.counter("tombstones")
@@ -117,8 +121,9 @@ class PublishFunction(KeyedProcessFunction):  # type: ignore[misc]
         started = time.monotonic()
         published = tombstones = 0
         try:
-            head = self.store.head()
-            if self.plan.wiped(cursor, head):
+            epoch, head = self.store.epoch(), self.store.head()
+            seen_epoch = self.epoch.value()
+            if self.plan.wiped(cursor, head, seen_epoch, epoch):
                 log_event(
                     publisher_log,
                     PUBLISHER,
@@ -129,6 +134,8 @@ class PublishFunction(KeyedProcessFunction):  # type: ignore[misc]
                 )
                 cursor = 0
                 self.cursor.update(0)
+            if epoch and epoch != seen_epoch:
+                self.epoch.update(epoch)
             for page in self.plan.pages(self.store, cursor):
                 for change in page:
                     if change.value is None:

@@ -43,6 +43,23 @@ def test_a_store_behind_the_cursor_was_wiped() -> None:
     assert not PublishPlan.wiped(cursor=0, head=0)
 
 
+def test_a_store_of_another_epoch_was_wiped_however_far_its_versions_went() -> None:
+    assert PublishPlan.wiped(cursor=10, head=500, seen_epoch="a", epoch="b")
+    assert not PublishPlan.wiped(cursor=10, head=500, seen_epoch="a", epoch="a")
+    # No epoch seen yet (restored from before epochs), or none set: the versions decide.
+    assert not PublishPlan.wiped(cursor=10, head=500, seen_epoch=None, epoch="b")
+    assert PublishPlan.wiped(cursor=10, head=0, seen_epoch="a", epoch="")
+
+
+def test_a_memory_store_has_an_epoch_once_written() -> None:
+    store = MemoryStore()
+    assert store.epoch() == ""
+    store.write([StoreEntry("VIN1", b"a")])
+    other = MemoryStore()
+    other.write([StoreEntry("VIN1", b"a")])
+    assert store.epoch() and store.epoch() != other.epoch()
+
+
 @given(st.integers(0, 30), st.integers(1, 7), st.integers(0, 30))
 def test_pages_hold_every_change_after_the_cursor_once(vins: int, page: int, cursor: int) -> None:
     store = MemoryStore()
