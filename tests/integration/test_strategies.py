@@ -3,6 +3,7 @@ publisher, `window_stream`, `inline`, and the load of the `latest` topic at a st
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -22,6 +23,7 @@ from bethos.record import (
     encode_aggregated,
     encode_latest,
 )
+from bethos.strategies.flushing import stagger_offset
 from connectors.kafka.admin import create_topics
 from connectors.kafka.reader import read_topic
 from connectors.store.redis import RedisStore
@@ -415,3 +417,43 @@ def test_inline_batches_land_on_a_plain_topic_holding_every_vins_latest_record(
     assert all("message_count" not in line for line in merge)
     assert int(merge[0]["emitted"]) == len(first)
     jobs.stop(stack, job_id, str(stack.state / "flink" / "savepoints"))
+
+
+def test_emit_all_with_stagger_sends_every_vin_each_interval_at_its_own_offset(
+    pipeline_configs: tuple[Path, Path],
+    etl_settings: EtlSettings,
+    submit: Callable[..., str],
+) -> None:
+    interval = 3_000
+    config = merger_config(
+        pipeline_configs[1], "emit-all-stagger", flush_interval="3s", emit="all", stagger=True
+    )
+    records = records_for(12, "a", 1_000, received_at=1)
+    produce(etl_settings, keyed(records))
+    submit("latest_merger", config)
+
+    def emissions() -> dict[str, list[int]]:
+        """Per VIN, when each of its latest records was produced (epoch ms)."""
+        found: dict[str, list[int]] = {}
+        for _, value in read_topic(etl_settings.kafka, etl_settings.topics.latest):
+            assert value is not None
+            doc = orjson.loads(value)
+            found.setdefault(doc["vin"], []).append(int(doc["produced_at"]))
+        return found
+
+    # Nothing changes after the first records: `emit: all` sends every VIN at every flush.
+    wait_until(
+        lambda: len(emissions()) == 12 and all(len(t) >= 4 for t in emissions().values()),
+        timeout=120,
+    )
+    seen = emissions()
+    assert len(seen) == 12 and all(len(times) >= 4 for times in seen.values()), seen
+    for vin, times in seen.items():
+        offset = stagger_offset(vin, interval)
+        # Each VIN at its own offset into the interval, once an interval.
+        lateness = [(at - offset) % interval for at in times]
+        assert all(late < 1_000 for late in lateness), (vin, offset, lateness)
+        gaps = [after - before for before, after in itertools.pairwise(sorted(times))]
+        assert all(interval - 1_000 < gap < interval + 1_000 for gap in gaps), (vin, gaps)
+    # Spread over the interval, not in one burst.
+    assert len({stagger_offset(vin, interval) // 500 for vin in seen}) > 2
