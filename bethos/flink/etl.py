@@ -27,6 +27,7 @@ from bethos.flink.rows import (
     KEYLESS,
     ROW_DEAD_LETTER,
     ROW_KEY_VALUE,
+    CounterGauge,
     add_dead_letter_sink,
     add_sink,
 )
@@ -71,14 +72,15 @@ class PodMetrics:
         self.truncated = pod_group.counter("truncated")
         self.records_out = pod_group.counter("records_out")
         self.dead_lettered = pod_group.counter("dead_lettered")
-        self.lag_ms = 0
-        pod_group.gauge("lag_ms", lambda: self.lag_ms)
-        self.last_poll_at_ms = 0
-        pod_group.gauge("last_poll_at_ms", lambda: self.last_poll_at_ms)
+        self.lag = CounterGauge(pod_group.counter("lag_ms"))
+        self.last_poll_at = CounterGauge(pod_group.counter("last_poll_at_ms"))
         self.reconcile_passes = pod_group.counter("reconcile_passes")
         self.late_recovered = pod_group.counter("late_recovered")
-        self.reconcile_ms = 0
-        pod_group.gauge("reconcile_ms", lambda: self.reconcile_ms)
+        self.reconcile_duration = CounterGauge(pod_group.counter("reconcile_ms"))
+
+    @property
+    def lag_ms(self) -> int:
+        return self.lag.value
 
 
 def log_error(pod: str, err: str, window: Window, lag_ms: int) -> None:
@@ -145,7 +147,7 @@ class PodPollFunction(KeyedProcessFunction):  # type: ignore[misc]
         if result.reconcile is not None and result.reconcile != saved_reconcile:
             self.reconcile.update(tuple(result.reconcile))
         metrics = self._metrics(pod)
-        metrics.lag_ms = now - result.progress.completed_until
+        metrics.lag.set(now - result.progress.completed_until)
         if result.stale is not None:
             log_error(
                 pod,
@@ -168,7 +170,7 @@ class PodPollFunction(KeyedProcessFunction):  # type: ignore[misc]
         """What a reconcile pass gives: the records of the buckets read again, or its error
         (the next pass tries again)."""
         metrics.reconcile_passes.inc()
-        metrics.reconcile_ms = int(read.read_seconds * 1000)
+        metrics.reconcile_duration.set(int(read.read_seconds * 1000))
         found, reconciled = read.result, read.reconciled
         if found is None or reconciled is None:
             log_event(
@@ -252,7 +254,7 @@ class PodPollFunction(KeyedProcessFunction):  # type: ignore[misc]
                 )
             return
         metrics.rows_read.inc(found.readings)
-        metrics.last_poll_at_ms = now
+        metrics.last_poll_at.set(now)
         yield from self._records_and_rejects(pod, now, read, result, metrics)
         self.driver.emitted(pod, result)
         ended = time.monotonic()

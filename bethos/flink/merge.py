@@ -29,6 +29,7 @@ from bethos.flink.rows import (
     ROW_INPUT,
     ROW_KEY_VALUE,
     BatchedCounter,
+    CounterGauge,
     Intake,
     TableInput,
     add_dead_letter_sink,
@@ -88,17 +89,11 @@ class MergeFunction(KeyedProcessFunction):  # type: ignore[misc]
         self.flushes = FlushTracker(
             self.flush.interval_ms, counts_messages=not self.messages_downstream
         )
-        metrics.gauge("vins_held", self._vins_held)
-        metrics.gauge(
-            "last_flush_duration_ms",
-            lambda: self.flushes.last.duration_ms if self.flushes.last else 0,
-        )
-        metrics.gauge("last_flush_at_ms", lambda: self.flushes.last_at_ms)
+        # Set when a flush ends (`_flush_done`).
+        self.vins_held = CounterGauge(metrics.counter("vins_held"))
+        self.last_flush_duration = CounterGauge(metrics.counter("last_flush_duration_ms"))
+        self.last_flush_at = CounterGauge(metrics.counter("last_flush_at_ms"))
         self.shutdown = ShutdownLine(self.flushes)
-
-    def _vins_held(self) -> int:
-        last = self.flushes.last
-        return last.vin_count or 0 if last is not None else 0
 
     def close(self) -> None:
         # Called in thread mode only when the input ends (a bounded input, `flink stop
@@ -211,6 +206,9 @@ class MergeFunction(KeyedProcessFunction):  # type: ignore[misc]
         if finished is not None:
             for counter in self.batched:
                 counter.flush()
+            self.vins_held.set(finished.vin_count or 0)
+            self.last_flush_duration.set(finished.duration_ms)
+            self.last_flush_at.set(self.flushes.last_at_ms)
             log_flush(finished)
 
 

@@ -27,7 +27,7 @@ from bethos.exceptions import ConfigError, StoreError
 from bethos.flink.delivery import BufferedDelivery
 from bethos.flink.environment import create_environments, ensure_logging
 from bethos.flink.merge import MergerGraph
-from bethos.flink.rows import ROW_KEY_VALUE, add_sink
+from bethos.flink.rows import ROW_KEY_VALUE, CounterGauge, add_sink
 from bethos.flink.uids import SinkStatements, planner_uids
 from bethos.logevents import log_event
 from bethos.strategies.flushing import Pending, delivery_bucket
@@ -105,8 +105,7 @@ class PublishFunction(KeyedProcessFunction):  # type: ignore[misc]
         self.published = metrics.counter("published")
         self.tombstones = metrics.counter("tombstones")
         self.errors = metrics.counter("errors")
-        self.cursor_gauge = 0
-        metrics.gauge("cursor", lambda: self.cursor_gauge)
+        self.cursor_gauge = CounterGauge(metrics.counter("cursor"))
 
     def close(self) -> None:
         if self.settings.backend != "memory":
@@ -153,7 +152,7 @@ class PublishFunction(KeyedProcessFunction):  # type: ignore[misc]
             # The cursor stays at the last page published; the next tick goes on from there.
             self.next_at.update(now)
             log_event(publisher_log, PUBLISHER, "error", logging.ERROR, err=str(exc), cursor=cursor)
-        self.cursor_gauge = cursor
+        self.cursor_gauge.set(cursor)
         self.published.inc(published)
         self.tombstones.inc(tombstones)
         if published or tombstones:

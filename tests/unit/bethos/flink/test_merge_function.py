@@ -237,7 +237,10 @@ def test_staggered_flushes_are_written_at_the_end_of_their_interval(
 
 def test_last_flush_at_is_when_the_newest_flush_completed(monkeypatch: pytest.MonkeyPatch) -> None:
     run = clocked_merger(monkeypatch, FlushLogic(1_000))
-    last_flush_at = run.context.metrics.gauges["last_flush_at_ms"]
+
+    def last_flush_at() -> int:
+        return run.context.metrics.counters["last_flush_at_ms"].count
+
     run.element(*message("A", 10, speed=1.0))
     assert last_flush_at() == 0
     run.advance(1_000)
