@@ -280,6 +280,29 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_chaos(args: argparse.Namespace) -> int:
+    from devstack import chaos
+
+    with progress.steps() as tell:
+        results = chaos.chaos(args.runs, args.seconds, args.seed, args.strategy, tell)
+    table = Table(title=f"chaos: {args.runs} runs of {args.seconds:g} s, seed {args.seed}")
+    for column in ("run", "seed", "faults", "readings", "cells checked", "cells wrong"):
+        table.add_column(column, justify="left" if column == "faults" else "right")
+    for r in results:
+        faults = ", ".join(f"{f.kind} @{f.at_s:g}s for {f.down_s:g}s" for f in r.faults)
+        table.add_row(
+            str(r.run), str(r.seed), faults, str(r.readings_written), str(r.cells_checked),
+            str(r.cells_wrong),
+        )  # fmt: skip
+    progress.console.print(table)
+    for r in results:
+        for line in r.differences:
+            progress.console.print(f"run {r.run}: {line}")
+    result = chaos.summary(results, args.seed)
+    print(json.dumps(result))
+    return 1 if result["cells_wrong"] else 0
+
+
 def latency_table(result: dict[str, object]) -> Table:
     table = Table(title="end-to-end latency, seconds (InfluxDB write -> latest topic)")
     for column in ("flush", "part", "p50", "p95", "p99", "max", "readings"):
@@ -415,6 +438,19 @@ def parser() -> argparse.ArgumentParser:
     pack.add_argument("--quiet", action="store_true", help="print only the zip's path")
     pack.set_defaults(func=cmd_package)
 
+    chaos = sub.add_parser(
+        "chaos",
+        help="both jobs under random faults (TaskManager, JobManager, broker, InfluxDB) while "
+        "late telemetry is written; compares the latest topic with InfluxDB; exit 1 on any "
+        "difference",
+    )
+    chaos.add_argument("--runs", type=int, default=1)
+    chaos.add_argument("--seconds", type=float, default=120, help="length of each run")
+    chaos.add_argument("--seed", type=int, default=1, help="run i uses seed + i")
+    chaos.add_argument(
+        "--strategy", choices=["log_compacted", "state_store"], default="log_compacted"
+    )
+    chaos.set_defaults(func=cmd_chaos)
     bench = sub.add_parser("bench", help="benchmarks; each prints its figures as JSON last")
     bench.add_argument("which", choices=["etl", "merger", "latency"])
     bench.add_argument("--vins", type=int, default=100_000)

@@ -1,0 +1,24 @@
+"""A short `bethos chaos` run, part of `make test`: a JobManager SIGKILL while late and very late
+telemetry is written, and the latest topic equals InfluxDB's ground truth afterwards."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from devstack import chaos
+from devstack.stack import Stack
+
+pytestmark = pytest.mark.integration
+
+SEED, SECONDS = 9, 50
+
+
+def test_a_short_chaos_run_loses_nothing(stack: Stack) -> None:
+    planned = chaos.schedule(random.Random(SEED), SECONDS, chaos.FAULTS)
+    assert [fault.kind for fault in planned] == ["jobmanager"]
+    (run,) = chaos.chaos(runs=1, seconds=SECONDS, seed=SEED, stack=stack, say=print)
+    assert run.faults == planned  # the seed's schedule, as planned
+    assert run.readings_written > 100 and run.cells_checked > 50
+    assert run.cells_wrong == 0, run.differences
