@@ -31,14 +31,24 @@ def new_cluster_id() -> str:
 
 
 class KafkaCluster:
-    """Broker N listens on KAFKA_PORT_BASE + N; its data is under `state/kafka/broker-N`."""
+    """Broker N listens on `port_base` + N (KAFKA_PORT_BASE: 19091...), its controller on
+    `controller_base` + N; its data is under `state/kafka/broker-N`."""
 
     name = "kafka"
 
-    def __init__(self, state: Path, processes: Supervisor, brokers: int | None = None) -> None:
+    def __init__(
+        self,
+        state: Path,
+        processes: Supervisor,
+        brokers: int | None = None,
+        port_base: int = KAFKA_PORT_BASE,
+        controller_base: int = CONTROLLER_PORT_BASE,
+    ) -> None:
         self.dir = state / "kafka"
         self.processes = processes
         self._brokers = brokers
+        self.port_base = port_base
+        self.controller_base = controller_base
 
     @property
     def broker_count(self) -> int:
@@ -52,7 +62,7 @@ class KafkaCluster:
         return range(1, self.broker_count + 1)
 
     def bootstrap_servers(self) -> str:
-        return ",".join(f"localhost:{KAFKA_PORT_BASE + i}" for i in self.nodes())
+        return ",".join(f"localhost:{self.port_base + i}" for i in self.nodes())
 
     @property
     def log_file(self) -> Path:
@@ -71,15 +81,15 @@ class KafkaCluster:
         ]
 
     def _write_config(self, node: int, count: int) -> Path:
-        voters = ",".join(f"{i}@127.0.0.1:{CONTROLLER_PORT_BASE + i}" for i in range(1, count + 1))
+        voters = ",".join(f"{i}@127.0.0.1:{self.controller_base + i}" for i in range(1, count + 1))
         rf = min(3, count)
         props = {
             "process.roles": "broker,controller",
             "node.id": str(node),
             "controller.quorum.voters": voters,
-            "listeners": f"PLAINTEXT://127.0.0.1:{KAFKA_PORT_BASE + node},"
-            f"CONTROLLER://127.0.0.1:{CONTROLLER_PORT_BASE + node}",
-            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{KAFKA_PORT_BASE + node}",
+            "listeners": f"PLAINTEXT://127.0.0.1:{self.port_base + node},"
+            f"CONTROLLER://127.0.0.1:{self.controller_base + node}",
+            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port_base + node}",
             "controller.listener.names": "CONTROLLER",
             "inter.broker.listener.name": "PLAINTEXT",
             "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
@@ -158,7 +168,7 @@ class KafkaCluster:
     def status(self) -> list[ServiceStatus]:
         return [
             process_status(
-                f"kafka-{node}", self.processes.pid(f"kafka-{node}"), KAFKA_PORT_BASE + node
+                f"kafka-{node}", self.processes.pid(f"kafka-{node}"), self.port_base + node
             )
             for node in self.nodes()
         ]

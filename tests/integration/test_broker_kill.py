@@ -1,0 +1,98 @@
+"""Durable topics on three brokers: created with replication 3 and `min.insync.replicas` 2, so a
+broker SIGKILLed while both jobs flush loses no acknowledged write, and the latest topic still
+equals InfluxDB's ground truth."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+from confluent_kafka.admin import AdminClient, ConfigResource
+
+from bethos.config import EtlSettings, load_settings
+from connectors.kafka.admin import create_topics
+from devstack.chaos import Writer
+from devstack.cli import data
+from devstack.stack import wait_until
+from devstack.stack.kafka import KafkaCluster
+from devstack.stack.process import Supervisor
+from tests.integration.helpers import wait_for
+
+pytestmark = pytest.mark.integration
+
+# Beside the test stack's broker (19091) and its controller (29091).
+PORT_BASE, CONTROLLER_BASE = 39090, 49090
+
+
+@pytest.fixture
+def three_brokers(tmp_path: Path) -> Iterator[KafkaCluster]:
+    state = tmp_path / "three-brokers"
+    cluster = KafkaCluster(
+        state, Supervisor(state / "run", state / "logs"), 3, PORT_BASE, CONTROLLER_BASE
+    )
+    cluster.start()
+    try:
+        wait_until(cluster.healthy, 120, "kafka (three brokers)", cluster.log_file)
+        yield cluster
+    finally:
+        cluster.stop(lambda _: None)
+
+
+def min_insync(brokers: str, topics: list[str]) -> dict[str, str]:
+    admin = AdminClient({"bootstrap.servers": brokers})
+    resources = [ConfigResource(ConfigResource.Type.TOPIC, topic) for topic in topics]
+    found = {}
+    for resource, future in admin.describe_configs(resources).items():
+        found[resource.name] = future.result()["min.insync.replicas"].value
+    return found
+
+
+def test_a_broker_killed_during_flushes_loses_nothing(
+    three_brokers: KafkaCluster,
+    pipeline_configs: tuple[Path, Path],
+    submit: Callable[..., str],
+) -> None:
+    brokers = three_brokers.bootstrap_servers()
+    paths = []
+    for path in pipeline_configs:
+        doc = yaml.safe_load(path.read_text())
+        doc["kafka"] = {"brokers": brokers}
+        if "influxdb" in doc:  # the ETL's: its very late readings are found within 10 s
+            doc["reconcile_interval"] = "10s"
+        moved = path.with_name(f"three-{path.name}")
+        moved.write_text(yaml.safe_dump(doc))
+        paths.append(moved)
+    etl_config, merger_config = paths
+    settings = load_settings(EtlSettings, etl_config)
+    create_topics(settings.kafka, settings.topics)
+    topics = settings.topics
+    assert min_insync(brokers, [topics.aggregated, topics.latest, topics.dlq]) == {
+        topics.aggregated: "2",
+        topics.latest: "2",
+        topics.dlq: "2",
+    }
+
+    data.generate(settings, vins=50, rounds=3, round_interval_ms=5_000)
+    submit("etl", etl_config)
+    submit("latest_merger", merger_config)
+    assert wait_for(lambda: data.verify(settings)[2], timeout=180) == []
+
+    # New and late readings for 40 s; the merger flushes every 3 s. Broker 2 is SIGKILLed
+    # after 10 s and started again 15 s later.
+    writer = Writer(settings, random.Random(4), seconds=40)
+    writer.thread.start()
+    time.sleep(10)
+    pid = three_brokers.processes.pid("kafka-2")
+    assert pid is not None
+    os.killpg(pid, signal.SIGKILL)
+    time.sleep(15)
+    three_brokers.start()
+    writer.thread.join()
+    assert writer.written > 100
+    assert wait_for(lambda: data.verify(settings)[2], timeout=180) == []
