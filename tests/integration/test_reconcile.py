@@ -7,17 +7,28 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import orjson
 import pytest
 import yaml
 
 from bethos.config import EtlSettings, load_settings
 from bethos.readings import Tally, Window
+from bethos.record import Signal
 from bethos.resource_map import ResourceMap
 from connectors.influxdb.client import InfluxClient
 from connectors.influxdb.writer import Point
+from connectors.kafka.reader import read_topic
 from devstack.cli import data
 from devstack.stack import Stack
-from tests.integration.helpers import events, point, wait_for, wait_until, write_points
+from devstack.verify import compare
+from tests.integration.helpers import (
+    events,
+    merged_aggregated,
+    point,
+    wait_for,
+    wait_until,
+    write_points,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -120,3 +131,51 @@ def test_points_written_minutes_after_their_time_reach_the_latest_topic(
 
 def passes(stack: Stack, pods: list[str]) -> list[dict[str, str]]:
     return [fields for fields in events(stack, "reconcile") if fields["pod"] in pods]
+
+
+def test_the_narrow_layout_end_to_end_through_influxdb_with_late_points(
+    pipeline_configs: tuple[Path, Path],
+    submit: Callable[..., str],
+    tmp_path: Path,
+) -> None:
+    """Narrow points (one value field, a resource tag mapped to the signal) read by the running
+    ETL from the real InfluxDB: mapped resources become signals, an unmapped one is a dead
+    letter, and a point written minutes late is found by a reconcile pass."""
+    resource_map = tmp_path / "resources.yaml"
+    resource_map.write_text('vehicle.speed: speed_kmh\n"0x2F": fuel_level_pct\n')
+    doc = yaml.safe_load(pipeline_configs[0].read_text())
+    doc["influxdb"].update(layout="narrow", resource_tag="resource", value_field="value")
+    doc.update(resource_map_path=str(resource_map), reconcile_interval="5s")
+    config = pipeline_configs[0].with_name("etl-narrow.yaml")
+    config.write_text(yaml.safe_dump(doc))
+    settings = load_settings(EtlSettings, config)
+    influx, pods = settings.influxdb, settings.influxdb.pods
+
+    def narrow(vin: str, resource: str, value: float, ts: int) -> Point:
+        tags = {influx.pod_tag: pods[0], influx.vin_tag: vin, influx.resource_tag: resource}
+        return Point(influx.measurement, tags, {"value": value}, ts)
+
+    now = now_ms()
+    write_points(
+        settings,
+        [
+            narrow("N1", "vehicle.speed", 10.0, now - 3_000),
+            narrow("N1", "vehicle.speed", 11.0, now - 2_000),
+            narrow("N1", "0x2F", 55.5, now - 2_500),
+            narrow("N2", "vehicle.speed", 20.0, now - 1_000),
+            narrow("N2", "engine.secret", 1.0, now - 1_000),  # not in the map
+        ],
+    )
+    submit("etl", config)
+    expected = {
+        "N1": {"speed_kmh": Signal(11.0, now - 2_000), "fuel_level_pct": Signal(55.5, now - 2_500)},
+        "N2": {"speed_kmh": Signal(20.0, now - 1_000)},
+    }
+    assert wait_for(lambda: compare(expected, merged_aggregated(settings)), timeout=90) == []
+    # Written now with a time four minutes back: past the 10 s lookback.
+    write_points(settings, [narrow("N3", "0x2F", 7.0, now - 240_000)])
+    expected["N3"] = {"fuel_level_pct": Signal(7.0, now - 240_000)}
+    assert wait_for(lambda: compare(expected, merged_aggregated(settings)), timeout=60) == []
+    letters = [orjson.loads(v) for _, v in read_topic(settings.kafka, settings.topics.dlq)]
+    # (Each lookback read of its window dead-letters the row again.)
+    assert {letter["reason"] for letter in letters} == {"unmapped_resource"}
