@@ -33,8 +33,8 @@ from bethos.config import EtlSettings, MergerSettings, load_settings
 from bethos.exceptions import BethosError
 from connectors.influxdb.writer import InfluxWriter, Point
 from connectors.kafka.admin import create_topics
-from devstack.cli import data
 from devstack.stack import INFLUXDB_PORT, REDIS_PORT, Stack, jobs, lifecycle
+from devstack.verify import verify
 
 FAULTS = ("taskmanager", "jobmanager", "broker", "influxdb")
 VINS = 40
@@ -263,10 +263,10 @@ def one_run(
     say(f"run {run}: writes done; waiting for the latest topic to match InfluxDB ...")
     # Up to 3 minutes: a reconcile pass, a flush and the recovery from the last fault.
     deadline = time.monotonic() + 180
-    _, truth_cells, differences = data.verify(settings)
+    _, truth_cells, differences = verify(settings)
     while differences and time.monotonic() < deadline:
         time.sleep(3)
-        _, truth_cells, differences = data.verify(settings)
+        _, truth_cells, differences = verify(settings)
     for _, job_id in jobs.running_jobs(stack):
         jobs.stop(stack, job_id)
     result.readings_written = writer.written

@@ -5,7 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from bethos.record import Signal, SignalValue
+from bethos.config import EtlSettings
+from bethos.record import Signal, SignalValue, decode_latest_signals
+from bethos.source.layout import resource_map_for
+from connectors.kafka.reader import latest_by_key, read_topic
+from devstack.ground_truth import newest_values
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,3 +54,22 @@ def compare(
     for vin in sorted(set(latest) - set(truth)):
         differences.append(Difference(vin, "*", "(no such VIN in InfluxDB)", "record"))
     return differences
+
+
+def ground_truth(settings: EtlSettings) -> dict[str, dict[str, Signal]]:
+    """The newest value of every signal of every VIN, asked of InfluxDB itself with `last()`
+    (`devstack/ground_truth.py`): independent of the ETL's reader, so verify can catch its bugs.
+    """
+    return newest_values(settings.influxdb, resource_map_for(settings))
+
+
+def latest_records(settings: EtlSettings) -> dict[str, dict[str, Signal]]:
+    messages = read_topic(settings.kafka, settings.topics.latest)
+    return {vin: decode_latest_signals(value)[1] for vin, value in latest_by_key(messages).items()}
+
+
+def verify(settings: EtlSettings) -> tuple[int, int, list[Difference]]:
+    """(VINs in truth, signals in truth, differences)."""
+    truth = ground_truth(settings)
+    differences = compare(truth, latest_records(settings))
+    return len(truth), sum(len(s) for s in truth.values()), differences

@@ -5,7 +5,6 @@ strategy's wiring (`bethos.flink.strategies`) builds on a `MergerGraph`."""
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
 import threading
 import time
@@ -120,34 +119,14 @@ class MergeFunction(KeyedProcessFunction):  # type: ignore[misc]
         if changed:
             entry.dirty = True
         self.merged.inc()
+        where = {"topic": topic, "partition": partition, "offset": offset}
         for part in kept_out:
-            yield (
-                DEAD_LETTERS,
-                Row(key, self._refused(record, part, (topic, partition, offset), now)),
-            )
+            letter = refused_letter(self.limited, record.vin, part, where, now, record.pod)
+            yield DEAD_LETTERS, Row(key, letter)
         due = self.flush.on_record(entry, record.vin, now)
         if due is not None:
             ctx.timer_service().register_processing_time_timer(due)
         self.entry.update(entry.saved())
-
-    def _refused(
-        self, record: AggregatedRecord, part: Refused, origin: tuple[str, int, int], now: int
-    ) -> str:
-        """Count and log signals a limit kept out of the VIN's state; their dead letter."""
-        self.limited.inc(len(part.signals))
-        topic, partition, offset = origin
-        where = {"topic": topic, "partition": partition, "offset": offset}
-        log_event(
-            log,
-            COMPONENT,
-            "error",
-            logging.ERROR,
-            reason=part.reason,
-            err=f"{part.detail}: {len(part.signals)} signals of {record.vin!r} refused",
-            **where,
-        )
-        kept_out = dataclasses.replace(record, signals=part.signals)
-        return dead_letter(encode_aggregated(kept_out), part.reason, part.detail, where, now)
 
     def _load_latest(
         self, key: str, raw: bytes | None, origin: tuple[str, int, int], now: int, ctx: Any
@@ -210,6 +189,25 @@ class MergeFunction(KeyedProcessFunction):  # type: ignore[misc]
             self.last_flush_duration.set(finished.duration_ms)
             self.last_flush_at.set(self.flushes.last_at_ms)
             log_flush(finished)
+
+
+def refused_letter(
+    counter: Any, vin: str, part: Refused, origin: dict[str, object], now: int, pod: str = ""
+) -> str:
+    """Count and log the signals a limit kept out of a VIN's state; their dead letter (an
+    aggregated record of those signals)."""
+    counter.inc(len(part.signals))
+    log_event(
+        log,
+        COMPONENT,
+        "error",
+        logging.ERROR,
+        reason=part.reason,
+        err=f"{part.detail}: {len(part.signals)} signals of {vin!r} refused",
+        **origin,
+    )
+    kept_out = AggregatedRecord(vin, part.signals, pod, 0, 0)
+    return dead_letter(encode_aggregated(kept_out), part.reason, part.detail, origin, now)
 
 
 class ShutdownLine:

@@ -7,13 +7,13 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 
 from bethos.config import EtlSettings
-from bethos.record import Signal, decode_latest_signals
-from bethos.source.layout import resource_map_for
+from bethos.record import Signal
 from connectors.influxdb.writer import InfluxWriter, Point
-from connectors.kafka.reader import latest_by_key, read_topic
 from devstack.generate import varied_points
-from devstack.ground_truth import newest_values
-from devstack.verify import Difference, compare
+from devstack.verify import Difference as Difference
+from devstack.verify import ground_truth as ground_truth
+from devstack.verify import latest_records as latest_records
+from devstack.verify import verify as verify
 
 BATCH = 10_000  # points per write request
 
@@ -52,25 +52,6 @@ def generate(
         return written
     finally:
         writer.close()
-
-
-def ground_truth(settings: EtlSettings) -> dict[str, dict[str, Signal]]:
-    """The newest value of every signal of every VIN, asked of InfluxDB itself with `last()`
-    (`devstack/ground_truth.py`): independent of the ETL's reader, so verify can catch its bugs.
-    """
-    return newest_values(settings.influxdb, resource_map_for(settings))
-
-
-def latest_records(settings: EtlSettings) -> dict[str, dict[str, Signal]]:
-    messages = read_topic(settings.kafka, settings.topics.latest)
-    return {vin: decode_latest_signals(value)[1] for vin, value in latest_by_key(messages).items()}
-
-
-def verify(settings: EtlSettings) -> tuple[int, int, list[Difference]]:
-    """(VINs in truth, signals in truth, differences)."""
-    truth = ground_truth(settings)
-    differences = compare(truth, latest_records(settings))
-    return len(truth), sum(len(s) for s in truth.values()), differences
 
 
 def format_differences(differences: list[Difference], limit: int = 50) -> str:

@@ -5,7 +5,6 @@ with allowed lateness -> the `latest` topic. The logic is
 from __future__ import annotations
 
 import dataclasses
-import logging
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -18,11 +17,11 @@ from pyflink.datastream.state import ValueStateDescriptor
 from bethos.deadletter import dead_letter
 from bethos.exceptions import DeadLettered, RecordError
 from bethos.flink.environment import ensure_logging
-from bethos.flink.merge import COMPONENT, MergerGraph, log
+from bethos.flink.merge import COMPONENT, MergerGraph, log, refused_letter
 from bethos.flink.rows import INPUT_FIELDS, ORIGIN_LATEST, ROW_DEAD_LETTER, ROW_KEY_VALUE, Intake
 from bethos.logevents import log_event
 from bethos.merge import VinState
-from bethos.record import AggregatedRecord, decode_aggregated, encode_aggregated
+from bethos.record import decode_aggregated
 from bethos.strategies.window_stream import (
     Verdict,
     WindowLogic,
@@ -148,19 +147,7 @@ class WindowMergeFunction(KeyedProcessFunction):  # type: ignore[misc]
         """Dead letters for the signals `limits` kept out of the VIN's record; counted, logged."""
         now = int(time.time() * 1000)
         for part in state.refused:
-            self.limited.inc(len(part.signals))
-            log_event(
-                log,
-                COMPONENT,
-                "error",
-                logging.ERROR,
-                reason=part.reason,
-                err=f"{part.detail}: {len(part.signals)} signals of {vin!r} refused",
-                **origin,
-            )
-            kept_out = AggregatedRecord(vin, part.signals, "", 0, 0)
-            letter = dead_letter(encode_aggregated(kept_out), part.reason, part.detail, origin, now)
-            yield DEAD_LETTERS, Row(vin, letter)
+            yield DEAD_LETTERS, Row(vin, refused_letter(self.limited, vin, part, origin, now))
         state.refused.clear()
 
     def _emission(self, vin: str, state: VinState) -> Row:
