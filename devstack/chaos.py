@@ -215,14 +215,18 @@ def inject(stack: Stack, fault: Fault) -> None:
         raise BethosError(f"unknown fault {fault.kind!r}")
 
 
-def repair(stack: Stack, fault: Fault) -> None:
+def repair(stack: Stack, fault: Fault, job_names: list[str]) -> None:
     quiet: Callable[[str], None] = lambda _: None  # noqa: E731
     if fault.kind == "taskmanager":
         stack.start_taskmanager()
     elif fault.kind == "jobmanager":
         stack.up(progress=quiet)
-        for job in ("etl", "latest_merger"):
-            lifecycle.resume_job(stack, job, progress=quiet)
+        for job in job_names:
+            try:
+                lifecycle.resume_job(stack, job, progress=quiet)
+            except BethosError:
+                # Killed before the job's first checkpoint: it starts again without state.
+                jobs.submit(stack, job, str(jobs.submission(stack, job)["config"]))
     elif fault.kind == "broker":
         stack.start_service("kafka")
     else:
@@ -250,15 +254,19 @@ def one_run(
     writer = Writer(settings, random.Random(seed * 7919 + 1), seconds)
     started = time.monotonic()
     say(f"run {run}: starting both jobs; faults {[f'{f.kind}@{f.at_s}s' for f in faults]}")
+    job_names = ["etl", "latest_merger"]
     jobs.submit(stack, "etl", str(etl_config))
     jobs.submit(stack, "latest_merger", str(merger_config))
+    if strategy == "state_store":
+        job_names.append("state_store_publisher")
+        jobs.submit(stack, "state_store_publisher", str(merger_config))
     writer.thread.start()
     for fault in faults:
         time.sleep(max(0.0, started + fault.at_s - time.monotonic()))
         say(f"run {run}: {fault.kind} down for {fault.down_s}s")
         inject(stack, fault)
         time.sleep(fault.down_s)
-        repair(stack, fault)
+        repair(stack, fault, job_names)
     writer.thread.join()
     say(f"run {run}: writes done; waiting for the latest topic to match InfluxDB ...")
     # Up to 3 minutes: a reconcile pass, a flush and the recovery from the last fault.

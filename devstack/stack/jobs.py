@@ -95,7 +95,9 @@ def submit(
         job, code or package(stack), config_path, savepoint, parallelism, allow_non_restored_state
     )
     job_id = _job_id(_flink(stack, "run", *args, extra_env=env))
-    record_submission(stack, job, job_id, config_path, parallelism, extra_env or {})
+    record_submission(
+        stack, job, job_id, config_path, parallelism, extra_env or {}, restored=bool(savepoint)
+    )
     return job_id
 
 
@@ -150,8 +152,12 @@ def record_submission(
     config: Path,
     parallelism: int | None,
     extra_env: dict[str, str],
+    restored: bool = False,
 ) -> None:
-    previous = submission(stack, job)
+    """Record a submission. A job started from a savepoint or checkpoint continues the history
+    of job ids whose points `resume` may restore; one started without state begins a new one:
+    the checkpoints of an earlier run (perhaps on other topics) are not its own."""
+    previous = submission(stack, job) if restored else {}
     # What resume and upgrade repeat; secrets come from the user's environment, never a file.
     kept_env = {key: value for key, value in extra_env.items() if not _secret(key)}
     history = [str(jid) for jid in previous.get("job_ids", []) if isinstance(jid, str)]  # type: ignore[attr-defined]

@@ -60,15 +60,19 @@ def stop_job(stack: Stack, job: str, cancel: bool = False) -> str | None:
 
 
 def restore_points(stack: Stack, job: str) -> list[RestorePoint]:
-    """The job's savepoints and the retained checkpoints of every Flink job it has been,
-    newest first (by the time their metadata was written)."""
+    """The savepoints and retained checkpoints of every Flink job the job has been since it was
+    last started without state, newest first (by the time their metadata was written). Flink
+    names a savepoint `savepoint-<first 6 of its job id>-<random>`."""
+    recorded = jobs.submission(stack, job).get("job_ids", [])
+    job_ids = [str(job_id) for job_id in recorded] if isinstance(recorded, list) else []
+    prefixes = {f"savepoint-{job_id[:6]}-" for job_id in job_ids}
     found = [
         RestorePoint(meta.parent, "savepoint", meta.stat().st_mtime)
         for meta in savepoint_dir(stack, job).glob("*/_metadata")
+        if any(meta.parent.name.startswith(prefix) for prefix in prefixes)
     ]
     checkpoints = stack.state / "flink" / "checkpoints"
-    job_ids = jobs.submission(stack, job).get("job_ids", [])
-    for job_id in job_ids if isinstance(job_ids, list) else []:
+    for job_id in job_ids:
         found += [
             RestorePoint(meta.parent, "checkpoint", meta.stat().st_mtime)
             for meta in (checkpoints / str(job_id)).glob("chk-*/_metadata")
