@@ -250,7 +250,11 @@ def one_run(
     settings = load_settings(EtlSettings, etl_config)
     merger = load_settings(MergerSettings, merger_config)
     create_topics(merger.kafka, merger.topics)
-    InfluxWriter(settings.influxdb).create_database()
+    setup = InfluxWriter(settings.influxdb)
+    try:
+        setup.create_database()
+    finally:
+        setup.close()
     writer = Writer(settings, random.Random(seed * 7919 + 1), seconds)
     started = time.monotonic()
     say(f"run {run}: starting both jobs; faults {[f'{f.kind}@{f.at_s}s' for f in faults]}")
