@@ -33,7 +33,8 @@ from bethos.config import EtlSettings, MergerSettings, load_settings
 from bethos.exceptions import BethosError
 from connectors.influxdb.writer import InfluxWriter, Point
 from connectors.kafka.admin import create_topics
-from devstack.stack import INFLUXDB_PORT, REDIS_PORT, Stack, jobs, lifecycle
+from devstack.stack import REDIS_PORT, Stack, jobs, lifecycle
+from devstack.stack.pipeline import pipeline_docs
 from devstack.verify import verify
 
 FAULTS = ("taskmanager", "jobmanager", "broker", "influxdb")
@@ -105,37 +106,27 @@ def readings(rng: random.Random, second: int, now_ms: int, pods: list[str]) -> l
 
 def configs(stack: Stack, work: Path, strategy: str) -> tuple[Path, Path]:
     unique = uuid.uuid4().hex[:10]
-    topics = {
-        "aggregated": f"chaos-{unique}.aggregated",
-        "latest": f"chaos-{unique}.latest",
-        "dlq": f"chaos-{unique}.dlq",
-        "partitions": 2,
-    }
-    kafka = {"brokers": stack.bootstrap_servers()}
-    etl = {
-        "kafka": kafka,
-        "topics": topics,
-        "influxdb": {
-            "url": f"http://127.0.0.1:{INFLUXDB_PORT}",
-            "database": f"chaos_{unique}",
-            "pods": [f"chaos-a-{unique}", f"chaos-b-{unique}"],
-        },
-        "poll_interval": f"{POLL_S}s",
-        "chunk_duration": "10s",
-        "lookback": f"{LOOKBACK_S}s",
-        "backfill": "15m",
-        "reconcile_interval": f"{RECONCILE_S}s",
-        "reconcile_window": "15m",
-        "retry_max_interval": "2s",
-        "flink": {"checkpoint_interval": "2s"},
-    }
-    merger: dict[str, object] = {
-        "kafka": kafka,
-        "topics": topics,
-        "latest_merger": {"flush_interval": f"{FLUSH_S}s"},
-        "consumer_group": f"chaos-{unique}",
-        "flink": {"checkpoint_interval": "2s"},
-    }
+    etl, merger = pipeline_docs(
+        stack,
+        f"chaos-{unique}",
+        f"chaos_{unique}",
+        [f"chaos-a-{unique}", f"chaos-b-{unique}"],
+        f"chaos-{unique}",
+        partitions=2,
+    )
+    etl.update(
+        poll_interval=f"{POLL_S}s",
+        chunk_duration="10s",
+        lookback=f"{LOOKBACK_S}s",
+        backfill="15m",
+        reconcile_interval=f"{RECONCILE_S}s",
+        reconcile_window="15m",
+        retry_max_interval="2s",
+        flink={"checkpoint_interval": "2s"},
+    )
+    merger.update(
+        latest_merger={"flush_interval": f"{FLUSH_S}s"}, flink={"checkpoint_interval": "2s"}
+    )
     if strategy == "state_store":
         merger["latest_merger"] = {
             "strategy": "state_store",

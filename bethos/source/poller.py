@@ -234,8 +234,10 @@ class PollDriver:
                 waiting = progress._replace(next_poll_at=now + settings.poll_interval)
                 result = dataclasses.replace(result, progress=waiting)
             else:
-                tally = Tally(settings.chunk_duration, progress.completed_until)
-                self._reads.submit(pod, window, tally if settings.reconcile_interval else None)
+                tally = None
+                if settings.reconcile_interval:
+                    tally = Tally(settings.chunk_duration, progress.completed_until)
+                self._reads.submit(pod, window, tally)
                 return result
         if settings.reconcile_interval and now >= reconcile.next_at:
             checked = reconcile_range(reconcile, progress.completed_until, now, settings)

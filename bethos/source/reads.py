@@ -83,16 +83,21 @@ def fetch_whole(fetch: Fetch, pod: str, chunk: Window, truncated: list[Window]) 
     return result
 
 
-def read_window(fetch: Fetch, pod: str, window: Window, chunk_duration: int) -> FinishedRead:
-    """Read every chunk of the window; the first chunk that fails fails the whole window."""
+def read_chunks(fetch: Fetch, pod: str, window: Window, chunks: list[Window]) -> FinishedRead:
+    """Read the chunks of `window`, in order; the first chunk that fails fails them all."""
     combined = FetchResult()
     truncated: list[Window] = []
     try:
-        for chunk in split_chunks(window, chunk_duration):
+        for chunk in chunks:
             combined.merge(fetch_whole(fetch, pod, chunk, truncated))
     except SourceError as exc:
         return FinishedRead(window, None, str(exc), truncated)
     return FinishedRead(window, combined, truncated=truncated)
+
+
+def read_window(fetch: Fetch, pod: str, window: Window, chunk_duration: int) -> FinishedRead:
+    """Read every chunk of the window; the first chunk that fails fails the whole window."""
+    return read_chunks(fetch, pod, window, split_chunks(window, chunk_duration))
 
 
 def reconcile_window(
@@ -107,16 +112,10 @@ def reconcile_window(
         return FinishedRead(window, None, str(exc), reconcile=True)
     grown = sorted(bucket for bucket, count in counts.items() if count > known.get(bucket, 0))
     late = sum(counts[bucket] - known.get(bucket, 0) for bucket in grown)
-    combined = FetchResult()
-    truncated: list[Window] = []
-    try:
-        for bucket in grown:
-            chunk = Window(max(bucket, window.start), min(bucket + bucket_ms, window.end))
-            combined.merge(fetch_whole(client.fetch_window, pod, chunk, truncated))
-    except SourceError as exc:
-        return FinishedRead(window, None, str(exc), truncated, reconcile=True)
-    found = Reconciled(counts, grown, late)
-    return FinishedRead(window, combined, truncated=truncated, reconcile=True, reconciled=found)
+    chunks = [Window(max(b, window.start), min(b + bucket_ms, window.end)) for b in grown]
+    read = read_chunks(client.fetch_window, pod, window, chunks)
+    found = None if read.result is None else Reconciled(counts, grown, late)
+    return dataclasses.replace(read, reconcile=True, reconciled=found)
 
 
 class BackgroundReads:

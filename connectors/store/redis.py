@@ -81,16 +81,12 @@ class RedisStore:
         self, url: str, key_prefix: str, password: str | None = None, cluster: bool = False
     ) -> None:
         self._secrets = [password] if password else []
-        client: redis.Redis | redis.cluster.RedisCluster
+        kind: type[redis.Redis] | type[redis.cluster.RedisCluster]
+        kind = redis.cluster.RedisCluster if cluster else redis.Redis
         try:
-            if cluster:
-                client = redis.cluster.RedisCluster.from_url(
-                    url, password=password, socket_timeout=5, socket_connect_timeout=5
-                )
-            else:
-                client = redis.Redis.from_url(
-                    url, password=password, socket_timeout=5, socket_connect_timeout=5
-                )
+            client = kind.from_url(
+                url, password=password, socket_timeout=5, socket_connect_timeout=5
+            )
         except ValueError as exc:
             raise StoreError(self._redact(f"redis url is invalid: {exc}")) from None
         except redis.RedisError as exc:

@@ -32,7 +32,8 @@ from bethos.config import EtlSettings, KafkaSettings, MergerSettings, load_setti
 from bethos.exceptions import BethosError
 from connectors.influxdb.writer import InfluxWriter, Point
 from connectors.kafka.admin import create_topics
-from devstack.stack import INFLUXDB_PORT, Stack, jobs
+from devstack.stack import Stack, jobs
+from devstack.stack.pipeline import pipeline_docs
 
 SIGNAL = "value"
 Report = Callable[[str], None]
@@ -212,33 +213,22 @@ def read_seen(kafka: KafkaSettings, topic: str, timeout: float = 30.0) -> dict[s
 
 # -- one case ----------------------------------------------------------------------------------
 def case_configs(work: Path, stack: Stack, tag: str, pods: int, flush_ms: int) -> tuple[Path, Path]:
-    topics = {
-        "aggregated": f"bench.latency.{tag}.aggregated",
-        "latest": f"bench.latency.{tag}.latest",
-        "dlq": f"bench.latency.{tag}.dlq",
-    }
-    kafka = {"brokers": stack.bootstrap_servers()}
-    etl = {
-        "kafka": kafka,
-        "topics": topics,
-        "influxdb": {
-            "url": f"http://127.0.0.1:{INFLUXDB_PORT}",
-            "database": f"bench_latency_{tag}",
-            "pods": [f"lat-{i}" for i in range(pods)],
-        },
-        # The production settings of config/etl.yaml, except where a poll starts.
-        "poll_interval": "10s",
-        "chunk_duration": "10s",
-        "lookback": "30s",
-        "ingest_delay": "2s",
-        "start_at": int(time.time() * 1000),
-    }
-    merger = {
-        "kafka": kafka,
-        "topics": topics,
-        "latest_merger": {"flush_interval": f"{flush_ms}ms"},
-        "consumer_group": f"bench-latency-{tag}",
-    }
+    etl, merger = pipeline_docs(
+        stack,
+        f"bench.latency.{tag}",
+        f"bench_latency_{tag}",
+        [f"lat-{i}" for i in range(pods)],
+        f"bench-latency-{tag}",
+    )
+    # The production settings of config/etl.yaml, except where a poll starts.
+    etl.update(
+        poll_interval="10s",
+        chunk_duration="10s",
+        lookback="30s",
+        ingest_delay="2s",
+        start_at=int(time.time() * 1000),
+    )
+    merger["latest_merger"] = {"flush_interval": f"{flush_ms}ms"}
     etl_path, merger_path = work / f"etl-{tag}.yaml", work / f"merger-{tag}.yaml"
     etl_path.write_text(yaml.safe_dump(etl))
     merger_path.write_text(yaml.safe_dump(merger))

@@ -21,6 +21,7 @@ from devstack.stack import (
     jobs,
     port_open,
 )
+from devstack.stack.pipeline import pipeline_docs
 
 
 @pytest.fixture(scope="session")
@@ -47,33 +48,16 @@ def unique() -> str:
 @pytest.fixture
 def pipeline_configs(stack: Stack, unique: str, tmp_path: Path) -> tuple[Path, Path]:
     """An ETL and a merger config on topics, database and group of this test alone."""
-    topics = {
-        "aggregated": f"test-{unique}.aggregated",
-        "latest": f"test-{unique}.latest",
-        "dlq": f"test-{unique}.dlq",
-        "partitions": 2,
-    }
-    kafka = {"brokers": stack.bootstrap_servers()}
-    etl = {
-        "kafka": kafka,
-        "topics": topics,
-        "influxdb": {
-            "url": f"http://127.0.0.1:{INFLUXDB_PORT}",
-            "database": f"test_{unique}",
-            "pods": [f"pod-a-{unique}", f"pod-b-{unique}", f"pod 'c' {unique}"],
-        },
-        "poll_interval": "2s",
-        "chunk_duration": "10s",
-        "lookback": "10s",
-        "backfill": "15m",
-    }
-    merger = {
-        "kafka": kafka,
-        "topics": topics,
-        "latest_merger": {"flush_interval": "3s"},
-        "consumer_group": f"test-{unique}",
-        "flink": {"checkpoint_interval": "2s"},
-    }
+    etl, merger = pipeline_docs(
+        stack,
+        f"test-{unique}",
+        f"test_{unique}",
+        [f"pod-a-{unique}", f"pod-b-{unique}", f"pod 'c' {unique}"],
+        f"test-{unique}",
+        partitions=2,
+    )
+    etl.update(poll_interval="2s", chunk_duration="10s", lookback="10s", backfill="15m")
+    merger.update(latest_merger={"flush_interval": "3s"}, flink={"checkpoint_interval": "2s"})
     etl_path, merger_path = tmp_path / "etl.yaml", tmp_path / "merger.yaml"
     etl_path.write_text(yaml.safe_dump(etl))
     merger_path.write_text(yaml.safe_dump(merger))
