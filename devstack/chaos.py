@@ -68,12 +68,13 @@ def schedule(rng: random.Random, seconds: float, kinds: tuple[str, ...]) -> list
     """About one fault per 40 s of the run (at least one), one at a time, none in the first 8 s
     nor in the last 10 s."""
     count = max(1, int(seconds // 40))
-    slot = (seconds - 18) / count
+    # In tenths of a second, so that rounding never moves a fault out of its slot.
+    slot = int((seconds - 18) * 10) // count
     faults = []
     for i in range(count):
-        down = round(rng.uniform(2, min(10, slot / 2)), 1)
-        at = round(8 + i * slot + rng.uniform(0, slot - down), 1)
-        faults.append(Fault(at, rng.choice(kinds), down))
+        down = round(rng.uniform(2, min(10, slot / 20)) * 10)
+        at = 80 + i * slot + int(rng.uniform(0, slot - down))
+        faults.append(Fault(at / 10, rng.choice(kinds), down / 10))
     return faults
 
 
