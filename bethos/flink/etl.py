@@ -14,14 +14,22 @@ import logging
 import random
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
-from pyflink.common import Row, Types
+from pyflink.common import Encoder, Row, Types
 from pyflink.datastream import KeyedProcessFunction, OutputTag, RuntimeContext
+from pyflink.datastream.connectors.file_system import (
+    BucketAssigner,
+    FileSink,
+    OutputFileConfig,
+    RollingPolicy,
+)
 from pyflink.datastream.state import ValueStateDescriptor
 
 from bethos.config import EtlSettings
 from bethos.deadletter import dead_letter
+from bethos.exceptions import ProgressFileError
 from bethos.flink.environment import create_environments, ensure_logging, freeze_loaded_objects
 from bethos.flink.rows import (
     KEYLESS,
@@ -35,6 +43,7 @@ from bethos.flink.uids import SinkStatements, planner_uids
 from bethos.logevents import log_event
 from bethos.readings import Window
 from bethos.record import encode_aggregated
+from bethos.source import progress_file
 from bethos.source.layout import resource_map_for
 from bethos.source.poller import PodProgress, PollDriver, ReconcileState, TickResult
 from bethos.source.reads import FinishedRead
@@ -45,7 +54,10 @@ log = logging.getLogger("bethos.influxdb_source")
 COMPONENT = "influxdb_source"
 POLLER_UID = "influxdb-pod-poller"
 SETTLE_CHECK_MS = 100
+PROGRESS_JOURNAL_UID = "progress-journal"
 DEAD_LETTERS = OutputTag("dead-letters", ROW_DEAD_LETTER)
+# Journal lines of the progress file (`checkpoint_path`): see bethos/source/progress_file.py.
+PROGRESS = OutputTag("progress", Types.STRING())
 
 
 def influx_clients(settings: EtlSettings) -> Callable[[], InfluxClient]:
@@ -141,6 +153,7 @@ class PodPollFunction(KeyedProcessFunction):  # type: ignore[misc]
         stored_reconcile = self.reconcile.value()
         saved_reconcile = None if stored_reconcile is None else ReconcileState(*stored_reconcile)
         result = self.driver.tick(pod, now, saved, saved_reconcile)
+        self._fold_progress(pod, now)
         if result.progress != saved:
             # A plain tuple, as the first version stored it: savepoints stay readable both ways.
             self.progress.update(tuple(result.progress))
@@ -163,6 +176,14 @@ class PodPollFunction(KeyedProcessFunction):  # type: ignore[misc]
             # Ticks come once a second; a timer looks again sooner, so that a finished read
             # waits at most SETTLE_CHECK_MS. Aligned times: one timer per slot and pod.
             timers.register_processing_time_timer((now // SETTLE_CHECK_MS + 1) * SETTLE_CHECK_MS)
+
+    def _fold_progress(self, pod: str, now: int) -> None:
+        """The progress file is for a start without state; a damaged one must not stop the
+        polls, which keep their progress in Flink's state. So it is logged, and tried again."""
+        try:
+            self.driver.fold_progress(now)
+        except ProgressFileError as exc:
+            log_event(log, COMPONENT, "error", logging.ERROR, pod=pod, err=str(exc))
 
     def _emit_reconciled(
         self, pod: str, now: int, read: FinishedRead, result: TickResult, metrics: PodMetrics
@@ -256,7 +277,9 @@ class PodPollFunction(KeyedProcessFunction):  # type: ignore[misc]
         metrics.rows_read.inc(found.readings)
         metrics.last_poll_at.set(now)
         yield from self._records_and_rejects(pod, now, read, result, metrics)
-        self.driver.emitted(pod, result)
+        entry = self.driver.journal_entry(pod, result)
+        if entry is not None:
+            yield PROGRESS, entry
         ended = time.monotonic()
         # duration_ms runs from handing the read over to the last record handed to the Kafka
         # sink; read_ms is the read itself (query and parse), read_cpu_ms the part of it the
@@ -279,6 +302,28 @@ class PodPollFunction(KeyedProcessFunction):  # type: ignore[misc]
         )
 
 
+def add_progress_journal(env: Any, entries: Any, checkpoint_path: str) -> None:
+    """The journal of the progress file: Flink's FileSink shows a part only once the
+    checkpoint that holds it completes, and the Kafka sink is acknowledged by then for every
+    record handed to it before that checkpoint's barrier. Unaligned checkpoints would let
+    records in flight skip the flush, so they stay off."""
+    env.get_checkpoint_config().enable_unaligned_checkpoints(False)
+    journal = progress_file.journal_dir(Path(checkpoint_path).resolve()).as_uri()
+    sink = (
+        FileSink.for_row_format(journal, Encoder.simple_string_encoder())
+        .with_bucket_assigner(BucketAssigner.base_path_bucket_assigner())
+        .with_rolling_policy(RollingPolicy.on_checkpoint_rolling_policy())
+        .with_output_file_config(
+            OutputFileConfig.builder()
+            .with_part_prefix("progress")
+            .with_part_suffix(".jsonl")
+            .build()
+        )
+        .build()
+    )
+    entries.sink_to(sink).uid(PROGRESS_JOURNAL_UID).name("progress file, once Kafka acknowledged")
+
+
 def build(settings: EtlSettings):  # type: ignore[no-untyped-def]
     resource_map_for(settings)  # a bad resource map fails here, before the job starts
     env, t_env = create_environments(settings.flink)
@@ -299,6 +344,8 @@ def build(settings: EtlSettings):  # type: ignore[no-untyped-def]
         .uid(POLLER_UID)
         .name("poll InfluxDB per pod")
     )
+    if settings.checkpoint_path:
+        add_progress_journal(env, records.get_side_output(PROGRESS), settings.checkpoint_path)
     statements = SinkStatements(t_env)
     add_sink(t_env, statements, records, "aggregated_out")
     add_dead_letter_sink(

@@ -37,6 +37,8 @@ from bethos.source import progress_file
 from bethos.source.planning import next_poll_after, plan_window
 from bethos.source.reads import BackgroundReads, Client, FinishedRead
 
+FOLD_INTERVAL_MS = 60_000
+
 
 class ReconcileState(NamedTuple):
     """A pod's reconcile bookkeeping: when its next pass is due (epoch ms), the time before which
@@ -183,6 +185,7 @@ class PollDriver:
                 settings.influxdb.concurrent_reads, thread_name_prefix="influxdb-read"
             )
         self._reads = BackgroundReads(open_client, settings.chunk_duration, executor)
+        self._next_fold_at = 0
 
     def starting_point(self, pod: str, now: int) -> int:
         """Where a pod without progress starts: its entry in the progress file if any, else
@@ -251,12 +254,25 @@ class PollDriver:
         """Whether a read of the pod is out: a tick soon after may settle it."""
         return self._reads.outstanding(pod) is not None
 
-    def emitted(self, pod: str, result: TickResult) -> None:
-        """Call once a settled read's records are handed on: the progress file
-        (`checkpoint_path`), if any, then records the window as done."""
+    def journal_entry(self, pod: str, result: TickResult) -> str | None:
+        """With a progress file (`checkpoint_path`): the journal line that records a settled
+        window, to be handed on after its records (see `progress_file`); else None."""
+        read = result.read
+        if not self._settings.checkpoint_path or read is None or read.reconcile:
+            return None
+        if read.result is None:
+            return None
+        return progress_file.journal_entry(pod, result.progress.completed_until)
+
+    def fold_progress(self, now: int) -> None:
+        """With a progress file: fold the journal's acknowledged entries into it, at most once
+        per FOLD_INTERVAL_MS (the FileSink adds a part per checkpoint; folding keeps them few).
+        Raises ProgressFileError when the file or the journal cannot be used."""
         path = self._settings.checkpoint_path
-        if path and result.read is not None and result.read.result is not None:
-            progress_file.save(path, {pod: result.progress.completed_until})
+        if not path or now < self._next_fold_at:
+            return
+        self._next_fold_at = now + FOLD_INTERVAL_MS
+        progress_file.fold(path)
 
     def close(self) -> None:
         """Drop the reads not started yet and close the read threads' clients."""

@@ -1,20 +1,29 @@
-"""Per-pod ETL progress in a file (`checkpoint_path`), for running without Flink checkpoints.
+"""Per-pod ETL progress in a file (`checkpoint_path`), where a job started without state
+(no savepoint, no retained checkpoint) resumes.
 
 The file is JSON: `{"version": 1, "pods": {"<pod>": <completed_until epoch ms>, ...}}`.
 
-- `save` is atomic: the new content goes to a temporary file in the same directory, is fsynced,
-  and replaces the old file with `os.replace`; the directory is fsynced too. A reader therefore
-  sees the old or the new file, never a half-written one.
-- Several writers (Flink subtasks owning different pods) share one file: `save` reads, merges and
-  writes under an exclusive `fcntl.flock` on `<path>.lock`, so no writer loses another's pods.
-  flock is reliable on a local file system; do not put the file on NFS.
+Progress reaches it only once Kafka has acknowledged the window's records. The ETL hands a
+journal entry per settled window (`journal_entry`) to Flink's FileSink, writing into the
+directory `<checkpoint_path>.journal`, after the window's records. The FileSink makes its part
+files visible only when a checkpoint completes, and a checkpoint completes only after the Kafka
+sink flushed and was acknowledged for everything handed to it before the checkpoint's barrier.
+So a visible part file names only acknowledged windows. `fold` moves them into the JSON file;
+`load` reads both.
+
+- `save` and `fold` are atomic: the new content goes to a temporary file in the same directory,
+  is fsynced, and replaces the old file with `os.replace`; the directory is fsynced too. A reader
+  therefore sees the old or the new file, never a half-written one.
+- Several writers (Flink subtasks owning different pods) share one file: `save` and `fold`
+  read, merge and write under an exclusive `fcntl.flock` on `<path>.lock`, so no writer loses
+  another's pods. flock is reliable on a local file system; do not put the file on NFS.
 - Progress never moves backwards: a pod's saved value is the maximum of what is in the file and
   what is being saved. Pods are never removed (a pod dropped from the config keeps its entry).
 - A missing file means no progress yet (`{}`). A file that exists but cannot be read or parsed
   is an error (ProgressFileError), never silently treated as empty: since writes are atomic,
   such a file was damaged from outside, and starting every pod again from `backfill` could skip
-  data older than the backfill; `save` would also overwrite the evidence. The message names the
-  file; deleting it restarts every pod from `backfill`.
+  data older than the backfill; a write would also overwrite the evidence. The message names the
+  file; deleting it restarts every pod from `backfill`. The same holds for a journal part.
 """
 
 from __future__ import annotations
@@ -32,6 +41,7 @@ import orjson
 from bethos.exceptions import ProgressFileError
 
 FORMAT_VERSION = 1
+JOURNAL_SUFFIX = ".journal"
 
 
 def _is_int(value: object) -> bool:
@@ -60,9 +70,7 @@ def _parse(raw: bytes, path: Path) -> dict[str, int]:
     return dict(pods)
 
 
-def load(path: str | Path) -> dict[str, int]:
-    """Pod -> completed_until (epoch ms); {} when the file does not exist."""
-    path = Path(path)
+def _load_file(path: Path) -> dict[str, int]:
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
@@ -70,6 +78,76 @@ def load(path: str | Path) -> dict[str, int]:
     except OSError as exc:
         raise ProgressFileError(f"cannot read progress file {path}: {exc.strerror}") from None
     return _parse(raw, path)
+
+
+def journal_dir(path: str | Path) -> Path:
+    """Where the FileSink writes the acknowledged progress, next to the progress file."""
+    return Path(f"{path}{JOURNAL_SUFFIX}")
+
+
+def journal_entry(pod: str, completed_until: int) -> str:
+    """One line of the journal: a pod's progress once its window's records are acknowledged."""
+    return orjson.dumps({"pod": pod, "completed_until": completed_until}).decode()
+
+
+def _committed_parts(journal: Path) -> list[Path]:
+    """The journal's visible part files; the FileSink's in-progress and pending files are
+    hidden (their names start with a dot) until a checkpoint commits them."""
+    try:
+        names = sorted(os.listdir(journal))
+    except FileNotFoundError:
+        return []
+    except OSError as exc:
+        raise ProgressFileError(f"cannot list progress journal {journal}: {exc.strerror}") from None
+    return [journal / name for name in names if not name.startswith((".", "_"))]
+
+
+def _read_part(part: Path) -> dict[str, int] | None:
+    """A part file's progress per pod (the largest per pod); None when it is gone (folded)."""
+    try:
+        raw = part.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise ProgressFileError(
+            f"cannot read progress journal file {part}: {exc.strerror}"
+        ) from None
+    pods: dict[str, int] = {}
+    for number, line in enumerate(raw.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            entry: Any = orjson.loads(line)
+            pod, until = entry["pod"], entry["completed_until"]
+        except (orjson.JSONDecodeError, TypeError, KeyError):
+            pod, until = None, None
+        if not isinstance(pod, str) or not pod or not _is_int(until):
+            raise ProgressFileError(
+                f"progress journal file {part}, line {number}: expected "
+                f'{{"pod": "...", "completed_until": <epoch ms>}}, not {line[:200]!r}; '
+                "delete the file to resume from the progress before it"
+            )
+        pods[pod] = max(until, pods.get(pod, until))
+    return pods
+
+
+def _merge(into: dict[str, int], progress: Mapping[str, int]) -> None:
+    for pod, until in progress.items():
+        into[pod] = max(until, into.get(pod, until))
+
+
+def load(path: str | Path) -> dict[str, int]:
+    """Pod -> completed_until (epoch ms) from the file and its journal; {} when neither exists.
+
+    Needs no lock: the journal is read before the file, and `fold` writes the file before it
+    deletes the parts it folded, so a part that vanishes here is already in the file.
+    """
+    path = Path(path)
+    progress: dict[str, int] = {}
+    for part in _committed_parts(journal_dir(path)):
+        _merge(progress, _read_part(part) or {})
+    _merge(progress, _load_file(path))
+    return progress
 
 
 @contextlib.contextmanager
@@ -102,10 +180,19 @@ def _write_atomically(path: Path, data: bytes) -> None:
         os.close(dir_fd)
 
 
-def save(path: str | Path, progress: Mapping[str, int]) -> dict[str, int]:
-    """Merge `progress` into the file (per pod, the larger value wins) and return the result.
+def _save_locked(path: Path, progress: Mapping[str, int]) -> dict[str, int]:
+    current = _load_file(path)
+    merged = dict(current)
+    _merge(merged, progress)
+    if merged != current or not path.exists():
+        doc = {"version": FORMAT_VERSION, "pods": dict(sorted(merged.items()))}
+        _write_atomically(path, orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n")
+    return merged
 
-    Other pods' entries are kept. Nothing is written when nothing would change.
+
+def save(path: str | Path, progress: Mapping[str, int]) -> dict[str, int]:
+    """Merge `progress` into the file (per pod, the larger value wins) and return the file's
+    content. Other pods' entries are kept. Nothing is written when nothing would change.
     """
     for pod, until in progress.items():
         if not isinstance(pod, str) or not pod:
@@ -115,11 +202,26 @@ def save(path: str | Path, progress: Mapping[str, int]) -> dict[str, int]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with _locked(path):
-        current = load(path)
-        merged = dict(current)
-        for pod, until in progress.items():
-            merged[pod] = max(until, current.get(pod, until))
-        if merged != current or not path.exists():
-            doc = {"version": FORMAT_VERSION, "pods": dict(sorted(merged.items()))}
-            _write_atomically(path, orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n")
+        return _save_locked(path, progress)
+
+
+def fold(path: str | Path) -> dict[str, int]:
+    """Move the journal's committed parts into the file and return the file's content.
+
+    The file is written (atomically) before the parts are deleted, so a crash in between only
+    leaves parts whose progress the file already holds.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with _locked(path):
+        parts = _committed_parts(journal_dir(path))
+        if not parts:
+            return _load_file(path)
+        journal: dict[str, int] = {}
+        for part in parts:
+            _merge(journal, _read_part(part) or {})
+        merged = _save_locked(path, journal)
+        for part in parts:
+            with contextlib.suppress(FileNotFoundError):
+                part.unlink()
     return merged

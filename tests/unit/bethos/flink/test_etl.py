@@ -7,6 +7,7 @@ import logging
 import pickle
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -16,6 +17,7 @@ from bethos.config import EtlSettings, InfluxSettings
 from bethos.exceptions import SourceError
 from bethos.logevents import parse_event
 from bethos.readings import FetchResult, Reject, Tally, Window
+from bethos.source import progress_file
 from tests.data.log_fields import POLL_FIELDS
 
 NOW = 10_000_000
@@ -246,3 +248,42 @@ def test_a_failed_read_is_retried_then_given_up(
     assert (retry.fields["attempt"], retry.fields["err"]) == ("1", "HTTP 500")
     assert error.event == "error"
     assert list(error.fields) == ["pod", "err", "window_start", "lag_ms"]
+
+
+def test_with_a_progress_file_a_settled_window_hands_its_journal_entry_after_its_records(
+    etl: ModuleType, tmp_path: Path
+) -> None:
+    FakeClient.fetch = staticmethod(good)  # type: ignore[assignment]
+    runtime, ctx = FakeRuntime(), FakeContext()
+    path = tmp_path / "progress.json"
+    function = etl.PodPollFunction(settings(checkpoint_path=str(path)))
+    function.open(runtime)
+    try:
+        out = run_until_settled(function, ctx)
+    finally:
+        function.close()
+    tags = [row[0] if isinstance(row, tuple) else "record" for row in out]
+    assert tags == ["record", etl.DEAD_LETTERS, etl.PROGRESS]
+    assert out[-1][1] == progress_file.journal_entry("p", NOW - 2_000)
+    # Written by the FileSink once Kafka acknowledged, never by the function itself.
+    assert not path.exists() and not progress_file.journal_dir(path).exists()
+
+
+def test_a_damaged_progress_file_is_logged_and_the_polls_go_on(
+    etl: ModuleType, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    FakeClient.fetch = staticmethod(good)  # type: ignore[assignment]
+    runtime, ctx = FakeRuntime(), FakeContext()
+    path = tmp_path / "progress.json"
+    function = etl.PodPollFunction(settings(checkpoint_path=str(path)))
+    function.open(runtime)
+    runtime.state.update((NOW - 60_000, 0, NOW))  # restored state: the file is not needed
+    path.write_text("damaged")
+    caplog.set_level(logging.INFO)
+    try:
+        out = run_until_settled(function, ctx)
+    finally:
+        function.close()
+    assert [row[0] for row in out if not isinstance(row, tuple)] == ["V1"]
+    (error,) = [e for e in events(caplog) if e.event == "error"]
+    assert str(path) in error.fields["err"]

@@ -17,7 +17,14 @@ from bethos.record import SignalValue
 from bethos.retry import backoff_delay
 from bethos.source import progress_file
 from bethos.source.planning import plan_window, split_chunks
-from bethos.source.poller import PodProgress, PollDriver, TickResult, aggregate, settle
+from bethos.source.poller import (
+    FOLD_INTERVAL_MS,
+    PodProgress,
+    PollDriver,
+    TickResult,
+    aggregate,
+    settle,
+)
 from bethos.source.reads import Fetch, read_window
 from tests.unit.bethos.source.test_planning import SETTINGS
 
@@ -386,28 +393,58 @@ def test_a_pod_without_progress_starts_from_the_progress_file_then_start_at(
     assert plain.tick("q", 100_000, None).progress.completed_until == 100_000 - BACKFILL
 
 
-def test_the_progress_file_records_a_window_once_it_is_emitted(tmp_path: Path) -> None:
+def commit(path: Path, name: str, *entries: str) -> None:
+    """What the FileSink does once a checkpoint completes: a visible part in the journal."""
+    journal = progress_file.journal_dir(path)
+    journal.mkdir(exist_ok=True)
+    (journal / name).write_text("".join(entry + "\n" for entry in entries))
+
+
+def test_a_settled_window_gives_a_journal_entry_and_writes_nothing_itself(tmp_path: Path) -> None:
     path = tmp_path / "progress.json"
     settings = SETTINGS.model_copy(update={"checkpoint_path": str(path)})
     poller = driver(FakeInflux(), settings)
     first = poller.tick("p", 105_000, PodProgress(100_000, 0, 100_000))
-    poller.emitted("p", first)  # nothing settled yet: nothing to record
-    assert progress_file.load(path) == {}
+    assert poller.journal_entry("p", first) is None  # nothing settled yet: nothing to record
     settled = poller.tick("p", 105_100, first.progress)
-    assert progress_file.load(path) == {}  # not before the records are handed on
-    poller.emitted("p", settled)
+    entry = poller.journal_entry("p", settled)
+    assert entry == progress_file.journal_entry("p", 103_000)
+    # The driver writes nothing: only the FileSink's commit, after Kafka's acknowledgement, does.
+    assert progress_file.load(path) == {} and not path.exists()
+    assert entry is not None
+    commit(path, "progress-0-0.jsonl", entry)
     assert progress_file.load(path) == {"p": 103_000}
+    assert (
+        driver(FakeInflux(), settings).tick("p", 200_000, None).progress.completed_until == 103_000
+    )
 
 
-def test_a_failed_read_is_not_recorded_in_the_progress_file(tmp_path: Path) -> None:
-    path = tmp_path / "progress.json"
-    settings = SETTINGS.model_copy(update={"checkpoint_path": str(path)})
+def test_no_journal_entry_without_a_progress_file_or_for_a_failed_read(tmp_path: Path) -> None:
+    plain = driver(FakeInflux())
+    first = plain.tick("p", 105_000, PodProgress(100_000, 0, 100_000))
+    assert plain.journal_entry("p", plain.tick("p", 105_100, first.progress)) is None
+    settings = SETTINGS.model_copy(update={"checkpoint_path": str(tmp_path / "progress.json")})
     poller = driver(FakeInflux(fail=True), settings)
     first = poller.tick("p", 105_000, PodProgress(100_000, 0, 100_000))
     failed = poller.tick("p", 105_100, first.progress)
     assert failed.read is not None and failed.read.result is None
-    poller.emitted("p", failed)
-    assert progress_file.load(path) == {}
+    assert poller.journal_entry("p", failed) is None
+
+
+def test_the_driver_folds_the_journal_into_the_file_once_per_interval(tmp_path: Path) -> None:
+    path = tmp_path / "progress.json"
+    settings = SETTINGS.model_copy(update={"checkpoint_path": str(path)})
+    poller = driver(FakeInflux(), settings)
+    commit(path, "progress-a-0", progress_file.journal_entry("p", 10_000))
+    poller.fold_progress(1_000)
+    assert progress_file.load(path) == {"p": 10_000}
+    assert list(progress_file.journal_dir(path).iterdir()) == []
+    commit(path, "progress-a-1", progress_file.journal_entry("p", 20_000))
+    poller.fold_progress(1_000 + FOLD_INTERVAL_MS - 1)  # not yet due: the part stays
+    assert len(list(progress_file.journal_dir(path).iterdir())) == 1
+    poller.fold_progress(1_000 + FOLD_INTERVAL_MS)
+    assert list(progress_file.journal_dir(path).iterdir()) == []
+    assert progress_file.load(path) == {"p": 20_000}
 
 
 def test_the_driver_opens_a_client_at_the_start_and_closes_every_client() -> None:

@@ -121,3 +121,53 @@ def test_save_refuses_bad_input(tmp_path: Path, progress: dict[str, int]) -> Non
     with pytest.raises(ValueError):
         progress_file.save(tmp_path / "progress.json", progress)
     assert not (tmp_path / "progress.json").exists()
+
+
+def part(path: Path, name: str, *progress: tuple[str, int]) -> Path:
+    """A part file as Flink's FileSink leaves it in the journal."""
+    journal = progress_file.journal_dir(path)
+    journal.mkdir(parents=True, exist_ok=True)
+    file = journal / name
+    file.write_text("".join(progress_file.journal_entry(p, u) + "\n" for p, u in progress))
+    return file
+
+
+def test_load_takes_the_largest_of_the_file_and_the_committed_journal(tmp_path: Path) -> None:
+    path = tmp_path / "progress.json"
+    progress_file.save(path, {"a": 5_000, "b": 9_000})
+    part(path, "progress-x-0-0.jsonl", ("a", 6_000), ("a", 7_000), ("c", 1_000))
+    part(path, "progress-y-1-0.jsonl", ("b", 8_000))
+    # In progress or pending: not acknowledged yet, so not progress.
+    part(path, ".progress-x-0-1.jsonl.inprogress.0f3c", ("a", 99_000))
+    assert progress_file.load(path) == {"a": 7_000, "b": 9_000, "c": 1_000}
+
+
+def test_fold_moves_the_committed_journal_into_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "progress.json"
+    progress_file.save(path, {"a": 5_000})
+    part(path, "progress-x-0-0.jsonl", ("a", 6_000), ("b", 2_000))
+    hidden = part(path, ".progress-x-0-1.jsonl.inprogress.0f3c", ("a", 99_000))
+    assert progress_file.fold(path) == {"a": 6_000, "b": 2_000}
+    assert orjson.loads(path.read_bytes())["pods"] == {"a": 6_000, "b": 2_000}
+    assert list(progress_file.journal_dir(path).iterdir()) == [hidden]
+    assert progress_file.fold(path) == {"a": 6_000, "b": 2_000}  # nothing more to fold
+
+
+def test_fold_without_a_journal_or_a_file(tmp_path: Path) -> None:
+    path = tmp_path / "state" / "progress.json"
+    assert progress_file.fold(path) == {}
+    assert progress_file.load(path) == {}
+
+
+@pytest.mark.parametrize(
+    "line",
+    [b"not json", b'{"pod": "", "completed_until": 1}', b'{"pod": "a", "completed_until": "1"}'],
+)
+def test_a_damaged_journal_part_is_an_error_naming_it(tmp_path: Path, line: bytes) -> None:
+    path = tmp_path / "progress.json"
+    damaged = part(path, "progress-x-0-0.jsonl", ("a", 1_000))
+    damaged.write_bytes(damaged.read_bytes() + line + b"\n")
+    for call in (progress_file.load, progress_file.fold):
+        with pytest.raises(ProgressFileError, match=f"{damaged}, line 2"):
+            call(path)
+    assert damaged.exists()  # the evidence stays
