@@ -214,10 +214,9 @@ def repair(stack: Stack, fault: Fault, job_names: list[str]) -> None:
     elif fault.kind == "jobmanager":
         stack.up(progress=quiet)
         for job in job_names:
-            try:
+            if lifecycle.restore_points(stack, job):
                 lifecycle.resume_job(stack, job, progress=quiet)
-            except BethosError:
-                # Killed before the job's first checkpoint: it starts again without state.
+            else:  # killed before the job's first checkpoint: it starts again without state
                 jobs.submit(stack, job, str(jobs.submission(stack, job)["config"]))
     elif fault.kind == "broker":
         stack.start_service("kafka")

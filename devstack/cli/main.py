@@ -157,7 +157,7 @@ def cmd_upgrade(args: argparse.Namespace) -> int:
 
 
 def cmd_package(args: argparse.Namespace) -> int:
-    code = build_package(Path(args.output))
+    code = build_package(Path(args.output).resolve())  # commands that run from anywhere
     print(code)
     if not args.quiet:
         print(

@@ -218,6 +218,9 @@ class FlinkCluster:
                 break
             time.sleep(0.5)
         self.start_taskmanagers()
+        progress(
+            f"waiting up to {timeout_s:.0f}s for {self.taskmanagers} new TaskManagers to register"
+        )
         deadline = time.monotonic() + timeout_s
         while len(self.taskmanager_ids() - before) < self.taskmanagers:
             if time.monotonic() > deadline:
@@ -243,6 +246,20 @@ class FlinkCluster:
         answer = http_json(f"http://127.0.0.1:{FLINK_REST_PORT}/taskmanagers")
         managers = answer.get("taskmanagers", []) if isinstance(answer, dict) else []
         return {str(manager["id"]) for manager in managers if isinstance(manager, dict)}
+
+    def job(self, job_id: str) -> dict[str, object]:
+        """One job's details (`state`, its `vertices` with their `status`) from the REST API."""
+        answer = http_json(f"http://127.0.0.1:{FLINK_REST_PORT}/jobs/{job_id}")
+        return answer if isinstance(answer, dict) else {}
+
+    def job_failure(self, job_id: str) -> str:
+        """The newest failure in a job's exception history, its stack trace; "" if none."""
+        answer = http_json(f"http://127.0.0.1:{FLINK_REST_PORT}/jobs/{job_id}/exceptions")
+        history = answer.get("exceptionHistory", {}) if isinstance(answer, dict) else {}
+        entries = history.get("entries", []) if isinstance(history, dict) else []
+        if not entries or not isinstance(entries[0], dict):
+            return ""
+        return str(entries[0].get("stacktrace") or entries[0].get("exceptionName") or "")
 
     def jobs(self) -> list[dict[str, object]]:
         """The cluster's jobs as its REST API lists them; none when it does not answer."""

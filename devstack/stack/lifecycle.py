@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,8 +92,56 @@ class StartOptions:
     code: Path | None = None  # a zip of `devstack.package`; default the current code
 
 
+# Flink's words when a restore point holds state of an operator the new job does not have.
+_DROPPED_STATE = ("Cannot map checkpoint/savepoint state", "allowNonRestoredState")
+
+
+def failure_summary(stacktrace: str) -> str:
+    """The line of a Flink stack trace that says why: its deepest `Caused by`, else its first."""
+    lines = [line.strip() for line in stacktrace.splitlines() if line.strip()]
+    causes = [line.removeprefix("Caused by: ") for line in lines if line.startswith("Caused by:")]
+    return (causes[-1] if causes else lines[0] if lines else "no reason given")[:1000]
+
+
+def await_started(stack: Stack, job: str, job_id: str, point: str, timeout_s: float = 180) -> None:
+    """Wait until every task of a job started from `point` runs. `flink run -d` returns once
+    the job is accepted; Flink checks the restore point only afterwards, so a refusal shows as a
+    failed job: it is raised here with Flink's reason, and the restore point is kept."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        detail = stack.flink.job(job_id)
+        state = detail.get("state")
+        vertices = detail.get("vertices")
+        tasks = (
+            [v.get("status") for v in vertices if isinstance(v, dict)]
+            if isinstance(vertices, list)
+            else []
+        )
+        if state == "RUNNING" and tasks and all(status == "RUNNING" for status in tasks):
+            return
+        if state in ("FAILED", "CANCELED", "FINISHED"):
+            trace = stack.flink.job_failure(job_id)
+            if any(words in trace for words in _DROPPED_STATE):
+                raise BethosError(
+                    f"Flink refused to start {job} from {point}: it holds state that the new "
+                    f"job would drop ({failure_summary(trace)}). The restore point is kept: "
+                    f"start {job} as it was with `bethos resume {job} --config <its old config>`,"
+                    " or drop that state with --allow-non-restored-state"
+                )
+            raise BethosError(
+                f"{job} ({job_id}) did not start from {point}: {state}, "
+                f"{failure_summary(trace)}; `bethos resume {job}` tries again"
+            )
+        if time.monotonic() > deadline:
+            raise BethosError(
+                f"{job} ({job_id}) does not run {timeout_s:.0f}s after its start from {point} "
+                f"(state {state}, tasks {sorted(set(map(str, tasks)))}); see the Flink dashboard"
+            )
+        time.sleep(0.5)
+
+
 def _submit_from(stack: Stack, job: str, point: str, options: StartOptions) -> str:
-    """Submit `job` from the restore point `point`."""
+    """Submit `job` from the restore point `point` and wait until it runs (`await_started`)."""
     last = jobs.submission(stack, job)
     config = options.config or (str(last["config"]) if last.get("config") else None)
     parallelism = options.parallelism
@@ -100,7 +149,7 @@ def _submit_from(stack: Stack, job: str, point: str, options: StartOptions) -> s
         parallelism = int(last["parallelism"])  # type: ignore[call-overload]
     env = last.get("env")
     extra_env = {str(k): str(v) for k, v in env.items()} if isinstance(env, dict) else {}
-    return jobs.submit(
+    job_id = jobs.submit(
         stack,
         job,
         config,
@@ -110,6 +159,8 @@ def _submit_from(stack: Stack, job: str, point: str, options: StartOptions) -> s
         allow_non_restored_state=options.allow_non_restored_state,
         code=options.code,
     )
+    await_started(stack, job, job_id, point)
+    return job_id
 
 
 def resume_job(
@@ -158,9 +209,15 @@ def upgrade_job(
             others[name] = point
     stack.flink.restart_taskmanagers(progress)
     progress(f"starting {job} from {savepoint} with the current code ...")
-    job_id = _submit_from(stack, job, savepoint, options)
+    refused: BethosError | None = None
+    try:
+        job_id = _submit_from(stack, job, savepoint, options)
+    except BethosError as exc:
+        refused = exc  # the other jobs are started again all the same
     restarted = {}
     for name, point in others.items():
         progress(f"starting {name} from {point} ...")
         restarted[name] = _submit_from(stack, name, point, StartOptions(code=options.code))
+    if refused is not None:
+        raise refused
     return Upgrade(savepoint, job_id, restarted)

@@ -238,3 +238,35 @@ def test_after_a_jobmanager_crash_up_and_resume_restore_both_jobs_and_lose_nothi
     finally:
         for job_id in resumed:
             jobs.stop(stack, job_id)
+
+
+def test_the_code_as_a_directory_the_way_the_image_ships_it(
+    stack: Stack,
+    pipeline_configs: tuple[Path, Path],
+    etl_settings: EtlSettings,
+    submit: Callable[..., str],
+    tmp_path: Path,
+) -> None:
+    """The container image and the Kubernetes manifests give `-pyfs` a directory holding the
+    packages (/opt/bethos), not the zip: the cluster's Python has no bethos, so the jobs only
+    run if that directory reaches their workers."""
+    code = tmp_path / "opt-bethos"
+    for package in ("bethos", "connectors"):
+        shutil.copytree(
+            paths.PROJECT_ROOT / package,
+            code / package,
+            ignore=shutil.ignore_patterns("__pycache__"),
+        )
+    # Fresh interpreters: none may hold bethos from an earlier job's zip.
+    stack.flink.restart_taskmanagers(progress=lambda _: None)
+    etl_config, merger_config = pipeline_configs
+    data.generate(etl_settings, vins=10, rounds=2, round_interval_ms=2_000)
+    try:
+        submit("etl", etl_config, code=code)
+        submit("latest_merger", merger_config, code=code)
+        assert wait_for(lambda: data.verify(etl_settings)[2], timeout=180) == []
+    finally:
+        for _, job_id in jobs.running_jobs(stack):
+            jobs.stop(stack, job_id)
+        # Their interpreters import from this test's directory, which goes away.
+        stack.flink.restart_taskmanagers(progress=lambda _: None)

@@ -16,6 +16,7 @@ from bethos.config import EtlSettings
 from devstack.cli import data
 from devstack.stack import PROMETHEUS_PORT, Stack, http_json, jobs, port_open
 from devstack.stack.prometheus import MONITORING_DIR
+from tests.unit.test_monitoring_doc import OPERATOR_PREFIX, ROOT, registrations
 
 pytestmark = pytest.mark.integration
 PROMETHEUS = f"http://127.0.0.1:{PROMETHEUS_PORT}"
@@ -143,3 +144,21 @@ def test_every_dashboard_panel_finds_series(
         time.sleep(2)
         empty = [(title, expr) for title, expr in empty if not query(expr)]
     assert empty == [], "panels whose query returns no series"
+
+
+def test_prometheus_has_every_metric_the_etl_and_the_default_merger_register(
+    stack: Stack,
+    prometheus: str,
+    pipeline_configs: tuple[Path, Path],
+    etl_settings: EtlSettings,
+    submit: Callable[..., str],
+) -> None:
+    """The names read from the code (as the doc test reads them) against what Prometheus
+    scraped: the ETL's and the log_compacted merger's, with its intake's."""
+    sources = [ROOT / "bethos" / "flink" / name for name in ("etl.py", "merge.py", "rows.py")]
+    names = {OPERATOR_PREFIX + "_".join(parts) for path in sources for parts in registrations(path)}
+    assert len(names) >= 20
+    etl_id, merger_id = start_pipeline(etl_settings, pipeline_configs, submit)
+    jobs_matched = f'job_id=~"{etl_id}|{merger_id}"'
+    missing = sorted(name for name in names if not query(f"{name}{{{jobs_matched}}}"))
+    assert missing == [], "registered, but not in Prometheus"
