@@ -42,6 +42,24 @@ class Refused:
 _WIDEST_NUMBER = -1.7976931348623157e308
 
 
+# orjson writes a character as at most 6 bytes (`\u001f`); a signal's JSON beyond its name and
+# value is `"":{"value":,"ts":-9223372036854775808},` (40 bytes); a number at its widest is 23.
+_CHAR_BYTES = 6
+_SIGNAL_BYTES = 40
+_NUMBER_BYTES = 23
+# An empty record writes updated_at as 0; with signals at INT64_MIN it takes 19 bytes more.
+_UPDATED_AT_BYTES = 19
+
+
+def size_bound(vin: str, state: VinState) -> int:
+    """A cheap bound on `latest_size`, without encoding the record: lengths only."""
+    total = len(encode_latest(vin, {}, state.pod, INT64_MIN, INT64_MIN)) + _UPDATED_AT_BYTES
+    for name, (value, _, _) in state.signals.items():
+        total += _SIGNAL_BYTES + _CHAR_BYTES * len(name)
+        total += _CHAR_BYTES * len(value) + 2 if type(value) is str else _NUMBER_BYTES
+    return total
+
+
 def latest_size(vin: str, state: VinState) -> int:
     """A bound on the bytes of the VIN's latest record: its strings as they are, its numbers,
     booleans and times at their widest."""
@@ -124,7 +142,11 @@ def _merge_candidates(
                 before[name] = current
             known[name] = candidate
             updated.append(name)
-    if before and latest_size(vin, state) > limits.max_record_bytes:
+    if (
+        before
+        and size_bound(vin, state) > limits.max_record_bytes
+        and latest_size(vin, state) > limits.max_record_bytes
+    ):
         for name, previous in before.items():
             if previous is None:
                 del known[name]

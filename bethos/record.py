@@ -28,6 +28,7 @@ MAX_FUTURE_MS = 86_400_000
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
 _TWO_63 = float(2**63)
+_NO_VALUE = object()
 
 SignalValue = bool | int | float | str
 
@@ -208,6 +209,25 @@ def decode_aggregated(raw: bytes | str | None, *, now_ms: int | None = None) -> 
     signals: dict[str, Signal] = {}
     suspect: list[str] | None = None
     for name, body in raw_signals.items():
+        if type(body) is dict and 0 < len(name) <= MAX_NAME_LENGTH and name.isprintable():
+            # The common shape, checked inline: a time in range and a value that needs no
+            # further look (an int in int64, a float that cannot be an integer out of it, a
+            # short string, a boolean). Anything else takes the checks below.
+            ts = body.get("ts")
+            value = body.get("value", _NO_VALUE)
+            kind = type(value)
+            if (
+                type(ts) is int
+                and 0 <= ts <= ts_limit
+                and (
+                    (kind is float and -_TWO_63 < value < _TWO_63)
+                    or (kind is int and INT64_MIN <= value <= INT64_MAX)
+                    or (kind is str and len(value) <= MAX_STRING_VALUE_LENGTH)
+                    or kind is bool
+                )
+            ):
+                signals[name] = Signal(value, ts)
+                continue
         if not name or len(name) > MAX_NAME_LENGTH:
             raise RecordError("schema", "signal names must have 1 to 256 characters")
         if _has_control_chars(name):

@@ -10,6 +10,7 @@ from bethos.limits import (
     RecordLimits,
     latest_size,
     merge_bounded,
+    size_bound,
 )
 from bethos.merge import VinState
 from bethos.record import AggregatedRecord, Signal, SignalValue
@@ -109,3 +110,28 @@ def test_the_latest_record_never_breaks_a_limit(
             for value, _, _ in state.signals.values()
             if isinstance(value, str)
         )
+
+
+@settings(max_examples=300)
+@given(
+    st.text(min_size=1, max_size=20),
+    st.text(max_size=20),
+    st.dictionaries(
+        st.text(min_size=1, max_size=30),
+        st.one_of(
+            st.booleans(),
+            st.integers(min_value=-(2**63), max_value=2**63 - 1),
+            st.floats(allow_nan=False, allow_infinity=False),
+            st.text(max_size=60),
+        ),
+        max_size=15,
+    ),
+)
+def test_the_cheap_size_bound_is_never_below_the_encoded_one(
+    vin: str, pod: str, signals: dict[str, SignalValue]
+) -> None:
+    state = VinState()
+    state.merge_record(
+        AggregatedRecord(vin, {k: Signal(v, 7) for k, v in signals.items()}, pod, 1, 0)
+    )
+    assert latest_size(vin, state) <= size_bound(vin, state)

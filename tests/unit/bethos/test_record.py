@@ -2,11 +2,19 @@ from __future__ import annotations
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bethos.exceptions import RecordError
 from bethos.record import (
+    INT64_MAX,
+    MAX_FUTURE_MS,
+    MAX_NAME_LENGTH,
     AggregatedRecord,
     Signal,
+    _has_control_chars,
+    _require_time,
+    check_signal_value,
     decode_aggregated,
     decode_latest_signals,
     encode_aggregated,
@@ -127,3 +135,74 @@ def test_a_message_key_must_be_its_vin_and_a_decoder_bug_becomes_a_dead_letter(
     with pytest.raises(RecordError) as bug:
         decode_message("V", raw, now_ms=10)
     assert bug.value.reason == "decode_error" and "KeyError" in bug.value.detail
+
+
+def checked_signal(name: str, body: object, ts_limit: int) -> Signal | str:
+    """What a signal must decode to, from the checks one by one: its Signal or the reason."""
+    try:
+        if not name or len(name) > MAX_NAME_LENGTH or _has_control_chars(name):
+            return "schema"
+        if not isinstance(body, dict) or "value" not in body:
+            return "schema"
+        ts = _require_time(body, "ts", "")
+        if ts > ts_limit:
+            return "future_ts"
+        value = check_signal_value(name, body["value"])
+    except RecordError as exc:
+        return exc.reason
+    return Signal(value, ts)
+
+
+SIGNAL_VALUES = st.one_of(
+    st.booleans(),
+    st.integers(min_value=-(2**63), max_value=2**64 - 1),  # what orjson writes
+    st.sampled_from([2**63 - 1, 2**63, -(2**63), 2**64 - 1]),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.sampled_from([2.0**63, -(2.0**63), 9.2e18, -9.2e18, 1e300]),
+    st.text(max_size=20),
+    st.sampled_from(["x" * 65_536, "x" * 65_537]),
+    st.none(),
+    st.lists(st.integers(0, 9), max_size=2),
+)
+NOW = 1_764_111_600_000
+TIMES = st.one_of(
+    st.integers(-3, 3),
+    st.integers(0, 2**64 - 1),
+    st.integers(2**63 - 3, 2**63 + 3),
+    st.integers(NOW + MAX_FUTURE_MS - 3, NOW + MAX_FUTURE_MS + 3),
+)
+NAMES = (
+    st.text("ab\u00e9 ", min_size=1, max_size=4)
+    | st.text(max_size=8)
+    | st.text(min_size=255, max_size=258)
+)
+
+
+@settings(max_examples=1000)
+@given(
+    NAMES,
+    st.one_of(
+        st.fixed_dictionaries({"value": SIGNAL_VALUES, "ts": TIMES}),
+        st.fixed_dictionaries({"ts": st.integers(0, 9)}),
+        st.fixed_dictionaries({"value": SIGNAL_VALUES, "ts": st.floats() | st.booleans()}),
+        SIGNAL_VALUES,
+    ),
+    st.none() | st.just(NOW),
+)
+def test_each_signal_decodes_as_its_checks_say(name: str, body: object, now_ms: int | None) -> None:
+    raw = with_changes(data__signals={name: body})
+    limit = INT64_MAX if now_ms is None else min(now_ms + MAX_FUTURE_MS, INT64_MAX)
+    expected = checked_signal(name, body, limit)
+    try:
+        got: Signal | str = decode_aggregated(raw, now_ms=now_ms).signals[name]
+    except RecordError as exc:
+        got = exc.reason
+    if (
+        isinstance(expected, Signal)
+        and type(expected.value) is float
+        and abs(expected.value) >= 2**63
+    ):
+        return  # a float this large may be an integer literal out of range: checked elsewhere
+    assert got == expected
+    if isinstance(got, Signal):
+        assert type(got.value) is type(expected.value)  # type: ignore[union-attr]
