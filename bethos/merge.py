@@ -50,11 +50,18 @@ class VinState:
     def merge_record(self, record: AggregatedRecord) -> bool:
         """Merge one record; return True when any signal changed."""
         changed = False
-        for name, signal in record.signals.items():
-            incoming: Candidate = (signal.value, signal.ts, record.received_at)
-            current = self.signals.get(name)
-            if current is None or candidate_key(incoming) > candidate_key(current):
-                self.signals[name] = incoming
+        signals = self.signals
+        received_at = record.received_at
+        for name, (value, ts) in record.signals.items():
+            incoming: Candidate = (value, ts, received_at)
+            current = signals.get(name)
+            # A later ts wins outright (the key's first part); only a tie needs the whole key.
+            if (
+                current is None
+                or ts > current[1]
+                or (ts == current[1] and candidate_key(incoming) > candidate_key(current))
+            ):
+                signals[name] = incoming
                 changed = True
         if (record.received_at, record.pod) > (self.received_at, self.pod):
             self.received_at, self.pod = record.received_at, record.pod
