@@ -119,8 +119,8 @@ class MergeFunction(KeyedProcessFunction):  # type: ignore[misc]
         if changed:
             entry.dirty = True
         self.merged.inc()
-        where = {"topic": topic, "partition": partition, "offset": offset}
         for part in kept_out:
+            where = {"topic": topic, "partition": partition, "offset": offset}
             letter = refused_letter(self.limited, record.vin, part, where, now, record.pod)
             yield DEAD_LETTERS, Row(key, letter)
         due = self.flush.on_record(entry, record.vin, now)
