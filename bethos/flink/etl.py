@@ -308,7 +308,7 @@ def add_progress_journal(env: Any, entries: Any, checkpoint_path: str) -> None:
     record handed to it before that checkpoint's barrier. Unaligned checkpoints would let
     records in flight skip the flush, so they stay off."""
     env.get_checkpoint_config().enable_unaligned_checkpoints(False)
-    journal = progress_file.journal_dir(Path(checkpoint_path).resolve()).as_uri()
+    journal = progress_file.journal_dir(checkpoint_path).as_uri()
     sink = (
         FileSink.for_row_format(journal, Encoder.simple_string_encoder())
         .with_bucket_assigner(BucketAssigner.base_path_bucket_assigner())
@@ -326,6 +326,11 @@ def add_progress_journal(env: Any, entries: Any, checkpoint_path: str) -> None:
 
 def build(settings: EtlSettings):  # type: ignore[no-untyped-def]
     resource_map_for(settings)  # a bad resource map fails here, before the job starts
+    if settings.checkpoint_path:
+        # Where the job is built: the workers' directory is another, and the FileSink and the
+        # poller must name the same file.
+        absolute = str(Path(settings.checkpoint_path).expanduser().resolve())
+        settings = settings.model_copy(update={"checkpoint_path": absolute})
     env, t_env = create_environments(settings.flink)
     t_env.execute_sql(
         "CREATE TEMPORARY TABLE ticks (n INT) WITH ("

@@ -86,6 +86,32 @@ def test_merger_and_etl_graphs_compile() -> None:
     assert "aggregated_out" in etl_plan
 
 
+@pytest.mark.timeout(300)
+def test_with_a_progress_file_the_etl_journals_through_a_file_sink(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from bethos.flink import etl
+
+    seen: list[EtlSettings] = []
+
+    class Spy(etl.PodPollFunction):
+        def __init__(self, settings: EtlSettings) -> None:
+            seen.append(settings)
+            super().__init__(settings)
+
+    monkeypatch.setattr(etl, "PodPollFunction", Spy)
+    monkeypatch.chdir(tmp_path)
+    settings = load_settings(EtlSettings, ROOT / "config/etl.yaml", {}).model_copy(
+        update={"checkpoint_path": "state/progress.json"}
+    )
+    found: set[str] = set()
+    plan = operator_names(plan_of(etl.build, settings, found))
+    assert "progress file, once Kafka acknowledged" in plan
+    assert {"influxdb-pod-poller", etl.PROGRESS_JOURNAL_UID} <= found
+    # Resolved where the job is built: the workers run elsewhere.
+    assert [s.checkpoint_path for s in seen] == [str(tmp_path / "state" / "progress.json")]
+
+
 def merger_settings(strategy: str, **options: Any) -> MergerSettings:
     doc = {"latest_merger": {"strategy": strategy, **options}}
     return MergerSettings.model_validate(doc)
