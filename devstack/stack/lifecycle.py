@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -93,7 +94,9 @@ class StartOptions:
 
 
 # Flink's words when a restore point holds state of an operator the new job does not have.
-_DROPPED_STATE = ("Cannot map checkpoint/savepoint state", "allowNonRestoredState")
+_DROPPED_STATE = re.compile(
+    r"Cannot map checkpoint/savepoint state for operator \S+ to the new program[^.]*\."
+)
 
 
 def failure_summary(stacktrace: str) -> str:
@@ -103,10 +106,24 @@ def failure_summary(stacktrace: str) -> str:
     return (causes[-1] if causes else lines[0] if lines else "no reason given")[:1000]
 
 
+def refusal(job: str, point: str, text: str) -> BethosError | None:
+    """When Flink's answer `text` says that the restore point holds state the new job would
+    drop: that, in plain words; else None."""
+    dropped = _DROPPED_STATE.search(text)
+    if dropped is None:
+        return None
+    return BethosError(
+        f"Flink refused to start {job} from {point}: it holds state that the new job would drop "
+        f"({dropped.group(0)}). The restore point is kept: start {job} as it was with "
+        f"`bethos resume {job} --config <its old config>`, or drop that state with "
+        "--allow-non-restored-state"
+    )
+
+
 def await_started(stack: Stack, job: str, job_id: str, point: str, timeout_s: float = 180) -> None:
     """Wait until every task of a job started from `point` runs. `flink run -d` returns once
-    the job is accepted; Flink checks the restore point only afterwards, so a refusal shows as a
-    failed job: it is raised here with Flink's reason, and the restore point is kept."""
+    the job is accepted (a restore point that Flink refuses at once fails `flink run` itself);
+    a job that fails afterwards, or never runs, is raised here with Flink's reason."""
     deadline = time.monotonic() + timeout_s
     while True:
         detail = stack.flink.job(job_id)
@@ -121,14 +138,7 @@ def await_started(stack: Stack, job: str, job_id: str, point: str, timeout_s: fl
             return
         if state in ("FAILED", "CANCELED", "FINISHED"):
             trace = stack.flink.job_failure(job_id)
-            if any(words in trace for words in _DROPPED_STATE):
-                raise BethosError(
-                    f"Flink refused to start {job} from {point}: it holds state that the new "
-                    f"job would drop ({failure_summary(trace)}). The restore point is kept: "
-                    f"start {job} as it was with `bethos resume {job} --config <its old config>`,"
-                    " or drop that state with --allow-non-restored-state"
-                )
-            raise BethosError(
+            raise refusal(job, point, trace) or BethosError(
                 f"{job} ({job_id}) did not start from {point}: {state}, "
                 f"{failure_summary(trace)}; `bethos resume {job}` tries again"
             )
@@ -149,16 +159,19 @@ def _submit_from(stack: Stack, job: str, point: str, options: StartOptions) -> s
         parallelism = int(last["parallelism"])  # type: ignore[call-overload]
     env = last.get("env")
     extra_env = {str(k): str(v) for k, v in env.items()} if isinstance(env, dict) else {}
-    job_id = jobs.submit(
-        stack,
-        job,
-        config,
-        savepoint=point,
-        parallelism=parallelism,
-        extra_env=extra_env,
-        allow_non_restored_state=options.allow_non_restored_state,
-        code=options.code,
-    )
+    try:
+        job_id = jobs.submit(
+            stack,
+            job,
+            config,
+            savepoint=point,
+            parallelism=parallelism,
+            extra_env=extra_env,
+            allow_non_restored_state=options.allow_non_restored_state,
+            code=options.code,
+        )
+    except BethosError as exc:  # `flink run` itself may already report Flink's refusal
+        raise refusal(job, point, str(exc)) or exc from None
     await_started(stack, job, job_id, point)
     return job_id
 

@@ -8,7 +8,7 @@ import pytest
 
 from bethos.exceptions import BethosError
 from devstack.stack import Stack
-from devstack.stack.lifecycle import await_started, failure_summary
+from devstack.stack.lifecycle import await_started, failure_summary, refusal
 
 REFUSED = """org.apache.flink.runtime.client.JobInitializationException: \
 Could not start the JobMaster.
@@ -80,3 +80,14 @@ def test_failure_summary() -> None:
     assert failure_summary("") == "no reason given"
     assert failure_summary("java.lang.Error: x\n\tat a.b(C.java:1)") == "java.lang.Error: x"
     assert failure_summary(REFUSED).startswith("java.lang.IllegalStateException: Cannot map")
+
+
+def test_flink_runs_own_refusal_is_put_in_plain_words() -> None:
+    answer = "flink run failed:\n  File x.py\npy4j.protocol.Py4JJavaError: ...\n" + REFUSED
+    answer += "Caused by: java.lang.RuntimeException: Python process exits with code: 1\n"
+    explained = refusal("etl", "/sp", answer)
+    assert explained is not None
+    assert "Cannot map checkpoint/savepoint state for operator 3c5f to the new program" in str(
+        explained
+    )
+    assert refusal("etl", "/sp", "flink run failed: connection refused") is None
