@@ -79,7 +79,7 @@ class VinState:
 
     def encode_latest(self, vin: str, produced_at: int) -> bytes:
         """The VIN's latest record: every signal known."""
-        return encode_latest(vin, self.latest_signals(), self.pod, self.received_at, produced_at)
+        return encode_latest(vin, self.signals, self.pod, self.received_at, produced_at)
 
     def to_tuple(self) -> tuple[dict[str, Candidate], str, int]:
         """The form kept in Flink state (pickled)."""

@@ -261,8 +261,13 @@ def decode_aggregated(raw: bytes | str | None, *, now_ms: int | None = None) -> 
     )
 
 
-def _signals_json(signals: Mapping[str, Signal]) -> dict[str, dict[str, SignalValue]]:
-    return {name: {"value": s.value, "ts": s.ts} for name, s in sorted(signals.items())}
+# A signal as (value, ts, ...): a Signal, or the merger's candidate (value, ts, received_at),
+# which is encoded as it is kept, without a Signal per signal (a flush encodes every VIN).
+Timed = tuple[SignalValue, int] | tuple[SignalValue, int, int]
+
+
+def _signals_json(signals: Mapping[str, Timed]) -> dict[str, dict[str, SignalValue]]:
+    return {name: {"value": s[0], "ts": s[1]} for name, s in sorted(signals.items())}
 
 
 def encode_aggregated(record: AggregatedRecord) -> bytes:
@@ -280,13 +285,13 @@ def encode_aggregated(record: AggregatedRecord) -> bytes:
 
 def encode_latest(
     vin: str,
-    signals: Mapping[str, Signal],
+    signals: Mapping[str, Timed],
     pod: str,
     received_at: int,
     produced_at: int,
 ) -> bytes:
     """The latest record: every known signal, `updated_at` = newest signal ts."""
-    updated_at = max((s.ts for s in signals.values()), default=0)
+    updated_at = max((s[1] for s in signals.values()), default=0)
     return orjson.dumps(
         {
             "schema": SCHEMA_VERSION,

@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bethos.merge import VinState, newer, value_order_key
-from bethos.record import AggregatedRecord, Signal
+from bethos.record import AggregatedRecord, Signal, SignalValue, encode_latest
 
 values = st.one_of(
     st.booleans(),
@@ -117,3 +117,22 @@ def test_an_entry_survives_its_saved_form() -> None:
     entry = Entry(VinState({"a": (1.5, 10, 2)}, "p", 2), True, 120_000, 99)
     restored = Entry.load(pickle.loads(pickle.dumps(entry.saved())))
     assert restored == entry
+
+
+@given(
+    st.dictionaries(
+        st.text(min_size=1, max_size=5),
+        st.tuples(
+            st.one_of(st.booleans(), st.integers(-(2**63), 2**63 - 1), st.floats(allow_nan=False)),
+            st.integers(0, 2**62),
+            st.integers(0, 2**62),
+        ),
+        max_size=8,
+    )
+)
+def test_the_latest_record_is_encoded_straight_from_the_candidates(
+    signals: dict[str, tuple[SignalValue, int, int]],
+) -> None:
+    state = VinState(dict(signals), "pod-1", 5)
+    expected = encode_latest("V1", state.latest_signals(), "pod-1", 5, 9)
+    assert state.encode_latest("V1", produced_at=9) == expected
