@@ -120,21 +120,37 @@ def refusal(job: str, point: str, text: str) -> BethosError | None:
     )
 
 
+def task_statuses(detail: dict[str, object]) -> list[str]:
+    """The status of each task (job vertex) in a job's details from the REST API."""
+    vertices = detail.get("vertices")
+    if not isinstance(vertices, list):
+        return []
+    return [str(v.get("status")) for v in vertices if isinstance(v, dict)]
+
+
+def started(detail: dict[str, object]) -> bool:
+    """A job runs and every task of it runs or has finished. A bounded source (the merger's
+    bootstrap from the latest topic) finishes, and one that had finished before a savepoint
+    is FINISHED at once when the job is restored from it."""
+    tasks = task_statuses(detail)
+    return (
+        detail.get("state") == "RUNNING"
+        and "RUNNING" in tasks
+        and all(status in ("RUNNING", "FINISHED") for status in tasks)
+    )
+
+
 def await_started(stack: Stack, job: str, job_id: str, point: str, timeout_s: float = 180) -> None:
-    """Wait until every task of a job started from `point` runs. `flink run -d` returns once
-    the job is accepted (a restore point that Flink refuses at once fails `flink run` itself);
-    a job that fails afterwards, or never runs, is raised here with Flink's reason."""
+    """Wait until every task of a job started from `point` runs or has finished (a bounded
+    source). `flink run -d` returns once the job is accepted (a restore point that Flink
+    refuses at once fails `flink run` itself); a job that fails afterwards, or never runs, is
+    raised here with Flink's reason."""
     deadline = time.monotonic() + timeout_s
     while True:
         detail = stack.flink.job(job_id)
         state = detail.get("state")
-        vertices = detail.get("vertices")
-        tasks = (
-            [v.get("status") for v in vertices if isinstance(v, dict)]
-            if isinstance(vertices, list)
-            else []
-        )
-        if state == "RUNNING" and tasks and all(status == "RUNNING" for status in tasks):
+        tasks = task_statuses(detail)
+        if started(detail):
             return
         if state in ("FAILED", "CANCELED", "FINISHED"):
             trace = stack.flink.job_failure(job_id)

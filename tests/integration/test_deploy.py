@@ -48,9 +48,7 @@ def vertex_taskmanagers(job_id: str) -> dict[str, set[str]]:
 
 
 def running(job_id: str) -> bool:
-    job = rest(f"/jobs/{job_id}")
-    states = {vertex["status"] for vertex in job["vertices"]}  # type: ignore[attr-defined]
-    return job["state"] == "RUNNING" and states == {"RUNNING"}
+    return lifecycle.started(rest(f"/jobs/{job_id}"))
 
 
 def source_records_read(job_id: str, source_prefix: str) -> int:

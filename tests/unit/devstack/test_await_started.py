@@ -52,6 +52,20 @@ def test_it_returns_once_every_task_runs(monkeypatch: pytest.MonkeyPatch) -> Non
     await_started(stack, "latest_merger", "j1", "/sp")
 
 
+def test_a_finished_bounded_source_counts_as_started(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The merger's bootstrap source finished before the savepoint: restored, it is FINISHED.
+    monkeypatch.setattr("time.sleep", lambda _: None)
+    stack = stack_of(running("FINISHED", "INITIALIZING"), running("FINISHED", "RUNNING"))
+    await_started(stack, "latest_merger", "j1", "/sp")
+
+
+def test_finished_tasks_alone_are_not_a_running_job(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("time.sleep", lambda _: None)
+    stack = stack_of(running("FINISHED", "FINISHED"))
+    with pytest.raises(BethosError, match=r"does not run"):
+        await_started(stack, "etl", "j1", "/sp", timeout_s=0)
+
+
 def test_a_restore_point_with_state_the_job_drops_is_refused_in_plain_words() -> None:
     stack = stack_of({"state": "FAILED", "vertices": []}, trace=REFUSED)
     with pytest.raises(BethosError) as refused:
