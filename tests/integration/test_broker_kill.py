@@ -47,9 +47,16 @@ def three_brokers(tmp_path: Path) -> Iterator[KafkaCluster]:
 def min_insync(brokers: str, topics: list[str]) -> dict[str, str]:
     admin = AdminClient({"bootstrap.servers": brokers})
     resources = [ConfigResource(ConfigResource.Type.TOPIC, topic) for topic in topics]
-    found = {}
-    for resource, future in admin.describe_configs(resources).items():
-        found[resource.name] = future.result()["min.insync.replicas"].value
+    found: dict[str, str] = {}
+
+    def described() -> bool:
+        # A new topic reaches every broker's metadata a moment after its creation; until then
+        # the broker asked answers UNKNOWN_TOPIC_OR_PART (raised here, and tried again).
+        for resource, future in admin.describe_configs(resources).items():
+            found[resource.name] = future.result()["min.insync.replicas"].value
+        return True
+
+    wait_until(described, 30, f"the configs of {topics}", None)
     return found
 
 
