@@ -149,7 +149,6 @@ def await_started(stack: Stack, job: str, job_id: str, point: str, timeout_s: fl
     while True:
         detail = stack.flink.job(job_id)
         state = detail.get("state")
-        tasks = task_statuses(detail)
         if started(detail):
             return
         if state in ("FAILED", "CANCELED", "FINISHED"):
@@ -161,7 +160,8 @@ def await_started(stack: Stack, job: str, job_id: str, point: str, timeout_s: fl
         if time.monotonic() > deadline:
             raise BethosError(
                 f"{job} ({job_id}) does not run {timeout_s:.0f}s after its start from {point} "
-                f"(state {state}, tasks {sorted(set(map(str, tasks)))}); see the Flink dashboard"
+                f"(state {state}, tasks {sorted(set(task_statuses(detail)))}); "
+                "see the Flink dashboard"
             )
         time.sleep(0.5)
 

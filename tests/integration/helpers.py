@@ -5,6 +5,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient, ConfigResource
+
 from bethos.config import EtlSettings
 from bethos.exceptions import RecordError
 from bethos.logevents import parse_event
@@ -63,6 +66,26 @@ def wait_until(done: Callable[[], bool], timeout: float, interval: float = 2) ->
     deadline = time.monotonic() + timeout
     while not done() and time.monotonic() < deadline:
         time.sleep(interval)
+
+
+def topic_configs(
+    admin: AdminClient, topics: list[str], key: str, timeout: float = 30
+) -> dict[str, str]:
+    """One config of each topic, as the brokers describe it. A new topic reaches every
+    broker's metadata a moment after its creation; until then the broker asked answers
+    UNKNOWN_TOPIC_OR_PART, so the question is asked again for up to `timeout` seconds."""
+    resources = [ConfigResource(ConfigResource.Type.TOPIC, topic) for topic in topics]
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return {
+                resource.name: str(future.result()[key].value)
+                for resource, future in admin.describe_configs(resources).items()
+            }
+        except KafkaException:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.5)
 
 
 def events(stack: Stack, name: str) -> list[dict[str, str]]:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from confluent_kafka.admin import AdminClient, ConfigResource
+from confluent_kafka.admin import AdminClient
 
 from bethos.config import EtlSettings, load_settings
 from connectors.kafka.admin import create_topics
@@ -22,7 +22,7 @@ from devstack.cli import data
 from devstack.stack import wait_until
 from devstack.stack.kafka import KafkaCluster
 from devstack.stack.process import Supervisor
-from tests.integration.helpers import wait_for
+from tests.integration.helpers import topic_configs, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -44,22 +44,6 @@ def three_brokers(tmp_path: Path) -> Iterator[KafkaCluster]:
         cluster.stop(lambda _: None)
 
 
-def min_insync(brokers: str, topics: list[str]) -> dict[str, str]:
-    admin = AdminClient({"bootstrap.servers": brokers})
-    resources = [ConfigResource(ConfigResource.Type.TOPIC, topic) for topic in topics]
-    found: dict[str, str] = {}
-
-    def described() -> bool:
-        # A new topic reaches every broker's metadata a moment after its creation; until then
-        # the broker asked answers UNKNOWN_TOPIC_OR_PART (raised here, and tried again).
-        for resource, future in admin.describe_configs(resources).items():
-            found[resource.name] = future.result()["min.insync.replicas"].value
-        return True
-
-    wait_until(described, 30, f"the configs of {topics}", None)
-    return found
-
-
 def test_a_broker_killed_during_flushes_loses_nothing(
     three_brokers: KafkaCluster,
     pipeline_configs: tuple[Path, Path],
@@ -79,7 +63,9 @@ def test_a_broker_killed_during_flushes_loses_nothing(
     settings = load_settings(EtlSettings, etl_config)
     create_topics(settings.kafka, settings.topics)
     topics = settings.topics
-    assert min_insync(brokers, [topics.aggregated, topics.latest, topics.dlq]) == {
+    admin = AdminClient({"bootstrap.servers": brokers})
+    wanted = [topics.aggregated, topics.latest, topics.dlq]
+    assert topic_configs(admin, wanted, "min.insync.replicas") == {
         topics.aggregated: "2",
         topics.latest: "2",
         topics.dlq: "2",

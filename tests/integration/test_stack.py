@@ -5,11 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from confluent_kafka.admin import AdminClient, ConfigResource
+from confluent_kafka.admin import AdminClient
 
 from bethos.config import MergerSettings, load_settings
 from connectors.kafka.admin import create_topics
 from devstack.stack import Stack
+from tests.integration.helpers import topic_configs
 
 pytestmark = pytest.mark.integration
 
@@ -31,15 +32,8 @@ def test_topics_are_created_idempotently_with_compaction(
     assert set(again.values()) == {"exists"}
     admin = AdminClient({"bootstrap.servers": settings.kafka.brokers})
     topics = settings.topics
-    resources = [
-        ConfigResource(ConfigResource.Type.TOPIC, t)
-        for t in (topics.aggregated, topics.latest, topics.dlq)
-    ]
-    policies = {
-        resource.name: future.result()["cleanup.policy"].value
-        for resource, future in admin.describe_configs(resources).items()
-    }
-    assert policies == {
+    wanted = [topics.aggregated, topics.latest, topics.dlq]
+    assert topic_configs(admin, wanted, "cleanup.policy") == {
         topics.aggregated: "compact",
         topics.latest: "compact",
         topics.dlq: "delete",

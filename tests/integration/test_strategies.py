@@ -12,8 +12,8 @@ from typing import Any
 import orjson
 import pytest
 import yaml
-from confluent_kafka import KafkaException, Producer
-from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
+from confluent_kafka import Producer
+from confluent_kafka.admin import AdminClient, NewTopic
 
 from bethos.config import EtlSettings, MergerSettings, load_settings
 from bethos.record import (
@@ -29,7 +29,7 @@ from connectors.kafka.reader import read_topic
 from connectors.store.redis import RedisStore
 from devstack.cli import data
 from devstack.stack import REDIS_PORT, Stack, jobs
-from tests.integration.helpers import events, wait_for, wait_until
+from tests.integration.helpers import events, topic_configs, wait_for, wait_until
 from tests.integration.test_merger import (
     expected_latest,
     flush_lines_from_now,
@@ -338,18 +338,7 @@ def create_plain_topic(settings: EtlSettings, topic: str, partitions: int = 3) -
     new = NewTopic(topic, partitions, replication, config=config)
     for future in admin.create_topics([new], operation_timeout=30).values():
         future.result()
-    resource = ConfigResource(ConfigResource.Type.TOPIC, topic)
-
-    def policy() -> str | None:
-        # A new topic's metadata reaches every broker a moment after its creation.
-        try:
-            (future,) = admin.describe_configs([resource]).values()
-            return str(future.result()["cleanup.policy"].value)
-        except KafkaException:
-            return None
-
-    wait_until(lambda: policy() is not None, timeout=30)
-    assert policy() == "delete"
+    assert topic_configs(admin, [topic], "cleanup.policy") == {topic: "delete"}
 
 
 def newest_per_vin(
