@@ -217,8 +217,7 @@ class SecuredBroker:
                 self._java(
                     "kafka.tools.StorageTool",
                     "format",
-                    "-t",
-                    cluster_id,
+                    f"--cluster-id={cluster_id}",
                     "-c",
                     str(config),
                     "--add-scram",
