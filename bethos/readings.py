@@ -32,11 +32,13 @@ class Tally:
 
 @dataclass(frozen=True, slots=True)
 class Reject:
-    """A row that cannot become a reading, for the dead-letter topic."""
+    """A row that cannot become a reading, for the dead-letter topic; `at` is the row's time
+    (epoch ms)."""
 
     reason: str
     detail: str
     row: str
+    at: int
 
 
 def _newer(value: SignalValue, ts: int, current: Signal | None) -> bool:

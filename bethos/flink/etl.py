@@ -13,7 +13,7 @@ import functools
 import logging
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -41,12 +41,13 @@ from bethos.flink.rows import (
 )
 from bethos.flink.uids import SinkStatements, planner_uids
 from bethos.logevents import log_event
-from bethos.readings import Window
+from bethos.readings import Reject, Window
 from bethos.record import encode_aggregated
 from bethos.source import progress_file
 from bethos.source.layout import resource_map_for
 from bethos.source.poller import PodProgress, PollDriver, ReconcileState, TickResult
 from bethos.source.reads import FinishedRead
+from bethos.source.rejects import first_sent, reach_back
 from connectors.influxdb.client import InfluxClient
 from connectors.kafka.tables import append_sink_ddl, upsert_sink_ddl
 
@@ -84,6 +85,7 @@ class PodMetrics:
         self.truncated = pod_group.counter("truncated")
         self.records_out = pod_group.counter("records_out")
         self.dead_lettered = pod_group.counter("dead_lettered")
+        self.rejects_repeated = pod_group.counter("rejects_repeated")
         self.lag = CounterGauge(pod_group.counter("lag_ms"))
         self.last_poll_at = CounterGauge(pod_group.counter("last_poll_at_ms"))
         self.reconcile_passes = pod_group.counter("reconcile_passes")
@@ -123,6 +125,10 @@ class PodPollFunction(KeyedProcessFunction):  # type: ignore[misc]
         # ReconcileState (next_at, since, known counts per bucket) as a plain tuple
         self.reconcile = runtime_context.get_state(
             ValueStateDescriptor("pod_reconcile", Types.PICKLED_BYTE_ARRAY())
+        )
+        # The rejects dead-lettered already: fingerprint -> row time (bethos.source.rejects)
+        self.rejects_sent = runtime_context.get_state(
+            ValueStateDescriptor("pod_rejects_sent", Types.PICKLED_BYTE_ARRAY())
         )
         self.metric_group = runtime_context.get_metrics_group()
         self.pod_metrics: dict[str, PodMetrics] = {}
@@ -223,20 +229,39 @@ class PodPollFunction(KeyedProcessFunction):  # type: ignore[misc]
 
     def _records_and_rejects(
         self, pod: str, now: int, read: FinishedRead, result: TickResult, metrics: PodMetrics
-    ) -> Iterator[Any]:
+    ) -> Generator[Any, None, int]:
+        """The read's records and its new dead letters; returns how many of those."""
         found = read.result
         assert found is not None
         window = read.window
         for record in result.records:
             yield Row(record.vin, encode_aggregated(record).decode())
         metrics.records_out.inc(len(result.records))
-        for reject in found.rejects:
+        rejects = self._first_sent(found.rejects, result, metrics)
+        for reject in rejects:
             origin = {"pod": pod, "window_start": window.start, "window_end": window.end}
             yield (
                 DEAD_LETTERS,
                 Row(KEYLESS, dead_letter(reject.row, reject.reason, reject.detail, origin, now)),
             )
-        metrics.dead_lettered.inc(len(found.rejects))
+        return len(rejects)
+
+    def _first_sent(
+        self, rejects: list[Reject], result: TickResult, metrics: PodMetrics
+    ) -> list[Reject]:
+        """The rejects that no earlier read (of the lookback, or a reconcile pass) has
+        dead-lettered; the others are counted as repeated."""
+        sent = self.rejects_sent.value()
+        if not rejects and not sent:
+            return []
+        sent = {} if sent is None else sent
+        new, repeated = first_sent(
+            rejects, sent, reach_back(result.progress.completed_until, self.settings)
+        )
+        self.rejects_sent.update(sent)
+        metrics.dead_lettered.inc(len(new))
+        metrics.rejects_repeated.inc(repeated)
+        return new
 
     def _emit(
         self, pod: str, now: int, read: FinishedRead, result: TickResult, metrics: PodMetrics
@@ -276,7 +301,7 @@ class PodPollFunction(KeyedProcessFunction):  # type: ignore[misc]
             return
         metrics.rows_read.inc(found.readings)
         metrics.last_poll_at.set(now)
-        yield from self._records_and_rejects(pod, now, read, result, metrics)
+        rejected = yield from self._records_and_rejects(pod, now, read, result, metrics)
         entry = self.driver.journal_entry(pod, result)
         if entry is not None:
             yield PROGRESS, entry
@@ -293,7 +318,7 @@ class PodPollFunction(KeyedProcessFunction):  # type: ignore[misc]
             window_end=window.end,
             rows=found.readings,
             records=len(result.records),
-            rejected=len(found.rejects),
+            rejected=rejected,
             lag_ms=metrics.lag_ms,
             duration_ms=int((ended - read.submitted_at) * 1000),
             read_ms=int(read.read_seconds * 1000),

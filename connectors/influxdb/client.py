@@ -234,8 +234,11 @@ def _parse_series(series: Mapping[str, Any], layout: SeriesLayout, result: Fetch
         good, bad = layout.checked_columns(tags, columns)
     except RecordError as exc:
         for row in rows:
-            original = _original(series, tags, dict(zip(columns, row, strict=True)))
-            result.rejects.append(Reject(exc.reason, exc.detail, original))
+            # Without its null fields: another series' new field adds a null column to every
+            # series, and the same row must give the same dead letter (bethos.source.rejects).
+            values = {c: v for c, v in zip(columns, row, strict=True) if v is not None}
+            original = _original(series, tags, values)
+            result.rejects.append(Reject(exc.reason, exc.detail, original, row[0] // NS_PER_MS))
         return
     rejects = result.rejects
     latest = result.latest.get(vin)
@@ -263,7 +266,7 @@ def _parse_series(series: Mapping[str, Any], layout: SeriesLayout, result: Fetch
                     value = check_signal_value(name, value)
                 except RecordError as exc:
                     original = _original(series, tags, {"time": row[0], name: value})
-                    rejects.append(Reject(exc.reason, exc.detail, original))
+                    rejects.append(Reject(exc.reason, exc.detail, original, row[0] // NS_PER_MS))
                     continue
             ts = row[0] // NS_PER_MS
             current = latest.get(name)
@@ -276,7 +279,7 @@ def _parse_series(series: Mapping[str, Any], layout: SeriesLayout, result: Fetch
         for row in rows:
             if row[index] is not None:
                 original = _original(series, tags, {"time": row[0], name: row[index]})
-                rejects.append(Reject(error.reason, error.detail, original))
+                rejects.append(Reject(error.reason, error.detail, original, row[0] // NS_PER_MS))
     result.readings += sum(len(row) - 1 - row.count(None) for row in rows)
 
 

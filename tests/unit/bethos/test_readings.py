@@ -41,16 +41,16 @@ def test_offer_keeps_signals_and_vins_apart() -> None:
 
 
 def test_merge_adds_counts_and_rejects_and_keeps_the_newest() -> None:
-    first = FetchResult(readings=3, rejects=[Reject("schema", "one", "r1")])
+    first = FetchResult(readings=3, rejects=[Reject("schema", "one", "r1", 10)])
     first.offer("V", "s", 1.0, 10)
     first.offer("V", "t", "old", 10)
-    second = FetchResult(readings=4, rejects=[Reject("no_vin", "two", "r2")])
+    second = FetchResult(readings=4, rejects=[Reject("no_vin", "two", "r2", 9)])
     second.offer("V", "s", 0.5, 9)  # older: superseded by the first
     second.offer("V", "t", "new", 11)
     second.offer("W", "s", False, 1)
     first.merge(second)
     assert first.readings == 7
-    assert first.rejects == [Reject("schema", "one", "r1"), Reject("no_vin", "two", "r2")]
+    assert first.rejects == [Reject("schema", "one", "r1", 10), Reject("no_vin", "two", "r2", 9)]
     assert first.latest == {"V": {"s": (1.0, 10), "t": ("new", 11)}, "W": {"s": (False, 1)}}
     # The merged-in result is left as it was.
     assert second.readings == 4 and len(second.rejects) == 1

@@ -11,6 +11,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import orjson
 import pytest
 
 from bethos.config import EtlSettings, InfluxSettings
@@ -124,7 +125,7 @@ class FakeClient:
 def good(pod: str, window: Window) -> FetchResult:
     result = FetchResult(readings=2)
     result.offer("V1", "speed", 1.5, window.start)
-    result.rejects.append(Reject("schema", "bad", "row"))
+    result.rejects.append(Reject("schema", "bad", f"row at {window.start}", window.start))
     return result
 
 
@@ -188,7 +189,7 @@ def test_a_settled_read_is_emitted_counted_logged_and_saved_as_a_plain_tuple(
         out = first + run_until_settled(function, ctx)
     finally:
         function.close()
-    assert runtime.state_names == ["pod_progress", "pod_reconcile"]
+    assert runtime.state_names == ["pod_progress", "pod_reconcile", "pod_rejects_sent"]
     # The reconcile state, a plain tuple too: its next pass, its start, the values counted.
     reconcile = runtime.states["pod_reconcile"].value()
     assert type(reconcile) is tuple
@@ -207,6 +208,7 @@ def test_a_settled_read_is_emitted_counted_logged_and_saved_as_a_plain_tuple(
         "truncated": 0,
         "records_out": 1,
         "dead_lettered": 1,
+        "rejects_repeated": 0,
         "reconcile_passes": 0,
         "late_recovered": 0,
         "lag_ms": ctx.now - (NOW - 2_000),
@@ -287,3 +289,37 @@ def test_a_damaged_progress_file_is_logged_and_the_polls_go_on(
     assert [row[0] for row in out if not isinstance(row, tuple)] == ["V1"]
     (error,) = [e for e in events(caplog) if e.event == "error"]
     assert str(path) in error.fields["err"]
+
+
+def test_a_bad_row_that_the_lookback_reads_again_is_dead_lettered_once(
+    etl: ModuleType, caplog: pytest.LogCaptureFixture
+) -> None:
+    bad_row = Reject("no_vin", "series has no 'vin' tag", "telemetry,pod=p speed=1", NOW - 5_000)
+
+    def same_bad_row_then_another(pod: str, window: Window) -> FetchResult:
+        result = FetchResult(readings=1)
+        result.rejects.append(bad_row)
+        if window.start > NOW - 60_000 - 30_000:  # every read after the first
+            result.rejects.append(Reject("no_vin", "", f"new at {window.end}", window.end - 1))
+        return result
+
+    FakeClient.fetch = staticmethod(same_bad_row_then_another)  # type: ignore[assignment]
+    runtime, ctx = FakeRuntime(), FakeContext()
+    function = etl.PodPollFunction(settings())
+    function.open(runtime)
+    caplog.set_level(logging.INFO)
+    letters: list[str] = []
+    try:
+        for _ in range(3):
+            out = run_until_settled(function, ctx)
+            letters += [row[1][1] for row in out if isinstance(row, tuple)]
+            ctx.now = runtime.state.value()[2]  # the next poll is due
+    finally:
+        function.close()
+    originals = [orjson.loads(letter)["original"] for letter in letters]
+    assert originals[0] == bad_row.row and originals.count(bad_row.row) == 1
+    assert len(originals) == 3 and len(set(originals)) == 3
+    assert runtime.metrics.counts["dead_lettered"] == 3
+    assert runtime.metrics.counts["rejects_repeated"] == 2
+    polls = [e for e in events(caplog) if e.event == "poll"]
+    assert [p.fields["rejected"] for p in polls] == ["1", "1", "1"]

@@ -117,7 +117,7 @@ def test_poll_passes_on_the_rejects_of_every_chunk() -> None:
     def fetch(pod: str, window: Window) -> FetchResult:
         result = FetchResult(readings=1)
         result.offer("V", "s", window.start, window.start)
-        result.rejects.append(Reject("schema", "bad", str(window.start)))
+        result.rejects.append(Reject("schema", "bad", str(window.start), window.start))
         return result
 
     result = poll("p", 150_000, at(100_000), fetch, SETTINGS, random.Random(1))

@@ -375,3 +375,15 @@ def test_the_client_dispatches_on_the_layout(monkeypatch: pytest.MonkeyPatch) ->
 def test_the_narrow_layout_needs_a_resource_map() -> None:
     with pytest.raises(ConfigError, match="resource map"):
         InfluxClient(settings(layout="narrow"))
+
+
+def test_a_refused_row_reads_the_same_whatever_null_columns_its_response_has() -> None:
+    def chunk(columns: list[str], values: list[object]) -> dict[str, object]:
+        series = {"name": "telemetry", "tags": {"vin": ""}, "columns": columns, "values": [values]}
+        return {"statement_id": 0, "series": [series]}
+
+    before = parse_chunk(chunk(["time", "speed"], [T0, 1.0]), WIDE)
+    # Another series gained a field: every series of the response now has its column.
+    after = parse_chunk(chunk(["time", "rpm", "speed"], [T0, None, 1.0]), WIDE)
+    assert before.rejects == after.rejects
+    assert orjson.loads(after.rejects[0].row)["row"] == {"time": T0, "speed": 1.0}
