@@ -45,6 +45,22 @@ def durability(replication: int) -> dict[str, str]:
     return {"min.insync.replicas": "2" if replication >= 3 else "1"}
 
 
+def replication_for_new_topics(admin: Any, metadata: Any, timeout: float) -> int:
+    """The cluster's `default.replication.factor`, and at least 3 (or as many brokers as
+    answer, when fewer). A broker that is down does not answer: counting only those that
+    do would quietly create a 3-broker cluster's topics with 2 replicas and 1 in sync. With
+    the cluster's own factor, Kafka refuses the topic instead, naming the missing brokers.
+    A client that may not read broker configs counts the brokers that answer."""
+    answering = min(3, len(metadata.brokers))
+    resource = ConfigResource(ConfigResource.Type.BROKER, str(next(iter(metadata.brokers))))
+    try:
+        entries = admin.describe_configs([resource])[resource].result(timeout=timeout)
+        default = int(entries["default.replication.factor"].value)
+    except Exception:  # refused (no DescribeConfigs on the cluster) or not given
+        return answering
+    return max(default, answering)
+
+
 def _replication_of(metadata: Any, topic: str) -> int:
     """The replication factor of an existing topic (its first partition's replica count)."""
     partitions = metadata.topics[topic].partitions
@@ -57,9 +73,10 @@ def create_topics(
     """Create missing topics and set the listed configs on existing ones; name -> outcome."""
     admin, refusals = clients.admin_client(kafka)
     metadata = clients.metadata(admin, refusals, kafka, timeout=timeout)
-    replication = min(3, len(metadata.brokers))
     outcome: dict[str, str] = {}
     wanted = topic_specs(topics)
+    missing = [spec for spec in wanted if spec.name not in metadata.topics]
+    replication = replication_for_new_topics(admin, metadata, timeout) if missing else 1
     new = [
         NewTopic(
             spec.name,
@@ -67,8 +84,7 @@ def create_topics(
             replication,
             config={**spec.config, **durability(replication)},
         )
-        for spec in wanted
-        if spec.name not in metadata.topics
+        for spec in missing
     ]
     futures = admin.create_topics(new, operation_timeout=timeout) if new else {}
     for name, future in futures.items():
@@ -78,7 +94,10 @@ def create_topics(
         except Exception as exc:
             if "TOPIC_ALREADY_EXISTS" not in str(exc):
                 clients.check(refusals, kafka)
-                raise BethosError(f"cannot create topic {name}: {exc}") from None
+                raise BethosError(
+                    f"cannot create topic {name} with {replication} replicas "
+                    f"({len(metadata.brokers)} broker(s) answer): {exc}"
+                ) from None
             outcome[name] = "exists"
     existing = [spec for spec in wanted if spec.name not in outcome]
     if existing:

@@ -16,6 +16,7 @@ import yaml
 from confluent_kafka.admin import AdminClient
 
 from bethos.config import EtlSettings, load_settings
+from bethos.exceptions import BethosError
 from connectors.kafka.admin import create_topics
 from devstack.chaos import Writer
 from devstack.cli import data
@@ -23,6 +24,7 @@ from devstack.stack import wait_until
 from devstack.stack.kafka import KafkaCluster
 from devstack.stack.process import Supervisor
 from tests.integration.helpers import topic_configs, wait_for
+from tests.integration.helpers import wait_until as wait_until_done
 
 pytestmark = pytest.mark.integration
 
@@ -77,14 +79,29 @@ def test_a_broker_killed_during_flushes_loses_nothing(
     assert wait_for(lambda: data.verify(settings)[2], timeout=180) == []
 
     # New and late readings for 40 s; the merger flushes every 3 s. Broker 2 is SIGKILLed
-    # after 10 s and started again 15 s later.
+    # after 10 s and started again 15 s later (or once a topic creation was refused).
     writer = Writer(settings, random.Random(4), seconds=40)
     writer.thread.start()
     time.sleep(10)
     pid = three_brokers.processes.pid("kafka-2")
     assert pid is not None
     os.killpg(pid, signal.SIGKILL)
-    time.sleep(15)
+    killed_at = time.monotonic()
+
+    # While it is down, new topics are refused, not created with 2 replicas and 1 in sync.
+    def answering() -> int:
+        return len(admin.list_topics(timeout=5).brokers)
+
+    wait_until_done(lambda: answering() == 2, timeout=30, interval=0.5)  # fenced after ~9 s
+    assert answering() == 2
+    more = topics.model_copy(
+        update={
+            key: f"{getattr(topics, key)}-while-down" for key in ("aggregated", "latest", "dlq")
+        }
+    )
+    with pytest.raises(BethosError, match="with 3 replicas"):
+        create_topics(settings.kafka, more)
+    time.sleep(max(0.0, killed_at + 15 - time.monotonic()))
     three_brokers.start()
     writer.thread.join()
     assert writer.written > 100

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+from typing import Any
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import ConfigResource
+
 from bethos.config import TopicSettings
-from connectors.kafka.admin import durability, topic_specs
+from connectors.kafka.admin import durability, replication_for_new_topics, topic_specs
 
 
 def test_replicated_topics_need_two_replicas_in_sync() -> None:
@@ -21,3 +27,47 @@ def test_keyed_topics_are_compacted_and_dead_letters_kept_seven_days() -> None:
     assert specs[TopicSettings().latest]["cleanup.policy"] == "compact"
     dlq = specs[TopicSettings().dlq]
     assert dlq == {"cleanup.policy": "delete", "retention.ms": str(7 * 24 * 3600 * 1000)}
+
+
+class FakeFuture:
+    def __init__(self, entries: dict[str, str] | None) -> None:
+        self.entries = entries
+
+    def result(self, timeout: float) -> dict[str, SimpleNamespace]:
+        if self.entries is None:
+            raise KafkaException("CLUSTER_AUTHORIZATION_FAILED")
+        return {key: SimpleNamespace(value=value) for key, value in self.entries.items()}
+
+
+class FakeAdmin:
+    def __init__(self, entries: dict[str, str] | None) -> None:
+        self.entries = entries
+        self.asked: list[ConfigResource] = []
+
+    def describe_configs(self, resources: list[ConfigResource]) -> dict[Any, FakeFuture]:
+        self.asked += resources
+        return {resources[0]: FakeFuture(self.entries)}
+
+
+def brokers(count: int) -> SimpleNamespace:
+    return SimpleNamespace(brokers={node: object() for node in range(1, count + 1)})
+
+
+def test_new_topics_take_the_clusters_replication_though_a_broker_is_down() -> None:
+    # Three brokers, one down: two answer. The cluster asks for 3: Kafka will refuse the
+    # topic rather than create it with 2 replicas and 1 in sync.
+    admin = FakeAdmin({"default.replication.factor": "3"})
+    assert replication_for_new_topics(admin, brokers(2), timeout=1) == 3
+    assert admin.asked[0].restype == ConfigResource.Type.BROKER
+
+
+def test_a_cluster_left_at_kafkas_default_of_one_still_gets_three_replicas() -> None:
+    kafkas_default = FakeAdmin({"default.replication.factor": "1"})
+    assert replication_for_new_topics(kafkas_default, brokers(5), timeout=1) == 3
+    # A single broker (the test stack): one replica is all there can be.
+    assert replication_for_new_topics(kafkas_default, brokers(1), timeout=1) == 1
+
+
+def test_a_client_that_may_not_read_broker_configs_counts_the_brokers_that_answer() -> None:
+    assert replication_for_new_topics(FakeAdmin(None), brokers(2), timeout=1) == 2
+    assert replication_for_new_topics(FakeAdmin(None), brokers(4), timeout=1) == 3
