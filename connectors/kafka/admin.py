@@ -48,9 +48,10 @@ def durability(replication: int) -> dict[str, str]:
 def replication_for_new_topics(admin: Any, metadata: Any, timeout: float) -> int:
     """The cluster's `default.replication.factor`, and at least 3 (or as many brokers as
     answer, when fewer). A broker that is down does not answer: counting only those that
-    do would quietly create a 3-broker cluster's topics with 2 replicas and 1 in sync. With
-    the cluster's own factor, Kafka refuses the topic instead, naming the missing brokers.
-    A client that may not read broker configs counts the brokers that answer."""
+    do would create a 3-broker cluster's topics with 2 replicas and 1 in sync, for good. With
+    the cluster's own factor, the controller also places replicas on a registered broker that
+    is down (they catch up when it returns), and refuses the topic when too few brokers are
+    registered. A client that may not read broker configs counts the brokers that answer."""
     answering = min(3, len(metadata.brokers))
     resource = ConfigResource(ConfigResource.Type.BROKER, str(next(iter(metadata.brokers))))
     try:
