@@ -5,11 +5,19 @@ from __future__ import annotations
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
 from confluent_kafka import KafkaException
-from confluent_kafka.admin import ConfigResource
+from confluent_kafka.admin import ConfigResource, NewTopic
 
-from bethos.config import TopicSettings
-from connectors.kafka.admin import durability, replication_for_new_topics, topic_specs
+from bethos.config import KafkaSettings, TopicSettings
+from bethos.exceptions import BethosError
+from connectors.kafka import clients
+from connectors.kafka.admin import (
+    create_topics,
+    durability,
+    replication_for_new_topics,
+    topic_specs,
+)
 
 
 def test_replicated_topics_need_two_replicas_in_sync() -> None:
@@ -71,3 +79,37 @@ def test_a_cluster_left_at_kafkas_default_of_one_still_gets_three_replicas() -> 
 def test_a_client_that_may_not_read_broker_configs_counts_the_brokers_that_answer() -> None:
     assert replication_for_new_topics(FakeAdmin(None), brokers(2), timeout=1) == 2
     assert replication_for_new_topics(FakeAdmin(None), brokers(4), timeout=1) == 3
+
+
+class RefusingAdmin(FakeAdmin):
+    """Kafka's answer when fewer brokers are registered than the replication asked for."""
+
+    def __init__(self) -> None:
+        super().__init__({"default.replication.factor": "3"})
+        self.created: list[NewTopic] = []
+
+    def create_topics(self, topics: list[NewTopic], operation_timeout: float) -> dict[str, Any]:
+        self.created += topics
+        refusal = KafkaException("INVALID_REPLICATION_FACTOR: only 2 broker(s) are registered")
+        return {topic.topic: SimpleNamespace(result=Raises(refusal)) for topic in topics}
+
+
+class Raises:
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    def __call__(self) -> None:
+        raise self.error
+
+
+def test_a_topic_kafka_refuses_is_an_error_naming_its_replicas_and_the_brokers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    admin = RefusingAdmin()
+    two_answer = SimpleNamespace(brokers={1: object(), 3: object()}, topics={})
+    monkeypatch.setattr(clients, "admin_client", lambda kafka: (admin, clients.Refusals()))
+    monkeypatch.setattr(clients, "metadata", lambda *args, **kwargs: two_answer)
+    with pytest.raises(BethosError, match=r"with 3 replicas \(2 broker\(s\) answer\)"):
+        create_topics(KafkaSettings(), TopicSettings())
+    assert {topic.replication_factor for topic in admin.created} == {3}
+    assert {topic.config["min.insync.replicas"] for topic in admin.created} == {"2"}
