@@ -62,7 +62,7 @@ def replication_for_new_topics(admin: Any, metadata: Any, timeout: float) -> int
     return max(default, answering)
 
 
-def _replication_of(metadata: Any, topic: str) -> int:
+def replication_of(metadata: Any, topic: str) -> int:
     """The replication factor of an existing topic (its first partition's replica count)."""
     partitions = metadata.topics[topic].partitions
     return min((len(p.replicas) for p in partitions.values()), default=1)
@@ -110,7 +110,7 @@ def create_topics(
                     ConfigEntry(key, value, incremental_operation=AlterConfigOpType.SET)
                     for key, value in {
                         **spec.config,
-                        **durability(_replication_of(metadata, spec.name)),
+                        **durability(replication_of(metadata, spec.name)),
                     }.items()
                 ],
             )

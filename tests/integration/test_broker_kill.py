@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 import yaml
 from confluent_kafka import KafkaException
-from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin import AdminClient, ClusterMetadata
 
 from bethos.config import EtlSettings, load_settings
-from connectors.kafka.admin import create_topics
+from connectors.kafka.admin import create_topics, replication_of
 from devstack.chaos import Writer
 from devstack.cli import data
 from devstack.stack import wait_until
@@ -46,19 +46,25 @@ def three_brokers(tmp_path: Path) -> Iterator[KafkaCluster]:
         cluster.stop(lambda _: None)
 
 
+def metadata_or_none(admin: AdminClient) -> ClusterMetadata | None:
+    """The cluster's metadata, or None when the broker asked was the killed one."""
+    try:
+        return admin.list_topics(timeout=5)
+    except KafkaException:
+        return None
+
+
 def replication_factors(admin: AdminClient, topics: list[str]) -> dict[str, int]:
     """Each topic's replica count, once the broker asked knows its partitions."""
     factors: dict[str, int] = {}
     deadline = time.monotonic() + 30
     while len(factors) < len(topics) and time.monotonic() < deadline:
-        try:
-            metadata = admin.list_topics(timeout=5)
-        except KafkaException:  # asked the killed broker
-            continue
-        for name in topics:
-            partitions = metadata.topics[name].partitions if name in metadata.topics else {}
-            if partitions:
-                factors[name] = min(len(p.replicas) for p in partitions.values())
+        metadata = metadata_or_none(admin)
+        if metadata is not None:
+            known = [name for name in topics if name in metadata.topics]
+            for name in known:
+                if metadata.topics[name].partitions:
+                    factors[name] = replication_of(metadata, name)
         time.sleep(0.5)
     return factors
 
@@ -108,10 +114,8 @@ def test_a_broker_killed_during_flushes_loses_nothing(
     # Topics created while it is down (fenced) still get 3 replicas and 2 in sync, not 2 and 1
     # for good: the down broker's replicas catch up when it returns.
     def answering() -> int | None:
-        try:
-            return len(admin.list_topics(timeout=5).brokers)
-        except KafkaException:  # asked the killed broker, which never answers
-            return None
+        metadata = metadata_or_none(admin)
+        return None if metadata is None else len(metadata.brokers)
 
     wait_until_done(lambda: answering() == 2, timeout=30, interval=0.5)  # fenced after ~9 s
     assert answering() == 2

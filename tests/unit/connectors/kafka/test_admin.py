@@ -62,8 +62,8 @@ def brokers(count: int) -> SimpleNamespace:
 
 
 def test_new_topics_take_the_clusters_replication_though_a_broker_is_down() -> None:
-    # Three brokers, one down: two answer. The cluster asks for 3: Kafka will refuse the
-    # topic rather than create it with 2 replicas and 1 in sync.
+    # Three brokers, one down: two answer. The cluster asks for 3: the controller places a
+    # replica on the broker that is down, rather than 2 replicas and 1 in sync for good.
     admin = FakeAdmin({"default.replication.factor": "3"})
     assert replication_for_new_topics(admin, brokers(2), timeout=1) == 3
     assert admin.asked[0].restype == ConfigResource.Type.BROKER
