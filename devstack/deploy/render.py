@@ -97,13 +97,16 @@ CONTAINER_FLINK: dict[str, object] = {
     "parallelism.default": PARALLELISM,
 }
 # The Java options only select the local stack's provider that keeps the reporters on loopback
-# (devstack/stack/loopback_http.py); in a container they must answer Prometheus's scrapes.
+# (devstack/stack/loopback_http.py), and its temporary directory; in a container the reporters
+# must answer Prometheus's scrapes, and temporary files go to the container's own /tmp.
 CONTAINER_FLINK_REMOVED = (
     "env.log.dir",
     "env.pid.dir",
+    "io.tmp.dirs",
     "taskmanager.host",
     "env.java.opts.jobmanager",
     "env.java.opts.taskmanager",
+    "env.java.opts.client",
 )
 # Keys that the Flink Kubernetes Operator sets itself (addresses, the memory it takes from
 # `resources`, the parallelism from `job.parallelism`), so the manifests leave them out.

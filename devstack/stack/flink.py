@@ -61,6 +61,21 @@ class FlinkCluster:
     def conf_dir(self) -> Path:
         return self.state / "flink-conf"
 
+    def tmp_dir(self) -> Path:
+        """Flink's `io.tmp.dirs` (flink-conf/config.yaml): its temporary files and the
+        `jm_*` and `tm_*` working directories of its processes."""
+        return self.state / "flink" / "tmp"
+
+    def _remove_leftovers(self, pattern: str) -> None:
+        """Remove what processes that no longer run left in `tmp_dir`. Flink's processes
+        leave their working directories behind when stopped by a signal, as its scripts and
+        the fault tests stop them."""
+        for item in self.tmp_dir().glob(pattern):
+            if item.is_dir() and not item.is_symlink():
+                shutil.rmtree(item, ignore_errors=True)
+            else:
+                item.unlink(missing_ok=True)
+
     def write_conf(self) -> Path:
         conf = self.conf_dir()
         conf.mkdir(parents=True, exist_ok=True)
@@ -78,7 +93,7 @@ class FlinkCluster:
         self._write_lib()
         (conf / "masters").write_text(f"localhost:{FLINK_REST_PORT}\n")
         (conf / "workers").write_text("localhost\n" * self.taskmanagers)
-        for sub in ("logs/flink", "flink/checkpoints", "flink/savepoints", "run"):
+        for sub in ("logs/flink", "flink/checkpoints", "flink/savepoints", "flink/tmp", "run"):
             (self.state / sub).mkdir(parents=True, exist_ok=True)
         return conf
 
@@ -130,6 +145,10 @@ class FlinkCluster:
         the TaskManagers live on and register with the new one)."""
         if port_open(FLINK_REST_PORT):
             return
+        if not self._pids():
+            self._remove_leftovers("*")
+        elif not self.processes.listed_pids(JOBMANAGER, self.conf_dir()):
+            self._remove_leftovers("jm_*")
         self.write_conf()
         result = self._script("jobmanager.sh", "start")
         if result.returncode != 0:
@@ -180,6 +199,9 @@ class FlinkCluster:
             time.sleep(0.5)
         for daemon in (JOBMANAGER, TASKMANAGER):
             self._signal(daemon, signal.SIGKILL)
+        # A process stopped by its script (SIGTERM) keeps its working directory too.
+        if not self._pids():
+            self._remove_leftovers("*")
 
     def status(self) -> list[ServiceStatus]:
         try:
@@ -199,6 +221,8 @@ class FlinkCluster:
     def start_taskmanagers(self) -> None:
         """Start TaskManagers until the cluster has its number of them running."""
         running = len(self.processes.listed_pids(TASKMANAGER, self.conf_dir()))
+        if not running:
+            self._remove_leftovers("tm_*")
         for _ in range(self.taskmanagers - running):
             result = self._script("taskmanager.sh", "start")
             if result.returncode != 0:

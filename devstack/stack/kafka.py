@@ -72,12 +72,19 @@ class KafkaCluster:
     def log_file(self) -> Path:
         return self.processes.log_file("kafka-1")
 
+    def _tmp_dir(self) -> Path:
+        tmp = self.dir / "tmp"
+        tmp.mkdir(parents=True, exist_ok=True)
+        return tmp
+
     def _java(self, main: str, *args: str, heap: str = "512m") -> list[str]:
         return [
             "java",
             f"-Xmx{heap}",
             "-XX:+UseG1GC",
             f"-Dlog4j2.configurationFile={self.dir / 'log4j2.properties'}",
+            # What Java libraries unpack (lz4's native library) stays in the stack's directory.
+            f"-Djava.io.tmpdir={self._tmp_dir()}",
             "-cp",
             f"{paths.kafka_libs()}/*",
             main,

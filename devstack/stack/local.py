@@ -23,7 +23,7 @@ from devstack.stack.process import Supervisor
 from devstack.stack.prometheus import Prometheus
 from devstack.stack.redis import Redis
 from devstack.stack.service import Progress, Service, ServiceStatus
-from devstack.stack.state import check_purgeable, claim
+from devstack.stack.state import check_free_space, check_purgeable, claim
 
 HEALTHY_WITHIN_S = 120
 # What `up` says it waits for, by service (each one's `healthy`).
@@ -72,6 +72,7 @@ class Stack:
 
     # -- the stack as a whole ----------------------------------------------------------------
     def up(self, progress: Progress = print) -> None:
+        check_free_space(self.state)
         claim(self.state)
         for service in self.services():
             progress(f"starting {service.name} ...")

@@ -7,6 +7,7 @@ any of them, marker or not: `BETHOS_STATE` set by mistake must not cost a home d
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 from bethos import paths
@@ -16,6 +17,9 @@ MARKER = ".bethos-stack"
 # Files that only a bethos stack writes: a directory holding one is the state of a stack from
 # before the marker, which `up` claims.
 STACK_FILES = ("kafka/cluster-id", "flink-conf/config.yaml")
+# Below this, a stack starts but soon fails in ways that do not name the disk (a TaskManager's
+# blobs alone are hundreds of MB; Flink's job upload breaks off with `Broken pipe`).
+MIN_FREE_BYTES = 2 * 1024**3
 
 
 def protected(state: Path) -> bool:
@@ -60,4 +64,17 @@ def check_purgeable(state: Path) -> None:
         raise StackError(
             f"refusing to delete {state}: it has no {MARKER} file, so `bethos up` did not make "
             "it; delete it yourself if it is yours"
+        )
+
+
+def check_free_space(state: Path, minimum: int = MIN_FREE_BYTES) -> None:
+    """Raise StackError when the disk that holds (or will hold) `state` has less than
+    `minimum` bytes free."""
+    existing = next(path for path in (state, *state.parents) if path.exists())
+    free = shutil.disk_usage(existing).free
+    if free < minimum:
+        raise StackError(
+            f"only {free / 1024**3:.1f} GiB free on the disk of {state}; the stack needs at "
+            f"least {minimum / 1024**3:.0f} GiB (Kafka's logs, Flink's blobs and checkpoints). "
+            "Free some: `bethos down --purge` deletes a stack's state"
         )

@@ -170,6 +170,9 @@ def test_a_killed_taskmanager_recovers_and_verify_passes(
     submit("etl", etl_config)
     submit("latest_merger", merger_config)
     assert wait_for(lambda: data.verify(etl_settings)[2], timeout=180) == []
+    # Each TaskManager's working directory (its blobs) is in the stack's directory.
+    killed = working_dirs(stack)
+    assert killed == {f"tm_{manager}" for manager in stack.flink.taskmanager_ids()}
 
     stack.kill_taskmanager()
     # Newer points arrive while the TaskManager is gone.
@@ -177,6 +180,13 @@ def test_a_killed_taskmanager_recovers_and_verify_passes(
     time.sleep(5)
     stack.start_taskmanager()
     assert wait_for(lambda: data.verify(etl_settings)[2], timeout=240) == []
+    # The killed TaskManagers' directories, which they could not remove, are gone.
+    assert working_dirs(stack) == {f"tm_{manager}" for manager in stack.flink.taskmanager_ids()}
+    assert not killed & working_dirs(stack)
+
+
+def working_dirs(stack: Stack) -> set[str]:
+    return {item.name for item in stack.flink.tmp_dir().glob("tm_*")}
 
 
 def test_a_vin_without_readings_for_vin_ttl_is_tombstoned(

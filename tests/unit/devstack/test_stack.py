@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from bethos import paths
 from devstack.stack import KAFKA_PORT_BASE, Stack, StackError, flink, process
@@ -141,7 +142,12 @@ TASKMANAGER = Daemon("flink-*-taskexecutor.pid", "org.example.TaskManagerRunner"
 def daemon_like(conf_dir: Path, main: str = TASKMANAGER.main) -> subprocess.Popen[bytes]:
     """A process whose command line looks like a Flink daemon's, as flink-daemon.sh starts it."""
     script = "import time; time.sleep(60)"
-    return subprocess.Popen([sys.executable, "-c", script, main, "--configDir", str(conf_dir)])
+    proc = subprocess.Popen([sys.executable, "-c", script, main, "--configDir", str(conf_dir)])
+    # The interpreter may be a launcher that execs the real one: wait for the final command line.
+    deadline = time.monotonic() + 10
+    while main not in process.cmdline(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return proc
 
 
 def test_pid_files_written_by_others_count_only_for_the_daemon_of_this_conf_dir(
@@ -254,8 +260,14 @@ def test_the_flink_conf_dir_fills_the_project_template(tmp_path: Path) -> None:
     lib = {p.name for p in (tmp_path / "flink-lib").iterdir()}
     assert any(name.startswith("flink-python-") for name in lib)
     assert paths.CONNECTOR_JAR_NAME in lib
-    for sub in ("logs/flink", "flink/checkpoints", "flink/savepoints", "run"):
+    for sub in ("logs/flink", "flink/checkpoints", "flink/savepoints", "flink/tmp", "run"):
         assert (tmp_path / sub).is_dir()
+    # Temporary files and working directories stay in the stack's directory.
+    options = yaml.safe_load(text)
+    assert options["io"]["tmp"]["dirs"] == str(stack.flink.tmp_dir()) == f"{tmp_path}/flink/tmp"
+    for process_kind in ("jobmanager", "taskmanager", "client"):
+        java_options = options["env"]["java"]["opts"][process_kind].split()
+        assert f"-Djava.io.tmpdir={tmp_path}/flink/tmp" in java_options
     env = stack.flink_env()
     assert env["FLINK_CONF_DIR"] == str(conf)
     assert env["FLINK_PID_DIR"] == str(tmp_path / "run")
@@ -293,13 +305,82 @@ def test_stopping_flink_signals_no_stale_pid_of_its_pid_files(
         ]
         pid_files[0].write_text(f"{unrelated.pid}\n{ours.pid}\n")
         pid_files[1].write_text(f"{unrelated.pid}\n")
+        leftovers(stack.flink.tmp_dir())
         stack.flink.stop(progress=lambda line: None)
         reaper.join(timeout=30)
         assert ours.returncode == -signal.SIGTERM
         time.sleep(0.5)
         assert unrelated.poll() is None, "stop signalled a process that is not the cluster's"
         assert not any(p.exists() for p in pid_files)
+        # What the stopped processes left in their temporary directory went with them.
+        assert list(stack.flink.tmp_dir().iterdir()) == []
     finally:
         for proc in (ours, unrelated):
             proc.kill()
             proc.wait()
+
+
+def leftovers(tmp: Path) -> set[str]:
+    """What killed Flink processes leave in `io.tmp.dirs`: working directories and temp files."""
+    names = {"jm_dead", "tm_localhost:1-dead", "flink-io-x", "blobStore-x"}
+    for name in names:
+        (tmp / name / "blobStorage").mkdir(parents=True)
+        (tmp / name / "blobStorage" / "job.jar").write_bytes(b"x" * 1024)
+    (tmp / "jaas-1.conf").write_text("")
+    return names | {"jaas-1.conf"}
+
+
+@pytest.fixture
+def quiet_flink(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, ...]]:
+    """Flink's scripts not run but recorded, and no cluster answering on 8081."""
+    calls: list[tuple[str, ...]] = []
+
+    def script(self: flink.FlinkCluster, name: str, *args: str) -> subprocess.CompletedProcess[str]:
+        calls.append((name, *args))
+        return subprocess.CompletedProcess([name, *args], 0, "", "")
+
+    monkeypatch.setattr(flink.FlinkCluster, "_script", script)
+    monkeypatch.setattr(flink, "port_open", lambda port: False)
+    return calls
+
+
+def test_a_fresh_start_removes_what_killed_flink_processes_left(
+    tmp_path: Path, quiet_flink: list[tuple[str, ...]]
+) -> None:
+    stack = Stack(state=tmp_path)
+    stack.write_flink_conf()
+    leftovers(stack.flink.tmp_dir())
+    stack.flink.start()
+    assert list(stack.flink.tmp_dir().iterdir()) == []
+    assert quiet_flink == [("jobmanager.sh", "start"), ("taskmanager.sh", "start")]
+
+
+def test_a_new_jobmanager_removes_only_the_dead_ones_dir_while_taskmanagers_run(
+    tmp_path: Path, quiet_flink: list[tuple[str, ...]]
+) -> None:
+    """After a JobManager crash the TaskManagers live on: their files stay."""
+    stack = Stack(state=tmp_path)
+    conf = stack.write_flink_conf()
+    tmp = stack.flink.tmp_dir()
+    names = leftovers(tmp)
+    running = daemon_like(conf, main=flink.TASKMANAGER.main)
+    try:
+        (tmp_path / "run" / "flink-x-taskexecutor.pid").write_text(f"{running.pid}\n")
+        stack.flink.start()
+        assert {item.name for item in tmp.iterdir()} == names - {"jm_dead"}
+        assert quiet_flink == [("jobmanager.sh", "start")]  # its one TaskManager runs
+    finally:
+        running.kill()
+        running.wait()
+
+
+def test_taskmanagers_started_after_a_kill_remove_the_killed_ones_dirs(
+    tmp_path: Path, quiet_flink: list[tuple[str, ...]]
+) -> None:
+    stack = Stack(state=tmp_path)
+    stack.write_flink_conf()
+    tmp = stack.flink.tmp_dir()
+    names = leftovers(tmp)
+    stack.start_taskmanager()
+    assert {item.name for item in tmp.iterdir()} == names - {"tm_localhost:1-dead"}
+    assert quiet_flink == [("taskmanager.sh", "start")]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,7 @@ import pytest
 from bethos import paths
 from devstack.cli.main import main
 from devstack.stack import Stack, StackError
+from devstack.stack import state as state_module
 from devstack.stack.state import MARKER, check_purgeable, claim, protected
 
 
@@ -104,3 +106,17 @@ def test_a_symbolic_link_to_a_stack_state_is_not_purged(tmp_path: Path) -> None:
     with pytest.raises(StackError, match="symbolic link"):
         check_purgeable(tmp_path / "link")
     assert (tmp_path / "real" / MARKER).exists()
+
+
+def test_up_refuses_a_nearly_full_disk_before_starting_anything(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def usage(path: Path) -> shutil._ntuple_diskusage:
+        assert path == tmp_path  # the nearest existing directory of the state
+        return shutil._ntuple_diskusage(100 * 1024**3, 99 * 1024**3, 1024**3)
+
+    monkeypatch.setattr(state_module.shutil, "disk_usage", usage)
+    state = tmp_path / "new" / "state"
+    with pytest.raises(StackError, match=r"only 1\.0 GiB free on the disk of .*at least 2 GiB"):
+        Stack(state=state).up(progress=lambda line: None)
+    assert not state.exists()
