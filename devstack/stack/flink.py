@@ -145,10 +145,10 @@ class FlinkCluster:
         the TaskManagers live on and register with the new one)."""
         if port_open(FLINK_REST_PORT):
             return
-        if not self._pids():
-            self._remove_leftovers("*")
-        elif not self.processes.listed_pids(JOBMANAGER, self.conf_dir()):
-            self._remove_leftovers("jm_*")
+        if not self.processes.listed_pids(JOBMANAGER, self.conf_dir()):
+            taskmanagers = self.processes.listed_pids(TASKMANAGER, self.conf_dir())
+            # After a JobManager crash the TaskManagers live on: only the dead one's goes.
+            self._remove_leftovers("jm_*" if taskmanagers else "*")
         self.write_conf()
         result = self._script("jobmanager.sh", "start")
         if result.returncode != 0:

@@ -25,6 +25,14 @@ _LOG4J = (
 )
 
 
+def java_tmpdir_option(broker_dir: Path) -> str:
+    """`-Djava.io.tmpdir` in the broker's own directory: what Java libraries unpack there (lz4's
+    native library) stays in the stack's state."""
+    tmp = broker_dir / "tmp"
+    tmp.mkdir(parents=True, exist_ok=True)
+    return f"-Djava.io.tmpdir={tmp}"
+
+
 def new_cluster_id() -> str:
     """A KRaft cluster id: 16 random bytes, URL-safe base64 without padding. Like Kafka's own
     `Uuid.randomUuid`, never one that starts with `-` (a tool would read it as an option)."""
@@ -72,19 +80,13 @@ class KafkaCluster:
     def log_file(self) -> Path:
         return self.processes.log_file("kafka-1")
 
-    def _tmp_dir(self) -> Path:
-        tmp = self.dir / "tmp"
-        tmp.mkdir(parents=True, exist_ok=True)
-        return tmp
-
     def _java(self, main: str, *args: str, heap: str = "512m") -> list[str]:
         return [
             "java",
             f"-Xmx{heap}",
             "-XX:+UseG1GC",
             f"-Dlog4j2.configurationFile={self.dir / 'log4j2.properties'}",
-            # What Java libraries unpack (lz4's native library) stays in the stack's directory.
-            f"-Djava.io.tmpdir={self._tmp_dir()}",
+            java_tmpdir_option(self.dir),
             "-cp",
             f"{paths.kafka_libs()}/*",
             main,

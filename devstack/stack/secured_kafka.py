@@ -25,7 +25,7 @@ from pathlib import Path
 
 from bethos import paths
 from devstack.exceptions import StackError
-from devstack.stack.kafka import new_cluster_id
+from devstack.stack.kafka import java_tmpdir_option, new_cluster_id
 from devstack.stack.process import Supervisor
 
 ADMIN = "admin"
@@ -136,18 +136,12 @@ class SecuredBroker:
             "sasl.password": (self.dir / "admin-password").read_text(),
         }
 
-    def _tmp_dir(self) -> Path:
-        tmp = self.dir / "tmp"
-        tmp.mkdir(parents=True, exist_ok=True)
-        return tmp
-
     def _java(self, main: str, *args: str, heap: str) -> list[str]:
         return [
             "java",
             f"-Xmx{heap}",
             f"-Dlog4j2.configurationFile={self.dir / 'log4j2.properties'}",
-            # What Java libraries unpack (lz4's native library) stays in the stack's directory.
-            f"-Djava.io.tmpdir={self._tmp_dir()}",
+            java_tmpdir_option(self.dir),
             "-cp",
             # The distribution's slf4j 1.7 API finds no binding there: Flink's log4j binding
             # for it makes the broker's warnings and errors reach its log.

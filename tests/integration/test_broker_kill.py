@@ -60,11 +60,10 @@ def replication_factors(admin: AdminClient, topics: list[str]) -> dict[str, int]
     deadline = time.monotonic() + 30
     while len(factors) < len(topics) and time.monotonic() < deadline:
         metadata = metadata_or_none(admin)
-        if metadata is not None:
-            known = [name for name in topics if name in metadata.topics]
-            for name in known:
-                if metadata.topics[name].partitions:
-                    factors[name] = replication_of(metadata, name)
+        known = metadata.topics if metadata is not None else {}
+        for name in topics:
+            if name in known and known[name].partitions:
+                factors[name] = replication_of(metadata, name)
         time.sleep(0.5)
     return factors
 
