@@ -1,4 +1,5 @@
-"""Dead letters: what a job rejected, why, and where it came from (SPEC section 2)."""
+"""Dead letters: what a job rejected, why, and where it came from (docs/CONTRACT.md,
+"The dead letter"; schemas/dead_letter.schema.json)."""
 
 from __future__ import annotations
 

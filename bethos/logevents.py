@@ -1,4 +1,4 @@
-"""One line per event: `[component] event=NAME key=value ...` (SPEC section 6)."""
+"""One line per event: `[component] event=NAME key=value ...` (docs/CONTRACT.md, "Log events")."""
 
 from __future__ import annotations
 

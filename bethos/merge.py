@@ -1,4 +1,4 @@
-"""The merge rule of SPEC section 3: per signal, last writer wins by event time.
+"""The merge rule (docs/CONTRACT.md): per signal, last writer wins by event time.
 
 For each signal the state keeps the candidate with the larger `ts`; on equal `ts` the larger
 `received_at`; on equal again the larger value in a fixed total order (type rank, then value).

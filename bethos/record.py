@@ -1,4 +1,4 @@
-"""The record model of SPEC section 2 and its JSON codec.
+"""The record model and its JSON codec (docs/CONTRACT.md, schemas/).
 
 An *aggregated* record carries some signals of one VIN; a *latest* record carries every signal
 ever seen for the VIN. Both share one envelope. Times are integer epoch milliseconds.

@@ -1,4 +1,4 @@
-"""Settings: one YAML file per job, checked whole at load (SPEC section 5).
+"""Settings: one YAML file per job, checked whole at load (docs/CONTRACT.md, "Settings").
 
 Why pydantic-settings: the settings are pydantic models already, and pydantic-settings is the
 library, maintained with pydantic, that stacks *sources* (a file, the environment) under such a
@@ -10,7 +10,7 @@ field to a variable; so both sources here are small subclasses of its source cla
 
 How the sources stack, highest first (`JobSettings.settings_customise_sources`):
 
-1. `EnvironmentSource`: the variables that SPEC section 5 names, and only those:
+1. `EnvironmentSource`: these variables, and only these:
 
    =========================================================  ==================================
    `KAFKA_BROKERS`, else `KAFKA_BROKER_1..N` joined by commas  `kafka.brokers`

@@ -1,4 +1,4 @@
-"""Kafka security (`kafka.security`, SPEC section 5) and its two adapters, one per client.
+"""Kafka security (`kafka.security`) and its two adapters, one per client.
 
 The jobs talk to Kafka through Flink's Kafka connector, a Java client configured by the SQL
 tables' `properties.*` options (`connectors/kafka/tables.py`); the Python tooling (topic

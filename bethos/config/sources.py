@@ -1,5 +1,5 @@
 """The settings sources of one load: the job's YAML file (`${VAR}` replaced after parsing, secret
-keys refused) and the environment variables that SPEC section 5 names; both read the load's
+keys refused) and the environment variables of the settings (docs/CONTRACT.md); both read the load's
 `environ` mapping, nowhere else. How they stack is in the package docstring (`bethos.config`).
 
 The load being built (`_Load`: the parsed file, the environment, the problems found) reaches the
@@ -176,7 +176,7 @@ def _pop(values: Any, path: KeyPath) -> bool:
 
 
 class EnvironmentSource(PydanticBaseSettingsSource):
-    """The variables of SPEC section 5 (see the package docstring), from the load's mapping."""
+    """The settings' environment variables (see the package docstring), from the load's mapping."""
 
     def __init__(
         self, settings_cls: type[BaseSettings], load: _Load, file_values: Mapping[str, Any]

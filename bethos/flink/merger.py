@@ -18,7 +18,7 @@ from connectors.kafka.tables import source_table_ddl
 
 def _inputs(t_env: StreamTableEnvironment, settings: MergerSettings) -> list[TableInput]:
     """The merger's inputs: the aggregated topic, and with `bootstrap_from_latest` the `latest`
-    topic up to its end at start (SPEC section 6). One (key, ROW_INPUT) row per message."""
+    topic up to its end at start. One (key, ROW_INPUT) row per message."""
     topics, kafka = settings.topics, settings.kafka
     t_env.execute_sql(
         source_table_ddl(

@@ -138,7 +138,7 @@ class Intake:
         self.skipped = metrics.counter("skipped")
         self.log, self.component = log, component
         # The keyed merge keeps a VIN's state under the message key (the aggregated topic is
-        # keyed by VIN, SPEC 2): a keyless message would merge every such VIN into one state.
+        # keyed by VIN): a keyless message would merge every such VIN into one state.
         self.keyed_by_message = keyed_by_message
 
     def read(
@@ -179,7 +179,7 @@ class Intake:
             self.skipped.inc()
             log_event(self.log, self.component, "skip", logging.INFO, reason=exc.reason, **origin)
         else:
-            # SPEC 6: a message that could not be read or parsed is an `error` line.
+            # A message that could not be read or parsed is an `error` line.
             log_event(
                 self.log,
                 self.component,

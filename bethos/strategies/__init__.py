@@ -1,4 +1,4 @@
-"""Latest-merger strategies (SPEC section 4), chosen by name from one registry.
+"""Latest-merger strategies (docs/CONTRACT.md), chosen by name from one registry.
 
 A strategy is a settings model whose `strategy` field, a literal, is its name, and whose
 `build()` returns its logic, free of Flink (the per-VIN flush in `flushing`, batching, the store

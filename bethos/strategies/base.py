@@ -1,4 +1,4 @@
-"""What every latest-merger strategy's settings share (SPEC section 4)."""
+"""What every latest-merger strategy's settings share."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ class MergerOptions(CheckedSection):
     stagger: bool = False
     # A VIN with no reading for this long is emitted once as a tombstone and forgotten.
     vin_ttl: DurationMs | None = None
-    # A merger starting without state first loads the `latest` topic (SPEC section 6).
+    # A merger starting without state first loads the `latest` topic.
     bootstrap_from_latest: bool = True
 
     # A zero interval or time to live would fail the job after it started.

@@ -1,5 +1,5 @@
 """The per-VIN flush that `log_compacted`, `inline` and `state_store` share, its bookkeeping and
-the buffered delivery behind `inline` batches and store writes (SPEC section 4). No Flink here:
+the buffered delivery behind `inline` batches and store writes. No Flink here:
 the Flink functions call these with the record, the VIN's `Entry` and the time.
 """
 
@@ -84,7 +84,7 @@ class FlushLogic:
 
 @dataclass
 class FlushSummary:
-    """What one flush did, for the `event=flush` line (SPEC section 6) and the metrics."""
+    """What one flush did, for the `event=flush` line and the metrics."""
 
     duration_ms: int
     vin_count: int | None

@@ -1,4 +1,4 @@
-"""`window_stream`: event-time tumbling windows with allowed lateness (SPEC section 4); its
+"""`window_stream`: event-time tumbling windows with allowed lateness; its
 settings and per-VIN logic, free of Flink.
 
 Each emission is the VIN's complete record as of its window's end, earlier windows included:

@@ -1,4 +1,4 @@
-"""Topic creation (idempotent) for the topics of SPEC section 2."""
+"""Topic creation (idempotent) for the three topics (docs/CONTRACT.md, "Topics")."""
 
 from __future__ import annotations
 

@@ -12,7 +12,7 @@ Where each value comes from:
 - the jobs, their entry points and configs: `devstack/stack/jobs.py`, submitted in the one
   form of `devstack/deploy/submit.py`; the jobs read `config/*.yaml` unchanged, and the
   services' addresses reach them through the environment variables the configs name
-  (SPEC 5: KAFKA_BROKERS, INFLUXDB_URL, REDIS_URL, ...);
+  (KAFKA_BROKERS, INFLUXDB_URL, REDIS_URL, ...);
 - versions: apache-flink's pin in `pyproject.toml`, Kafka's in `bethos/paths.py`.
 """
 
@@ -151,7 +151,7 @@ def internal_brokers() -> str:
 
 def job_environment() -> dict[str, str]:
     """What a job's client needs to reach the services inside the containers' network, by the
-    variables the configs name (SPEC 5)."""
+    variables the configs name."""
     return {
         "KAFKA_BROKERS": internal_brokers(),
         "INFLUXDB_URL": f"http://influxdb:{INFLUXDB_PORT}",

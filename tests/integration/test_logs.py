@@ -1,6 +1,6 @@
-"""The event lines of SPEC section 6, read from the real TaskManager log: the ETL's `poll`, the
-merger's `flush` (written right after its flush), `skip` and, at a stop with a savepoint,
-`shutdown_flush`."""
+"""The event lines (docs/CONTRACT.md, "Log events"), read from the real TaskManager log: the
+ETL's `poll`, the merger's `flush` (written right after its flush), `skip` and, at a stop with
+a savepoint, `shutdown_flush`."""
 
 from __future__ import annotations
 

@@ -222,7 +222,7 @@ def test_flush_lines_count_the_records_and_tombstones_sent(
     submit: Callable[..., str],
 ) -> None:
     """`event=flush`: `emitted` counts latest records, `message_count` every message sent, a
-    tombstone included (SPEC section 6)."""
+    tombstone included."""
     doc = yaml.safe_load(pipeline_configs[1].read_text())
     doc["latest_merger"].update({"flush_interval": "2s", "vin_ttl": "6s"})
     config = pipeline_configs[1].with_name("merger-flush-lines.yaml")

@@ -1,4 +1,4 @@
-"""Topic settings that creation applies (SPEC section 2 and 6)."""
+"""Topic settings that creation applies (docs/CONTRACT.md, "Topics")."""
 
 from __future__ import annotations
 

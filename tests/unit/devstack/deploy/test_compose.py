@@ -72,7 +72,7 @@ def _host_ports(service: dict[str, Any]) -> list[int]:
 
 def test_ports_are_the_local_stacks(compose_file: dict[str, Any]) -> None:
     services = compose_file["services"]
-    # As in the original system (and SPEC 5's default brokers).
+    # As in the original system (and the settings' default brokers).
     assert [_host_ports(services[f"kafka-{n}"]) for n in (1, 2, 3)] == [[19091], [19092], [19093]]
     assert _host_ports(services["influxdb"]) == [INFLUXDB_PORT]
     assert _host_ports(services["redis"]) == [REDIS_PORT]
