@@ -355,8 +355,9 @@ class MergerSettings(JobSettings):
             yield Broken(
                 where,
                 f"required, and not topics.latest, when inline.batch_size is above 1 (it is "
-                f"{inline.batch_size}): a batch holds several VINs, so it has no key; the "
-                "compacted latest topic refuses keyless messages, and keyed batches would be "
+                f"{inline.batch_size}): a batch holds several VINs, so its key is its delivery "
+                "bucket (batch-N), not a VIN; on the compacted latest topic only the newest "
+                "batch of each bucket would stay, and the VINs of the older ones would be "
                 "compacted away. Name another topic",
             )
 

@@ -369,7 +369,7 @@ MERGER_REJECTED = [
     (
         "{strategy: inline, inline: {sink: kafka, batch_size: 5}}",
         "latest_merger.inline.topic",
-        "compacted latest topic refuses keyless messages",
+        "its key is its delivery bucket (batch-N), not a VIN",
     ),
     (
         "{strategy: inline, inline: {sink: kafka, batch_size: 5, topic: l}}",
