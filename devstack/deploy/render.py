@@ -90,7 +90,6 @@ CONTAINER_FLINK: dict[str, object] = {
     "taskmanager.bind-host": "0.0.0.0",
     "rest.address": JOBMANAGER,
     "rest.bind-address": "0.0.0.0",
-    "metrics.reporter.prom.host": "0.0.0.0",
     # Other origins' pages may not read the REST API (the dashboard itself is same-origin).
     "web.access-control-allow-origin": f"http://{JOBMANAGER}:{FLINK_REST_PORT}",
     # The jobs' parallelism when `flink run` gives none (the configs leave it to Flink).
@@ -98,7 +97,8 @@ CONTAINER_FLINK: dict[str, object] = {
 }
 # The Java options only select the local stack's provider that keeps the reporters on loopback
 # (devstack/stack/loopback_http.py), and its temporary directory; in a container the reporters
-# must answer Prometheus's scrapes, and temporary files go to the container's own /tmp.
+# must answer Prometheus's scrapes (without the provider they bind every interface: Flink 2.2's
+# reporter has no host key), and temporary files go to the container's own /tmp.
 CONTAINER_FLINK_REMOVED = (
     "env.log.dir",
     "env.pid.dir",

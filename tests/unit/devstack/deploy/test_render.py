@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -138,3 +139,39 @@ def test_no_generated_file_copies_a_topic_name() -> None:
     for path, text in render.files().items():
         for name in (topics.aggregated, topics.latest, topics.dlq):
             assert name not in text, f"{path} copies {name}"
+
+
+# Keys that Flink 2.2 reads nowhere: no config option, deprecated key or reporter factory of its
+# 2.2.1 jars names them. A config that sets one only misleads its reader.
+IGNORED_BY_FLINK = {
+    # The Prometheus reporter reads `port` only (PrometheusReporterFactory) and binds every
+    # interface; the local stack keeps it on loopback with a JDK HTTP server provider.
+    "metrics.reporter.prom.host",
+    # Reporters are made by their `factory.class`; a reporter's `class` key is read by nothing.
+    "metrics.reporter.prom.class",
+    # The heap sizes of the memory model before `*.memory.process.size`, gone from 2.x.
+    "jobmanager.heap.size",
+    "taskmanager.heap.size",
+}
+
+
+def shipped_flink_confs() -> dict[str, dict[str, Any]]:
+    """Every Flink configuration the project ships, flattened: the local cluster's, the
+    containers' and each Kubernetes deployment's."""
+    confs = {}
+    for path in ("flink-conf/config.yaml", render.FLINK_CONF_FILE):
+        confs[path] = render.flatten(yaml.safe_load((ROOT / path).read_text()))
+    for job in render.DEPLOYED_JOBS:
+        path = f"{render.K8S_DIR}/{job}.yaml"
+        confs[path] = yaml.safe_load((ROOT / path).read_text())["spec"]["flinkConfiguration"]
+    return confs
+
+
+def test_no_shipped_flink_conf_sets_a_key_that_flink_ignores() -> None:
+    confs = shipped_flink_confs()
+    assert len(confs) == 2 + len(render.DEPLOYED_JOBS)
+    for path, conf in confs.items():
+        assert "metrics.reporter.prom.port" in conf, path  # the reporter is configured
+        assert sorted(set(conf) & IGNORED_BY_FLINK) == [], path
+    # The containers' own keys add none either.
+    assert not set(render.CONTAINER_FLINK) & IGNORED_BY_FLINK
