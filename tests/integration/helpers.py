@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import functools
+import json
 import time
 from collections.abc import Callable
 
+import jsonschema
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, ConfigResource
 
-from bethos.config import EtlSettings
+from bethos.config import EtlSettings, KafkaSettings
 from bethos.exceptions import RecordError
 from bethos.logevents import parse_event
 from bethos.merge import VinState
 from bethos.record import Signal, decode_aggregated
 from connectors.influxdb.writer import InfluxWriter, Point
 from connectors.kafka.reader import read_topic
+from devstack import schemas
 from devstack.cli import data
 from devstack.stack import Stack
 from devstack.verify import Difference, compare
@@ -44,6 +48,40 @@ def merged_aggregated(settings: EtlSettings) -> dict[str, dict[str, Signal]]:
             continue
         states.setdefault(record.vin, VinState()).merge_record(record)
     return {vin: state.latest_signals() for vin, state in states.items()}
+
+
+@functools.cache
+def _validator(kind: str) -> jsonschema.Draft202012Validator:
+    return jsonschema.Draft202012Validator(schemas.load(kind))
+
+
+def assert_schema_valid(kind: str, value: bytes | None) -> None:
+    """A raw Kafka message value against the JSON Schema of its records (`schemas/`,
+    docs/CONTRACT.md): `aggregated`, `latest` or `dead_letter`. A message without a value, a
+    tombstone, belongs on the latest topic only."""
+    if value is None:
+        assert kind == "latest", f"a message of the {kind} topic without a value"
+        return
+    problems = [
+        f"{'/'.join(str(part) for part in error.absolute_path) or '(root)'}: {error.message}"
+        for error in _validator(kind).iter_errors(json.loads(value))
+    ]
+    assert problems == [], f"{kind} message {value[:300]!r}: {problems}"
+
+
+Messages = list[tuple[bytes | None, bytes | None]]
+
+
+def schema_checked(kind: str, messages: Messages) -> Messages:
+    """`messages` (key, value), as read, once each value is valid by `assert_schema_valid`."""
+    for _, value in messages:
+        assert_schema_valid(kind, value)
+    return messages
+
+
+def read_checked(kind: str, kafka: KafkaSettings, topic: str) -> Messages:
+    """Every message of a topic (`read_topic`), each value valid by the schema of `kind`."""
+    return schema_checked(kind, read_topic(kafka, topic))
 
 
 def wait_for(

@@ -16,11 +16,10 @@ from bethos.config import EtlSettings, MergerSettings, load_settings
 from bethos.limits import RECORD_TOO_LARGE, TOO_MANY_SIGNALS, merge_bounded
 from bethos.merge import VinState
 from bethos.record import AggregatedRecord, Signal, encode_aggregated
-from connectors.kafka.reader import read_topic
 from devstack.cli import data
 from devstack.stack import FLINK_REST_PORT
 from devstack.verify import compare
-from tests.integration.helpers import wait_for, wait_until
+from tests.integration.helpers import read_checked, wait_for, wait_until
 from tests.integration.test_merger import produce, records_for
 
 pytestmark = pytest.mark.integration
@@ -71,7 +70,8 @@ def test_a_vin_past_the_limits_is_bounded_and_every_other_vin_emitted(
     assert wait_for(lambda: compare(truth, data.latest_records(etl_settings)), timeout=120) == []
 
     def dead_letters() -> list[dict[str, object]]:
-        return [orjson.loads(v) for _, v in read_topic(etl_settings.kafka, etl_settings.topics.dlq)]
+        dead = read_checked("dead_letter", etl_settings.kafka, etl_settings.topics.dlq)
+        return [orjson.loads(v) for _, v in dead]
 
     wait_until(lambda: len(dead_letters()) >= 2, timeout=30)
     letters: dict[str, set[str]] = {}

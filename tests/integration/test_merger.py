@@ -20,7 +20,7 @@ from devstack.cli import data
 from devstack.stack import Stack, jobs
 from devstack.verify import compare
 from tests.data.bad_records import BAD_RECORDS, GOOD_RECORDS
-from tests.integration.helpers import events, wait_for, wait_until
+from tests.integration.helpers import events, read_checked, wait_for, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -100,7 +100,7 @@ def test_every_bad_record_is_dead_lettered_and_every_good_one_merged(
     deadline = time.monotonic() + 60
     dead: list[tuple[bytes | None, bytes | None]] = []
     while time.monotonic() < deadline and len(dead) < len(bad):
-        dead = read_topic(etl_settings.kafka, etl_settings.topics.dlq)
+        dead = read_checked("dead_letter", etl_settings.kafka, etl_settings.topics.dlq)
         time.sleep(2)
     letters = [orjson.loads(value or b"{}") for _, value in dead]
     assert sorted(letter["reason"] for letter in letters) == sorted(r for _, _, r in bad)
@@ -126,7 +126,7 @@ def test_an_unreadable_latest_record_at_a_stateless_start_is_dead_lettered(
     deadline = time.monotonic() + 120
     letters: list[dict[str, object]] = []
     while time.monotonic() < deadline and not letters:
-        dead = read_topic(etl_settings.kafka, etl_settings.topics.dlq)
+        dead = read_checked("dead_letter", etl_settings.kafka, etl_settings.topics.dlq)
         letters = [orjson.loads(value or b"{}") for _, value in dead]
         time.sleep(2)
     (letter,) = letters

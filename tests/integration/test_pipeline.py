@@ -15,7 +15,7 @@ from connectors.kafka.reader import read_topic
 from devstack.cli import data
 from devstack.cli.main import main as bethos_main
 from devstack.verify import Difference
-from tests.integration.helpers import wait_for
+from tests.integration.helpers import assert_schema_valid, read_checked, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -47,13 +47,22 @@ def test_generate_etl_merge_verify(
     data.generate(etl_settings, vins=10, rounds=2, round_interval_ms=1_000, seed=99)
     assert wait_for_verify(etl_settings) == []
 
-    # Every latest record has the envelope of SPEC section 2.
+    # Every latest record is valid by its JSON Schema (docs/CONTRACT.md), with the rules beyond
+    # it: key, vin and data.id agree, updated_at is the newest signal time.
     for key, value in read_topic(etl_settings.kafka, etl_settings.topics.latest):
         assert key is not None and value is not None
+        assert_schema_valid("latest", value)
         doc = orjson.loads(value)
         assert doc["vin"] == key.decode() == doc["data"]["id"]
         assert doc["schema"] == 1
         assert doc["updated_at"] == max(s["ts"] for s in doc["data"]["signals"].values())
+    # And so is every aggregated record the ETL wrote, keyed by its VIN.
+    aggregated = read_topic(etl_settings.kafka, etl_settings.topics.aggregated)
+    assert aggregated
+    for key, value in aggregated:
+        assert_schema_valid("aggregated", value)
+        assert key is not None and value is not None
+        assert orjson.loads(value)["vin"] == key.decode()
 
 
 def test_bad_records_go_to_the_dead_letter_topic_and_good_ones_merge(
@@ -84,8 +93,8 @@ def test_bad_records_go_to_the_dead_letter_topic_and_good_ones_merge(
     dead: list[tuple[bytes | None, bytes | None]] = []
     while time.monotonic() < deadline and (not latest or len(dead) < 2):
         time.sleep(3)
-        latest = read_topic(etl_settings.kafka, topics.latest)
-        dead = read_topic(etl_settings.kafka, topics.dlq)
+        latest = read_checked("latest", etl_settings.kafka, topics.latest)
+        dead = read_checked("dead_letter", etl_settings.kafka, topics.dlq)
     assert [key for key, _ in latest] == [b"GOOD1"]
     reasons = sorted(orjson.loads(value or b"{}")["reason"] for _, value in dead)
     assert reasons == ["empty_id", "invalid_json"]

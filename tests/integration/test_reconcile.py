@@ -17,7 +17,6 @@ from bethos.record import Signal
 from bethos.resource_map import ResourceMap
 from connectors.influxdb.client import InfluxClient
 from connectors.influxdb.writer import Point
-from connectors.kafka.reader import read_topic
 from devstack.cli import data
 from devstack.stack import Stack
 from devstack.verify import compare
@@ -25,6 +24,7 @@ from tests.integration.helpers import (
     events,
     merged_aggregated,
     point,
+    read_checked,
     wait_for,
     wait_until,
     write_points,
@@ -176,7 +176,8 @@ def test_the_narrow_layout_end_to_end_through_influxdb_with_late_points(
     write_points(settings, [narrow("N3", "0x2F", 7.0, now - 240_000)])
     expected["N3"] = {"fuel_level_pct": Signal(7.0, now - 240_000)}
     assert wait_for(lambda: compare(expected, merged_aggregated(settings)), timeout=60) == []
-    letters = [orjson.loads(v) for _, v in read_topic(settings.kafka, settings.topics.dlq)]
+    dead = read_checked("dead_letter", settings.kafka, settings.topics.dlq)
+    letters = [orjson.loads(v) for _, v in dead]
     # Once, though every lookback and the reconcile pass read its row again.
     assert [letter["reason"] for letter in letters] == ["unmapped_resource"]
     assert "engine.secret" in letters[0]["original"]

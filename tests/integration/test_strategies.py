@@ -29,7 +29,13 @@ from connectors.kafka.reader import read_topic
 from connectors.store.redis import RedisStore
 from devstack.cli import data
 from devstack.stack import REDIS_PORT, Stack, jobs
-from tests.integration.helpers import events, topic_configs, wait_for, wait_until
+from tests.integration.helpers import (
+    events,
+    read_checked,
+    topic_configs,
+    wait_for,
+    wait_until,
+)
 from tests.integration.test_merger import (
     expected_latest,
     flush_lines_from_now,
@@ -228,7 +234,8 @@ def test_window_stream_with_reordered_and_late_input(
     wait_until(lambda: emissions("A") == expected_a, timeout=60)
     assert emissions("A") == expected_a
     assert emissions("B") == [{"x": 1.0}]
-    letters = [orjson.loads(v) for _, v in read_topic(settings.kafka, settings.topics.dlq) if v]
+    dead = read_checked("dead_letter", settings.kafka, settings.topics.dlq)
+    letters = [orjson.loads(v) for _, v in dead if v]
     assert [letter["reason"] for letter in letters] == ["late"]
 
 
