@@ -15,8 +15,12 @@ install: ## install everything bethos needs (idempotent, cached)
 demo: install ## run the whole pipeline end to end on local defaults
 	@$(BIN)/bethos demo
 
+# Two processes share the tests (pytest-xdist); the integration tests share one stack, and those
+# marked `exclusive` run alone (tests/stack_lock.py).
+XDIST := -n 2 --dist loadgroup
+
 test: install lint typecheck ## the whole test suite: lint, types, unit and integration tests
-	@$(BIN)/pytest -ra $(PYTEST_ARGS)
+	@$(BIN)/pytest -ra $(XDIST) $(PYTEST_ARGS)
 
 lint: ## ruff
 	@$(BIN)/ruff check . && $(BIN)/ruff format --check .
@@ -25,10 +29,10 @@ typecheck: ## mypy
 	@$(BIN)/mypy
 
 unit: ## unit and property tests only (no servers)
-	@$(BIN)/pytest -ra -m "not integration" $(PYTEST_ARGS)
+	@$(BIN)/pytest -ra $(XDIST) -m "not integration" $(PYTEST_ARGS)
 
 integration: ## integration tests against the real servers
-	@$(BIN)/pytest -ra -m integration $(PYTEST_ARGS)
+	@$(BIN)/pytest -ra $(XDIST) -m integration $(PYTEST_ARGS)
 
 up: install ## start the local stack
 	@$(BIN)/bethos up

@@ -271,7 +271,7 @@ def one_run(
         time.sleep(3)
         _, truth_cells, differences = verify(settings)
     for _, job_id in jobs.running_jobs(stack):
-        jobs.stop(stack, job_id)
+        stack.flink.cancel(job_id)
     result.readings_written = writer.written
     result.cells_checked = truth_cells
     result.cells_wrong = len(differences)

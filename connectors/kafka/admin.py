@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,6 +69,29 @@ def replication_of(metadata: Any, topic: str) -> int:
     return min((len(p.replicas) for p in partitions.values()), default=1)
 
 
+def await_visible(admin: Any, names: list[str], timeout: float) -> None:
+    """Wait until the broker asked lists every new topic with a leader for each partition: the
+    controller has committed a creation before every broker has applied it, and a client that
+    asks in between is told the topic does not exist."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            topics = admin.list_topics(timeout=max(1.0, deadline - time.monotonic())).topics
+        except Exception:
+            topics = {}
+        if all(
+            name in topics
+            and topics[name].error is None
+            and topics[name].partitions
+            and all(p.leader >= 0 for p in topics[name].partitions.values())
+            for name in names
+        ):
+            return
+        if time.monotonic() >= deadline:
+            raise BethosError(f"topics {', '.join(names)} were created but not listed in time")
+        time.sleep(0.1)
+
+
 def create_topics(
     kafka: KafkaSettings, topics: TopicSettings, timeout: float = 30.0
 ) -> dict[str, str]:
@@ -100,6 +124,9 @@ def create_topics(
                     f"({len(metadata.brokers)} broker(s) answer): {exc}"
                 ) from None
             outcome[name] = "exists"
+    created = [name for name, result in outcome.items() if result == "created"]
+    if created:
+        await_visible(admin, created, timeout)
     existing = [spec for spec in wanted if spec.name not in outcome]
     if existing:
         resources = [

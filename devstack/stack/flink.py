@@ -12,6 +12,7 @@ import shutil
 import signal
 import subprocess
 import time
+import urllib.request
 from pathlib import Path
 
 from bethos import paths
@@ -142,8 +143,11 @@ class FlinkCluster:
 
     def start(self) -> None:
         """Start the JobManager and the TaskManagers that do not run (after a JobManager crash
-        the TaskManagers live on and register with the new one)."""
+        the TaskManagers live on and register with the new one; after a TaskManager crash the
+        JobManager lists the dead one until its heartbeat times out, so the processes are
+        counted, not the registrations)."""
         if port_open(FLINK_REST_PORT):
+            self.start_taskmanagers()
             return
         if not self.processes.listed_pids(JOBMANAGER, self.conf_dir()):
             taskmanagers = self.processes.listed_pids(TASKMANAGER, self.conf_dir())
@@ -173,7 +177,10 @@ class FlinkCluster:
         return int(overview.get("taskmanagers", 0)) if isinstance(overview, dict) else 0
 
     def healthy(self) -> bool:
-        return self.registered_taskmanagers() >= self.taskmanagers
+        """Its TaskManagers run and as many are registered (a dead one may still be listed for
+        a while: each new one registers within seconds of its start)."""
+        running = len(self.processes.listed_pids(TASKMANAGER, self.conf_dir()))
+        return running >= self.taskmanagers and self.registered_taskmanagers() >= self.taskmanagers
 
     def _pids(self) -> list[int]:
         """The running JobManager and TaskManagers of this stack's conf dir."""
@@ -270,6 +277,13 @@ class FlinkCluster:
         answer = http_json(f"http://127.0.0.1:{FLINK_REST_PORT}/taskmanagers")
         managers = answer.get("taskmanagers", []) if isinstance(answer, dict) else []
         return {str(manager["id"]) for manager in managers if isinstance(manager, dict)}
+
+    def cancel(self, job_id: str) -> None:
+        """Cancel a job through the REST API (`PATCH /jobs/ID?mode=cancel`), without starting a
+        client JVM: the tests' clean-up. `bethos stop --cancel` uses Flink's CLI as users do."""
+        url = f"http://127.0.0.1:{FLINK_REST_PORT}/jobs/{job_id}?mode=cancel"
+        with urllib.request.urlopen(urllib.request.Request(url, method="PATCH"), timeout=10):
+            pass
 
     def job(self, job_id: str) -> dict[str, object]:
         """One job's details (`state`, its `vertices` with their `status`) from the REST API."""

@@ -9,35 +9,38 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bethos import paths
 from bethos.config import EtlSettings, MergerSettings, load_settings
 from connectors.kafka.admin import create_topics
-from devstack.stack import (
-    FLINK_REST_PORT,
-    INFLUXDB_PORT,
-    KAFKA_PORT_BASE,
-    REDIS_PORT,
-    Stack,
-    jobs,
-    port_open,
-)
+from devstack.stack import Stack, jobs
 from devstack.stack.pipeline import pipeline_docs
+from tests import stack_lock
+from tests.stack_lock import TEST_STATE
 
 
 @pytest.fixture(scope="session")
 def stack() -> Iterator[Stack]:
+    """Someone's running stack (a demo), left running; else the tests' own, started by the
+    first test process that needs it (pytest-xdist runs several) and stopped when the run ends
+    (tests/conftest.py)."""
     existing = Stack()
     if all(status.running for status in existing.status()):
-        yield existing  # someone's stack (a demo): use it, leave it running
+        yield existing
         return
-    # A state directory of its own: the default one may hold a 3-broker demo stack.
-    started = Stack(state=Path(f"{paths.state_dir()}-test"), brokers=1)
-    started.up()
+    with stack_lock.held(TEST_STATE, exclusive=True):
+        started = Stack(state=TEST_STATE, brokers=1)
+        if not all(status.running for status in started.status()):
+            started.up()
+            stack_lock.mark_started(TEST_STATE)
     yield started
-    started.down()
-    ports = [KAFKA_PORT_BASE + 1, INFLUXDB_PORT, REDIS_PORT, FLINK_REST_PORT]
-    still_open = [port for port in ports if port_open(port)]
-    assert still_open == [], f"`down` left ports open: {still_open}"
+
+
+@pytest.fixture(autouse=True)
+def stack_turn(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Tests share the stack, several at once under pytest-xdist; a test marked `exclusive`
+    (it stops, kills or restarts a service, or reads every job's log lines) runs alone."""
+    exclusive = request.node.get_closest_marker("exclusive") is not None
+    with stack_lock.turn(TEST_STATE, exclusive):
+        yield
 
 
 @pytest.fixture
@@ -85,4 +88,4 @@ def submit(stack: Stack) -> Iterator[Callable[..., str]]:
     running = {job_id for _, job_id in jobs.running_jobs(stack)}
     for job_id in submitted:
         if job_id in running:
-            jobs.stop(stack, job_id)
+            stack.flink.cancel(job_id)

@@ -10,7 +10,7 @@ import pytest
 from devstack import chaos
 from devstack.stack import Stack
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.exclusive]
 
 SEED, SECONDS = 9, 50
 

@@ -92,6 +92,7 @@ def test_the_clusters_python_cannot_import_bethos(stack: Stack) -> None:
     assert not any(str(paths.PROJECT_ROOT) == entry for probe in probes for entry in probe["path"])
 
 
+@pytest.mark.exclusive
 def test_two_taskmanagers_run_both_jobs_at_parallelism_two_and_verify_passes(
     stack: Stack,
     pipeline_configs: tuple[Path, Path],
@@ -118,7 +119,7 @@ def test_two_taskmanagers_run_both_jobs_at_parallelism_two_and_verify_passes(
         assert wait_for(lambda: data.verify(etl_settings)[2], timeout=180) == []
     finally:
         for job_id in [job_id for _, job_id in jobs.running_jobs(stack)]:
-            jobs.stop(stack, job_id)
+            stack.flink.cancel(job_id)
         stack.flink.scale_taskmanagers(1)
 
 
@@ -164,6 +165,7 @@ def changed_build(root: Path) -> Path:
     return build_package(root / "dist", root)
 
 
+@pytest.mark.exclusive
 def test_an_upgrade_to_changed_code_keeps_every_vin_and_the_source_offsets(
     stack: Stack,
     pipeline_configs: tuple[Path, Path],
@@ -202,6 +204,7 @@ def test_an_upgrade_to_changed_code_keeps_every_vin_and_the_source_offsets(
         stack.flink.restart_taskmanagers(progress=lambda _: None)
 
 
+@pytest.mark.exclusive
 def test_after_a_jobmanager_crash_up_and_resume_restore_both_jobs_and_lose_nothing(
     stack: Stack,
     pipeline_configs: tuple[Path, Path],
@@ -235,9 +238,10 @@ def test_after_a_jobmanager_crash_up_and_resume_restore_both_jobs_and_lose_nothi
         assert wait_for(lambda: data.verify(etl_settings)[2], timeout=240) == []
     finally:
         for job_id in resumed:
-            jobs.stop(stack, job_id)
+            stack.flink.cancel(job_id)
 
 
+@pytest.mark.exclusive
 def test_the_code_as_a_directory_the_way_the_image_ships_it(
     stack: Stack,
     pipeline_configs: tuple[Path, Path],
@@ -265,6 +269,6 @@ def test_the_code_as_a_directory_the_way_the_image_ships_it(
         assert wait_for(lambda: data.verify(etl_settings)[2], timeout=180) == []
     finally:
         for _, job_id in jobs.running_jobs(stack):
-            jobs.stop(stack, job_id)
+            stack.flink.cancel(job_id)
         # Their interpreters import from this test's directory, which goes away.
         stack.flink.restart_taskmanagers(progress=lambda _: None)

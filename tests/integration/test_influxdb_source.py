@@ -41,6 +41,7 @@ def with_overrides(path: Path, **overrides: object) -> Path:
     return out
 
 
+@pytest.mark.exclusive
 def test_an_influxdb_outage_loses_no_point(
     stack: Stack, pipeline_configs: tuple[Path, Path], submit: Callable[..., str]
 ) -> None:

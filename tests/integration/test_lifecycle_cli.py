@@ -17,6 +17,8 @@ from devstack.cli.main import main
 from devstack.stack import Stack, jobs
 from tests.integration.helpers import wait_for, wait_until
 
+pytestmark = [pytest.mark.integration, pytest.mark.exclusive]
+
 
 @pytest.fixture
 def bethos(
@@ -32,7 +34,7 @@ def bethos(
 
     yield run
     for _, job_id in jobs.running_jobs(stack):
-        jobs.stop(stack, job_id)
+        stack.flink.cancel(job_id)
 
 
 def running(stack: Stack) -> set[str]:

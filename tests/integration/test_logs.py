@@ -21,7 +21,7 @@ from tests.data.bad_records import BAD_RECORDS
 from tests.data.log_fields import POLL_FIELDS
 from tests.integration.helpers import wait_for, wait_until
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.exclusive]
 
 FLUSH_INTERVAL_MS = 2_000
 FLUSH_FIELDS = ["flush_duration_ms", "vin_count", "message_count", "emitted"]

@@ -18,7 +18,8 @@ from devstack.stack import PROMETHEUS_PORT, Stack, http_json, jobs, port_open
 from devstack.stack.prometheus import MONITORING_DIR
 from tests.unit.test_monitoring_doc import OPERATOR_PREFIX, ROOT, registrations
 
-pytestmark = pytest.mark.integration
+# Prometheus is one service that these modules start and stop: one worker runs them all.
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("prometheus")]
 PROMETHEUS = f"http://127.0.0.1:{PROMETHEUS_PORT}"
 DASHBOARD = MONITORING_DIR / "grafana" / "bethos.json"
 
@@ -85,6 +86,7 @@ def start_pipeline(
     return etl_id, merger_id
 
 
+@pytest.mark.exclusive
 def test_pod_lag_and_flush_stalled_alerts_fire_and_clear(
     stack: Stack,
     prometheus: str,

@@ -16,11 +16,12 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
 import yaml
 
 from bethos.config import EtlSettings, load_settings
 from bethos.source import progress_file
-from devstack.stack import Stack, jobs
+from devstack.stack import Stack
 from tests.integration.helpers import (
     aggregated_equals_truth,
     point,
@@ -50,6 +51,7 @@ def frozen_brokers(stack: Stack) -> Iterator[Callable[[], None]]:
         thaw()
 
 
+@pytest.mark.exclusive
 def test_the_progress_file_records_a_window_only_after_kafka_acknowledged_it(
     stack: Stack,
     pipeline_configs: tuple[Path, Path],
@@ -95,7 +97,7 @@ def test_the_progress_file_records_a_window_only_after_kafka_acknowledged_it(
 
         stack.kill_taskmanager()  # the records in its producer are gone
         thaw()
-    jobs.stop(stack, first)  # cancelled: nothing restores its state
+    stack.flink.cancel(first)  # nothing restores its state
     stack.start_taskmanager()
 
     submit("etl", etl_config)  # without state: it starts from the progress file

@@ -29,7 +29,8 @@ from devstack.stack import (
 from devstack.stack.flink import JOBMANAGER, TASKMANAGER
 from devstack.stack.sockets import listeners
 
-pytestmark = pytest.mark.integration
+# Prometheus is one service that these modules start and stop: one worker runs them all.
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("prometheus")]
 REST = f"http://127.0.0.1:{FLINK_REST_PORT}"
 
 

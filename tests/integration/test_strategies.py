@@ -311,6 +311,7 @@ def test_state_store_in_memory_with_its_publisher(
     start_state_store(etl_settings, submit, config, records_for(50, "a", 1_000, received_at=1))
 
 
+@pytest.mark.exclusive
 def test_state_store_keeps_its_writes_while_redis_is_down(
     stack: Stack,
     pipeline_configs: tuple[Path, Path],
@@ -364,6 +365,7 @@ def newest_per_vin(
     return latest
 
 
+@pytest.mark.exclusive
 def test_inline_batches_land_on_a_plain_topic_holding_every_vins_latest_record(
     stack: Stack,
     pipeline_configs: tuple[Path, Path],

@@ -384,3 +384,17 @@ def test_taskmanagers_started_after_a_kill_remove_the_killed_ones_dirs(
     stack.start_taskmanager()
     assert {item.name for item in tmp.iterdir()} == names - {"tm_localhost:1-dead"}
     assert quiet_flink == [("taskmanager.sh", "start")]
+
+
+def test_up_with_the_jobmanager_running_starts_a_missing_taskmanager(
+    tmp_path: Path, quiet_flink: list[tuple[str, ...]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A TaskManager killed while the JobManager runs: the JobManager still lists it until its
+    heartbeat times out, so the cluster is healthy only once a process runs again."""
+    monkeypatch.setattr(flink, "port_open", lambda port: True)
+    monkeypatch.setattr(flink.FlinkCluster, "registered_taskmanagers", lambda self: 1)
+    stack = Stack(state=tmp_path)
+    stack.write_flink_conf()
+    assert not stack.flink.healthy()
+    stack.flink.start()
+    assert quiet_flink == [("taskmanager.sh", "start")]

@@ -13,6 +13,7 @@ from bethos.config import KafkaSettings, TopicSettings
 from bethos.exceptions import BethosError
 from connectors.kafka import clients
 from connectors.kafka.admin import (
+    await_visible,
     create_topics,
     durability,
     replication_for_new_topics,
@@ -113,3 +114,29 @@ def test_a_topic_kafka_refuses_is_an_error_naming_its_replicas_and_the_brokers(
         create_topics(KafkaSettings(), TopicSettings())
     assert {topic.replication_factor for topic in admin.created} == {3}
     assert {topic.config["min.insync.replicas"] for topic in admin.created} == {"2"}
+
+
+class SlowMetadataAdmin:
+    """A broker that lists a new topic (with a leader) only from its `visible_after`th answer."""
+
+    def __init__(self, visible_after: int) -> None:
+        self.visible_after = visible_after
+        self.answers = 0
+
+    def list_topics(self, timeout: float) -> SimpleNamespace:
+        self.answers += 1
+        if self.answers < self.visible_after:
+            return SimpleNamespace(topics={})
+        partitions = {0: SimpleNamespace(leader=1), 1: SimpleNamespace(leader=1)}
+        return SimpleNamespace(topics={"t": SimpleNamespace(error=None, partitions=partitions)})
+
+
+def test_creation_returns_once_the_broker_lists_the_new_topics() -> None:
+    admin = SlowMetadataAdmin(visible_after=3)
+    await_visible(admin, ["t"], timeout=5)
+    assert admin.answers == 3
+
+
+def test_a_created_topic_never_listed_is_an_error() -> None:
+    with pytest.raises(BethosError, match="created but not listed"):
+        await_visible(SlowMetadataAdmin(visible_after=10**9), ["t"], timeout=0.3)

@@ -1,0 +1,42 @@
+"""The whole run: every test under tests/integration/ is marked `integration` (so `make unit`
+deselects it), and the stack the integration tests started is stopped once, when the run ends
+(in pytest-xdist's controlling process, after every worker finished)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests import stack_lock
+from tests.stack_lock import TEST_STATE
+
+INTEGRATION_DIR = "tests/integration/"
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.nodeid.startswith(INTEGRATION_DIR):
+            item.add_marker(pytest.mark.integration)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    if hasattr(session.config, "workerinput") or not stack_lock.started_here(TEST_STATE):
+        return
+    from devstack.stack import (
+        FLINK_REST_PORT,
+        INFLUXDB_PORT,
+        KAFKA_PORT_BASE,
+        REDIS_PORT,
+        Stack,
+        port_open,
+    )
+
+    Stack(state=TEST_STATE, brokers=1).down(lambda _: None)
+    stack_lock.forget_started(TEST_STATE)
+    ports = [KAFKA_PORT_BASE + 1, INFLUXDB_PORT, REDIS_PORT, FLINK_REST_PORT]
+    still_open = [port for port in ports if port_open(port)]
+    if still_open:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(f"`down` left ports open: {still_open}", red=True)

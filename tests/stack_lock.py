@@ -1,0 +1,61 @@
+"""One test stack for every test process of a run (pytest-xdist starts several): file locks
+decide who starts it and which tests may run beside others.
+
+`turn` is a readers-writer lock between processes: shared for ordinary tests, exclusive for
+those that disrupt the stack. A turnstile taken first keeps an exclusive waiter from being
+starved by a stream of shared turns.
+"""
+
+from __future__ import annotations
+
+import fcntl
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from bethos import paths
+
+# A state directory of its own: the default one may hold a 3-broker demo stack.
+TEST_STATE = Path(f"{paths.state_dir()}-test")
+_STARTED = "started-by-tests"
+
+
+def _lock_file(state: Path, name: str) -> Path:
+    return state.parent / f".{state.name}.{name}.lock"
+
+
+@contextmanager
+def held(state: Path, exclusive: bool, name: str = "start") -> Iterator[None]:
+    path = _lock_file(state, name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@contextmanager
+def turn(state: Path, exclusive: bool) -> Iterator[None]:
+    with held(state, True, "turnstile"):
+        room = _lock_file(state, "room").open("a")
+        fcntl.flock(room, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+    try:
+        yield
+    finally:
+        fcntl.flock(room, fcntl.LOCK_UN)
+        room.close()
+
+
+def mark_started(state: Path) -> None:
+    (state / _STARTED).write_text("")
+
+
+def started_here(state: Path) -> bool:
+    """Whether this run's tests started the stack (and so stop it at the end)."""
+    return (state / _STARTED).exists()
+
+
+def forget_started(state: Path) -> None:
+    (state / _STARTED).unlink(missing_ok=True)
