@@ -21,7 +21,8 @@ _STARTED = "started-by-tests"
 
 
 def _lock_file(state: Path, name: str) -> Path:
-    return state.parent / f".{state.name}.{name}.lock"
+    # Beside the state directory, which `down --purge` may remove while a lock is held.
+    return state.parent / f"{state.name}.locks" / name
 
 
 @contextmanager
