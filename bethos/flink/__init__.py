@@ -8,6 +8,9 @@ TaskManager loads them all (new code needs new TaskManagers anyway: `bethos upgr
 """
 
 from bethos.flink import environment, etl, merge, merger, rows, uids
-from bethos.flink.strategies import WIRING
+from bethos.strategy_registry import STRATEGIES
+
+# Every strategy's wiring, the modules the registry names.
+WIRING = {name: strategy.wiring() for name, strategy in STRATEGIES.items()}
 
 __all__ = ["WIRING", "environment", "etl", "merge", "merger", "rows", "uids"]

@@ -1,9 +1,7 @@
 """Flink wiring of the latest merger: Kafka -> the shared merge graph (`bethos.flink.merge`) ->
-the strategy's own wiring, chosen by its name from `bethos.flink.strategies.WIRING`."""
+the strategy's own wiring, named by its entry in `bethos.strategy_registry`."""
 
 from __future__ import annotations
-
-from typing import Any
 
 from pyflink.table import StreamTableEnvironment
 
@@ -12,7 +10,7 @@ from bethos.exceptions import ConfigError
 from bethos.flink.environment import create_environments
 from bethos.flink.merge import MergerGraph
 from bethos.flink.rows import KEYLESS, ORIGIN_AGGREGATED, ORIGIN_LATEST, TableInput
-from bethos.flink.strategies import WIRING
+from bethos.strategy_registry import STRATEGIES
 from connectors.kafka.tables import source_table_ddl
 
 
@@ -58,12 +56,13 @@ def _inputs(t_env: StreamTableEnvironment, settings: MergerSettings) -> list[Tab
 def build(settings: MergerSettings):  # type: ignore[no-untyped-def]
     """The merger's job graph; returns the environment and the statement set to execute."""
     options = settings.latest_merger
-    wire: Any = WIRING.get(options.strategy)
-    if wire is None:
+    strategy = STRATEGIES.get(options.strategy)
+    if strategy is None:
         raise ConfigError(
             f"latest_merger.strategy: no Flink wiring for {options.strategy!r}; "
-            f"wired: {', '.join(WIRING)}"
+            f"wired: {', '.join(STRATEGIES)}"
         )
+    wire = strategy.wiring()
     env, t_env = create_environments(settings.flink)
     graph = MergerGraph.create(t_env, settings, _inputs(t_env, settings))
     wire(graph, options)

@@ -19,7 +19,9 @@ from bethos import paths
 from bethos.config import DEFAULT_BROKERS, EtlSettings, MergerSettings, load_settings
 from bethos.durations import parse_duration_ms
 from bethos.exceptions import BethosError
+from bethos.strategy_registry import DEFAULT
 from connectors.kafka.admin import create_topics
+from devstack import chaos as chaos_run
 from devstack.cli import data, progress
 from devstack.package import build_package
 from devstack.stack import FLINK_REST_PORT, PROMETHEUS_PORT, Stack, jobs, lifecycle
@@ -281,10 +283,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_chaos(args: argparse.Namespace) -> int:
-    from devstack import chaos
-
     with progress.steps() as tell:
-        results = chaos.chaos(args.runs, args.seconds, args.seed, args.strategy, tell)
+        results = chaos_run.chaos(args.runs, args.seconds, args.seed, args.strategy, tell)
     table = Table(title=f"chaos: {args.runs} runs of {args.seconds:g} s, seed {args.seed}")
     for column in ("run", "seed", "faults", "readings", "cells checked", "cells wrong"):
         table.add_column(column, justify="left" if column == "faults" else "right")
@@ -298,7 +298,7 @@ def cmd_chaos(args: argparse.Namespace) -> int:
     for r in results:
         for line in r.differences:
             progress.console.print(f"run {r.run}: {line}")
-    result = chaos.summary(results, args.seed)
+    result = chaos_run.summary(results, args.seed)
     print(json.dumps(result))
     return 1 if result["cells_wrong"] else 0
 
@@ -447,9 +447,7 @@ def parser() -> argparse.ArgumentParser:
     chaos.add_argument("--runs", type=int, default=1)
     chaos.add_argument("--seconds", type=float, default=120, help="length of each run")
     chaos.add_argument("--seed", type=int, default=1, help="run i uses seed + i")
-    chaos.add_argument(
-        "--strategy", choices=["log_compacted", "state_store"], default="log_compacted"
-    )
+    chaos.add_argument("--strategy", choices=chaos_run.STRATEGIES, default=DEFAULT)
     chaos.set_defaults(func=cmd_chaos)
     bench = sub.add_parser("bench", help="benchmarks; each prints its figures as JSON last")
     bench.add_argument("which", choices=["etl", "merger", "latency"])

@@ -55,6 +55,7 @@ GROUND_FLOOR = (
     "bethos.resource_map",
     "bethos.retry",
     "bethos.sections",
+    "bethos.strategy_registry",
 )
 
 
@@ -62,6 +63,11 @@ def test_arrows_run_one_way() -> None:
     # The core imports no Flink, no connector and no tooling; only bethos/flink imports Flink.
     assert offenders("bethos", ("pyflink", "connectors", "devstack"), skip="flink") == []
     assert offenders("bethos/flink", ("devstack",)) == []
+    # The settings import no strategy: the registry, which imports nothing of bethos, names each
+    # strategy's modules by path, and the settings import the one a file names.
+    assert offenders("bethos/config", ("bethos.strategies", "bethos.flink")) == []
+    registry = imports_of(ROOT / "bethos" / "strategy_registry.py")
+    assert not [name for name in registry if name.split(".")[0] in ("bethos", "pyflink")]
     # Connectors import only the core's ground floor: never the source, the strategies, Flink.
     core = ("bethos.source", "bethos.strategies", "bethos.flink", "bethos.merge")
     assert offenders("connectors", (*core, "devstack", "pyflink")) == []

@@ -1,4 +1,4 @@
-"""One mapping picks each strategy's Flink wiring by name: the same names as the registry."""
+"""Each registered strategy names its Flink wiring, a module of the Flink layer's `strategies`."""
 
 from __future__ import annotations
 
@@ -7,18 +7,19 @@ from types import SimpleNamespace
 import pytest
 
 from bethos.exceptions import ConfigError
-from bethos.flink import merger
-from bethos.flink.strategies import WIRING
-from bethos.strategies import REGISTRY
+from bethos.flink import WIRING, merger
+from bethos.strategy_registry import STRATEGIES
 
 
-def test_the_wiring_and_the_registry_name_the_same_strategies() -> None:
-    assert list(WIRING) == list(REGISTRY)
+def test_every_registered_strategy_is_wired() -> None:
+    assert list(WIRING) == list(STRATEGIES)
 
 
 def test_each_strategy_is_wired_by_the_module_of_its_name() -> None:
-    for name, wire in WIRING.items():
-        assert wire.__module__ == f"bethos.flink.strategies.{name}"
+    for name, strategy in STRATEGIES.items():
+        wire = strategy.wiring()
+        assert wire.__module__ == f"bethos.flink.strategies.{name}" == strategy.wiring_module
+        assert WIRING[name] is wire
 
 
 def test_a_strategy_without_wiring_fails_before_any_graph_is_built() -> None:
