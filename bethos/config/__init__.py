@@ -37,8 +37,8 @@ sources through a context variable, set while `load_settings` or `parse_settings
 model. A job model built any other way (`EtlSettings(...)`, `model_validate`) reads nothing but
 its input: its only source is then its arguments.
 
-The modules: `kafka` (`kafka.security` and its adapters to the Java client's and librdkafka's
-properties), `models` (the sections and the jobs' settings, with their rules; the
+The modules: `kafka_security` (`kafka.security` and its adapters to the Java client's and
+librdkafka's properties), `models` (the sections and the jobs' settings, with their rules; the
 `latest_merger` section is the model of the strategy it names in `bethos.strategy_registry`,
 each strategy's own settings and rules are in `bethos/strategies`, imported only when a file
 names it), `sources` (the YAML file and the
@@ -46,8 +46,8 @@ environment, and the load they read), `loading` (`read_yaml`, `load_settings`,
 `parse_settings`, and the errors turned into `ConfigError` problems). Import from here.
 """
 
-from bethos.config.kafka import ClientProperties as ClientProperties
-from bethos.config.kafka import KafkaSecurity as KafkaSecurity
+from bethos.config.kafka_security import ClientProperties as ClientProperties
+from bethos.config.kafka_security import KafkaSecurity as KafkaSecurity
 from bethos.config.loading import load_settings as load_settings
 from bethos.config.loading import parse_settings as parse_settings
 from bethos.config.loading import read_yaml as read_yaml

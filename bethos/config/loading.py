@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from bethos.config.kafka import is_sensitive
+from bethos.config.kafka_security import is_sensitive
 from bethos.config.models import JobSettings
 from bethos.config.sources import _LOAD, KeyPath, YamlDocument, _dotted, _Load
 from bethos.exceptions import ConfigError, ConfigProblem

@@ -21,7 +21,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from bethos.config.kafka import (
+from bethos.config.kafka_security import (
     SECURITY_PROPERTIES,
     ClientProperties,
     KafkaSecurity,
@@ -31,7 +31,7 @@ from bethos.config.kafka import (
 )
 from bethos.config.sources import _LOAD, EnvironmentSource, YamlSource
 from bethos.durations import format_duration_ms as _ms
-from bethos.limits import RecordLimits
+from bethos.record_limits import RecordLimits
 from bethos.sections import (
     Broken,
     CheckedSection,
@@ -210,8 +210,8 @@ KAFKA_MESSAGE_LIMIT = 1_048_576
 
 
 class LimitSettings(Section):
-    """Bounds on a VIN's latest record (`bethos.limits`): what would break one is refused into
-    the dead-letter topic instead of failing the sink."""
+    """Bounds on a VIN's latest record (`bethos.record_limits`): what would break one is refused
+    into the dead-letter topic instead of failing the sink."""
 
     max_signals_per_vin: int = Field(default=10_000, ge=1)
     max_value_bytes: int = Field(default=65_536, ge=1)

@@ -20,7 +20,7 @@ from pyflink.datastream.state import ListStateDescriptor, ValueStateDescriptor
 
 from bethos.exceptions import StoreError
 from bethos.flink.environment import ensure_logging
-from bethos.flink.merge import COMPONENT, log
+from bethos.flink.merge_function import COMPONENT, log
 from bethos.logevents import log_event
 from bethos.strategies.flushing import DeliveryPlan, Pending
 

@@ -1,3 +1,3 @@
 """The ETL source, free of Flink: planning windows and chunks (`planning`), reads on background
-threads (`reads`), per-pod progress and the poller that drives them (`poller`), the progress
+threads (`window_reads`), per-pod progress and the poller that drives them (`poller`), the progress
 file (`progress_file`), the input layout's resource map (`layout`)."""

@@ -9,7 +9,7 @@ completed window (re-reading late points), ends `ingest_delay` before `now`, and
 from __future__ import annotations
 
 from bethos.config import EtlSettings
-from bethos.readings import Window
+from bethos.fetch_result import Window
 
 
 def plan_window(completed_until: int, now: int, settings: EtlSettings) -> Window | None:

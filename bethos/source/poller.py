@@ -30,12 +30,12 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from bethos.config import EtlSettings
-from bethos.readings import FetchResult, Tally, Window
+from bethos.fetch_result import FetchResult, Tally, Window
 from bethos.record import AggregatedRecord
 from bethos.retry import backoff_delay
 from bethos.source import progress_file
 from bethos.source.planning import next_poll_after, plan_window
-from bethos.source.reads import BackgroundReads, Client, FinishedRead
+from bethos.source.window_reads import BackgroundReads, Client, FinishedRead
 
 FOLD_INTERVAL_MS = 60_000
 

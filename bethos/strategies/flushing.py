@@ -15,7 +15,7 @@ from typing import NamedTuple
 import orjson
 
 from bethos.config import MergerOptions
-from bethos.merge import Entry
+from bethos.merge_rule import Entry
 from bethos.record import SCHEMA_VERSION
 from bethos.retry import backoff_delay
 

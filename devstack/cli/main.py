@@ -242,12 +242,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     if args.which == "etl":
-        from devstack.bench.etl import bench
+        from devstack.bench.etl_bench import bench
 
         with progress.steps() as tell:
             result = bench(args.vins, args.pods, args.signals, args.runs, args.parallelism, tell)
     elif args.which == "merger":
-        from devstack.bench.merger import bench as bench_merger
+        from devstack.bench.merger_bench import bench as bench_merger
 
         with progress.steps() as tell:
             result = bench_merger(args.vins, args.signals, args.rounds, args.runs, tell)

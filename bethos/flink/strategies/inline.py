@@ -16,7 +16,8 @@ from pyflink.datastream import KeyedProcessFunction, ProcessFunction, RuntimeCon
 
 from bethos.flink.delivery import BufferedDelivery
 from bethos.flink.environment import ensure_logging
-from bethos.flink.merge import COMPONENT, MergerGraph, ShutdownLine, log, log_flush
+from bethos.flink.merge_function import COMPONENT, ShutdownLine, log, log_flush
+from bethos.flink.merger_graph import MergerGraph
 from bethos.flink.rows import ROW_KEY_VALUE, add_append_sink
 from bethos.logevents import log_event
 from bethos.strategies.flushing import NO_TURN, FlushTracker, Pending, delivery_bucket

@@ -3,7 +3,7 @@ topic, key = VIN, an expired VIN as a tombstone."""
 
 from __future__ import annotations
 
-from bethos.flink.merge import MergerGraph
+from bethos.flink.merger_graph import MergerGraph
 from bethos.strategies.log_compacted import LogCompacted
 
 

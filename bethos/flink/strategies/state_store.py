@@ -26,7 +26,7 @@ from bethos.config import MergerSettings
 from bethos.exceptions import ConfigError, StoreError
 from bethos.flink.delivery import BufferedDelivery
 from bethos.flink.environment import create_environments, ensure_logging
-from bethos.flink.merge import MergerGraph
+from bethos.flink.merger_graph import MergerGraph
 from bethos.flink.rows import ROW_KEY_VALUE, CounterGauge, add_sink
 from bethos.flink.uids import SinkStatements, planner_uids
 from bethos.logevents import log_event

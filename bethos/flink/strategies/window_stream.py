@@ -17,10 +17,11 @@ from pyflink.datastream.state import ValueStateDescriptor
 from bethos.deadletter import dead_letter
 from bethos.exceptions import DeadLettered, RecordError
 from bethos.flink.environment import ensure_logging
-from bethos.flink.merge import COMPONENT, MergerGraph, log, refused_letter
+from bethos.flink.merge_function import COMPONENT, log, refused_letter
+from bethos.flink.merger_graph import MergerGraph
 from bethos.flink.rows import INPUT_FIELDS, ORIGIN_LATEST, ROW_DEAD_LETTER, ROW_KEY_VALUE, Intake
 from bethos.logevents import log_event
-from bethos.merge import VinState
+from bethos.merge_rule import VinState
 from bethos.record import decode_aggregated
 from bethos.strategies.window_stream import (
     Verdict,

@@ -60,12 +60,12 @@ def operator_names(plan: dict[str, Any]) -> str:
 
 @pytest.mark.timeout(300)
 def test_merger_and_etl_graphs_compile() -> None:
-    from bethos.flink import etl, merger
+    from bethos.flink import etl_graph, merger_graph
 
     found: set[str] = set()
     merger_plan = operator_names(
         plan_of(
-            merger.build,
+            merger_graph.build,
             load_settings(MergerSettings, ROOT / "config/latest_merger.yaml", {}),
             found,
         )
@@ -76,7 +76,7 @@ def test_merger_and_etl_graphs_compile() -> None:
 
     found = set()
     etl_plan = operator_names(
-        plan_of(etl.build, load_settings(EtlSettings, ROOT / "config/etl.yaml", {}), found)
+        plan_of(etl_graph.build, load_settings(EtlSettings, ROOT / "config/etl.yaml", {}), found)
     )
     assert {
         "influxdb-pod-poller",
@@ -90,24 +90,24 @@ def test_merger_and_etl_graphs_compile() -> None:
 def test_with_a_progress_file_the_etl_journals_through_a_file_sink(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    from bethos.flink import etl
+    from bethos.flink import etl_graph
 
     seen: list[EtlSettings] = []
 
-    class Spy(etl.PodPollFunction):
+    class Spy(etl_graph.PodPollFunction):
         def __init__(self, settings: EtlSettings) -> None:
             seen.append(settings)
             super().__init__(settings)
 
-    monkeypatch.setattr(etl, "PodPollFunction", Spy)
+    monkeypatch.setattr(etl_graph, "PodPollFunction", Spy)
     monkeypatch.chdir(tmp_path)
     settings = load_settings(EtlSettings, ROOT / "config/etl.yaml", {}).model_copy(
         update={"checkpoint_path": "state/progress.json"}
     )
     found: set[str] = set()
-    plan = operator_names(plan_of(etl.build, settings, found))
+    plan = operator_names(plan_of(etl_graph.build, settings, found))
     assert "progress file, once Kafka acknowledged" in plan
-    assert {"influxdb-pod-poller", etl.PROGRESS_JOURNAL_UID} <= found
+    assert {"influxdb-pod-poller", etl_graph.PROGRESS_JOURNAL_UID} <= found
     # Resolved where the job is built: the workers run elsewhere.
     assert [s.checkpoint_path for s in seen] == [str(tmp_path / "state" / "progress.json")]
 
@@ -159,10 +159,10 @@ MERGE = "latest-merger-merge"
 def test_every_strategy_compiles(
     strategy: str, options: dict[str, Any], expected: list[str], uids: set[str]
 ) -> None:
-    from bethos.flink import merger
+    from bethos.flink import merger_graph
 
     found: set[str] = set()
-    plan = operator_names(plan_of(merger.build, merger_settings(strategy, **options), found))
+    plan = operator_names(plan_of(merger_graph.build, merger_settings(strategy, **options), found))
     for name in expected:
         assert name in plan, plan
     assert "dead_letters_out" in plan

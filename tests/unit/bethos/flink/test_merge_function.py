@@ -11,11 +11,11 @@ import orjson
 import pytest
 from pyflink.common import RowKind
 
-from bethos.flink import merge
-from bethos.flink.merge import DEAD_LETTERS, MergeFunction
+from bethos.flink import merge_function
+from bethos.flink.merge_function import DEAD_LETTERS, MergeFunction
 from bethos.flink.rows import ORIGIN_AGGREGATED, ORIGIN_LATEST
 from bethos.logevents import parse_event
-from bethos.merge import Entry, VinState
+from bethos.merge_rule import Entry, VinState
 from bethos.record import AggregatedRecord, Signal, decode_latest_signals, encode_aggregated
 from bethos.strategies import flushing
 from bethos.strategies.flushing import FlushLogic
@@ -41,7 +41,7 @@ def events(caplog: pytest.LogCaptureFixture, name: str) -> list[dict[str, str]]:
 
 def merger(monkeypatch: pytest.MonkeyPatch, flush: FlushLogic, **options: bool) -> Harness:
     harness = Harness(MergeFunction(flush, **options), now=100)
-    monkeypatch.setattr(merge, "time", Clock(harness))
+    monkeypatch.setattr(merge_function, "time", Clock(harness))
     return harness
 
 
@@ -159,7 +159,7 @@ class Timeline(logging.Handler):
             return on_timer(timestamp, ctx)
 
         run.function.on_timer = spy
-        merge.log.addHandler(self)
+        merge_function.log.addHandler(self)
 
     def emit(self, record: logging.LogRecord) -> None:
         event = parse_event(record.getMessage())

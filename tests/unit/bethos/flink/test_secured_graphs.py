@@ -25,11 +25,11 @@ SASL = {
 
 @pytest.mark.timeout(300)
 def test_secured_graphs_compile_and_their_plans_hold_no_password() -> None:
-    from bethos.flink import etl, merger
+    from bethos.flink import etl_graph, merger_graph
 
     for build, model, config in (
-        (merger.build, MergerSettings, "config/latest_merger.yaml"),
-        (etl.build, EtlSettings, "config/etl.yaml"),
+        (merger_graph.build, MergerSettings, "config/latest_merger.yaml"),
+        (etl_graph.build, EtlSettings, "config/etl.yaml"),
     ):
         settings = load_settings(model, ROOT / config, SASL)
         env, statements = build(settings)  # type: ignore[operator]

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import pytest
 
 from bethos.exceptions import ConfigError
-from bethos.flink import WIRING, merger
+from bethos.flink import WIRING, merger_graph
 from bethos.strategy_registry import STRATEGIES
 
 
@@ -25,4 +25,4 @@ def test_each_strategy_is_wired_by_the_module_of_its_name() -> None:
 def test_a_strategy_without_wiring_fails_before_any_graph_is_built() -> None:
     settings = SimpleNamespace(latest_merger=SimpleNamespace(strategy="fifth"))
     with pytest.raises(ConfigError, match="no Flink wiring for 'fifth'"):
-        merger.build(settings)
+        merger_graph.build(settings)

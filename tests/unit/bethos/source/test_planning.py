@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bethos.config import EtlSettings, InfluxSettings
-from bethos.readings import Window
+from bethos.fetch_result import Window
 from bethos.source.planning import next_poll_after, plan_window, split_chunks
 
 # The ETL settings the source's tests share.

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from bethos.config import EtlSettings
 from bethos.exceptions import SourceError, TruncatedError
-from bethos.readings import FetchResult, Reject, Tally, Window
+from bethos.fetch_result import FetchResult, Reject, Tally, Window
 from bethos.record import SignalValue
 from bethos.retry import backoff_delay
 from bethos.source import progress_file
@@ -25,7 +25,7 @@ from bethos.source.poller import (
     aggregate,
     settle,
 )
-from bethos.source.reads import Fetch, read_window
+from bethos.source.window_reads import Fetch, read_window
 from tests.unit.bethos.source.test_planning import SETTINGS
 
 P = ParamSpec("P")

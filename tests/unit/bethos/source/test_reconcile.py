@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from bethos.config import EtlSettings
 from bethos.exceptions import SourceError
-from bethos.readings import FetchResult, Tally, Window
+from bethos.fetch_result import FetchResult, Tally, Window
 from bethos.source.poller import (
     PodProgress,
     PollDriver,

@@ -5,7 +5,7 @@ import itertools
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bethos.merge import VinState, newer, value_order_key
+from bethos.merge_rule import VinState, newer, value_order_key
 from bethos.record import AggregatedRecord, Signal, SignalValue, encode_latest
 
 values = st.one_of(
@@ -111,7 +111,7 @@ def test_state_round_trips_through_its_saved_form() -> None:
 def test_an_entry_survives_its_saved_form() -> None:
     import pickle
 
-    from bethos.merge import Entry
+    from bethos.merge_rule import Entry
 
     assert Entry.load(None) == Entry(VinState())
     entry = Entry(VinState({"a": (1.5, 10, 2)}, "p", 2), True, 120_000, 99)

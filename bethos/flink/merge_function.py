@@ -1,6 +1,7 @@
-"""The latest merger's shared graph: its input, the keyed merge with its timer flush
-(`MergeFunction`, uid `latest-merger-merge`), the dead-letter and `latest` topic sinks. Each
-strategy's wiring (`bethos.flink.strategies`) builds on a `MergerGraph`."""
+"""The latest merger's keyed merge with its timer flush (`MergeFunction`, uid
+`latest-merger-merge`), shared by `log_compacted`, `inline` and `state_store`; the dead letter
+of what a limit kept out (`refused_letter`) and the merger's `event=flush` and
+`event=shutdown_flush` lines. `bethos.flink.merger_graph.MergerGraph` puts it in the graph."""
 
 from __future__ import annotations
 
@@ -9,40 +10,27 @@ import logging
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 from pyflink.common import Row, RowKind, Types
-from pyflink.datastream import DataStream, KeyedProcessFunction, OutputTag, RuntimeContext
+from pyflink.datastream import KeyedProcessFunction, OutputTag, RuntimeContext
 from pyflink.datastream.state import ValueStateDescriptor
-from pyflink.table import StreamTableEnvironment
-from pyflink.table.expressions import col
 
-from bethos.config import MergerSettings
 from bethos.deadletter import dead_letter
 from bethos.exceptions import DeadLettered
 from bethos.flink.environment import ensure_logging
 from bethos.flink.rows import (
     ORIGIN_LATEST,
     ROW_DEAD_LETTER,
-    ROW_INPUT,
-    ROW_KEY_VALUE,
     BatchedCounter,
     CounterGauge,
     Intake,
-    TableInput,
-    add_dead_letter_sink,
-    add_sink,
-    keyed_by_first_column,
-    union_of_streams,
 )
-from bethos.flink.uids import SinkStatements
-from bethos.limits import RecordLimits, Refused, merge_bounded
 from bethos.logevents import log_event
-from bethos.merge import Entry
+from bethos.merge_rule import Entry
 from bethos.record import AggregatedRecord, encode_aggregated
+from bethos.record_limits import RecordLimits, Refused, merge_bounded
 from bethos.strategies.flushing import NO_TURN, FlushLogic, FlushSummary, FlushTracker
-from connectors.kafka.tables import append_sink_ddl, upsert_sink_ddl
 
 log = logging.getLogger("bethos.latest_merger")
 COMPONENT = "latest_merger"
@@ -251,72 +239,3 @@ def log_flush(summary: FlushSummary | None, event: str = "flush") -> None:
     """The `event=flush` (or `shutdown_flush`) line: the fields its operator knows."""
     if summary is not None:
         log_event(log, COMPONENT, event, **summary.fields())
-
-
-@dataclass
-class MergerGraph:
-    """The merger's graph under construction: its input tables (one (key, ROW_INPUT) row per
-    message), the sink statements, and the sinks every strategy shares."""
-
-    t_env: StreamTableEnvironment
-    statements: SinkStatements
-    settings: MergerSettings
-    inputs: list[TableInput]
-    dead_letters_routed: bool = False
-
-    @classmethod
-    def create(
-        cls, t_env: StreamTableEnvironment, settings: MergerSettings, inputs: list[TableInput]
-    ) -> MergerGraph:
-        topics, kafka = settings.topics, settings.kafka
-        t_env.execute_sql(append_sink_ddl("dead_letters_out", topics.dlq, kafka))
-        return cls(t_env, SinkStatements(t_env), settings, inputs)
-
-    def records(self) -> DataStream:
-        """The input as a plain stream of ROW_INPUT rows (for a strategy that keys them
-        itself)."""
-        return union_of_streams(
-            self.t_env, self.inputs, lambda query: query.select(col("element").flatten), ROW_INPUT
-        )
-
-    def merge_per_vin(
-        self,
-        flush: FlushLogic,
-        tombstones_as_delete: bool = True,
-        messages_downstream: bool = False,
-    ) -> DataStream:
-        """The keyed merge with its timer flush: a stream of (VIN, latest record) rows, a
-        tombstone as a null value (a DELETE row with `tombstones_as_delete`). Its dead letters
-        go to the dead-letter topic."""
-        merged = (
-            keyed_by_first_column(self.t_env, self.inputs, Types.STRING(), ROW_INPUT)
-            .process(
-                MergeFunction(
-                    flush,
-                    tombstones_as_delete,
-                    messages_downstream,
-                    self.settings.limits.build(),
-                ),
-                output_type=ROW_KEY_VALUE,
-            )
-            .uid(MERGE_UID)
-            .name("merge per VIN")
-        )
-        self.dead_letters(merged.get_side_output(DEAD_LETTERS))
-        return merged
-
-    def dead_letters(self, stream: DataStream) -> None:
-        """Send the (key, dead letter) rows of the whole graph to the dead-letter topic: call it
-        once, before adding the strategy's sink (the order of the inserts shapes the SQL
-        operators' generated ids, which savepoints are matched by)."""
-        if self.dead_letters_routed:
-            raise ValueError("the dead letters are routed already: union the streams first")
-        add_dead_letter_sink(self.t_env, self.statements, stream, "dead_letters_out")
-        self.dead_letters_routed = True
-
-    def to_latest_topic(self, stream: DataStream) -> None:
-        """Upsert (VIN, latest record) rows into the compacted `latest` topic; DELETE rows
-        become tombstones."""
-        topics, kafka = self.settings.topics, self.settings.kafka
-        self.t_env.execute_sql(upsert_sink_ddl("latest_out", topics.latest, kafka))
-        add_sink(self.t_env, self.statements, stream, "latest_out", changelog=True)

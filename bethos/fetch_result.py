@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from bethos.merge import value_order_key
+from bethos.merge_rule import value_order_key
 from bethos.record import Signal, SignalValue
 
 

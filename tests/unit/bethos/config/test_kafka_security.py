@@ -8,7 +8,7 @@ import pytest
 from pydantic import SecretStr
 
 from bethos.config import KafkaSettings, MergerSettings, load_settings
-from bethos.config.kafka import (
+from bethos.config.kafka_security import (
     SHADED_KAFKA,
     KafkaSecurity,
     java_client_properties,

@@ -35,8 +35,8 @@ import requests
 import yaml
 
 from bethos.config import EtlSettings, load_settings
+from bethos.fetch_result import Window
 from bethos.logevents import parse_event
-from bethos.readings import Window
 from bethos.source.planning import split_chunks
 from connectors.influxdb.client import InfluxClient
 from connectors.influxdb.influxql import wide_window_query, window_params

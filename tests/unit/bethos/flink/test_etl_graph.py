@@ -16,8 +16,8 @@ import pytest
 
 from bethos.config import EtlSettings, InfluxSettings
 from bethos.exceptions import SourceError
+from bethos.fetch_result import FetchResult, Reject, Tally, Window
 from bethos.logevents import parse_event
-from bethos.readings import FetchResult, Reject, Tally, Window
 from bethos.source import progress_file
 from tests.data.log_fields import POLL_FIELDS
 
@@ -135,12 +135,12 @@ def failing(pod: str, window: Window) -> FetchResult:
 
 @pytest.fixture
 def etl(monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
-    from bethos.flink import etl
+    from bethos.flink import etl_graph
 
     FakeClient.opened = []
-    monkeypatch.setattr(etl, "InfluxClient", FakeClient)
-    monkeypatch.setattr(etl, "freeze_loaded_objects", lambda: None)
-    yield etl
+    monkeypatch.setattr(etl_graph, "InfluxClient", FakeClient)
+    monkeypatch.setattr(etl_graph, "freeze_loaded_objects", lambda: None)
+    yield etl_graph
 
 
 def settings(**overrides: Any) -> EtlSettings:

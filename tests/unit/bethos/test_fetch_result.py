@@ -4,7 +4,7 @@ import itertools
 
 import pytest
 
-from bethos.readings import FetchResult, Reject
+from bethos.fetch_result import FetchResult, Reject
 from bethos.record import SignalValue
 
 

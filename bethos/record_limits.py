@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bethos.merge import Candidate, VinState, candidate_key
+from bethos.merge_rule import Candidate, VinState, candidate_key
 from bethos.record import INT64_MIN, AggregatedRecord, Signal, encode_latest
 
 TOO_MANY_SIGNALS = "too_many_signals"

@@ -3,7 +3,9 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bethos.limits import (
+from bethos.merge_rule import VinState
+from bethos.record import AggregatedRecord, Signal, SignalValue
+from bethos.record_limits import (
     RECORD_TOO_LARGE,
     TOO_MANY_SIGNALS,
     VALUE_TOO_LARGE,
@@ -12,8 +14,6 @@ from bethos.limits import (
     merge_bounded,
     size_bound,
 )
-from bethos.merge import VinState
-from bethos.record import AggregatedRecord, Signal, SignalValue
 
 
 def record(

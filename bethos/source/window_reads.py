@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from bethos.exceptions import SourceError, TruncatedError
-from bethos.readings import FetchResult, Tally, Window
+from bethos.fetch_result import FetchResult, Tally, Window
 from bethos.source.planning import split_chunks
 
 Fetch = Callable[[str, Window], FetchResult]

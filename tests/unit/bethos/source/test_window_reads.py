@@ -6,8 +6,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from bethos.exceptions import SourceError
-from bethos.readings import FetchResult, Window
-from bethos.source.reads import BackgroundReads, Fetch, read_window
+from bethos.fetch_result import FetchResult, Window
+from bethos.source.window_reads import BackgroundReads, Fetch, read_window
 
 WINDOW = Window(0, 10_000)
 
