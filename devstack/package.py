@@ -14,7 +14,7 @@ import zipfile
 from importlib.metadata import version
 from pathlib import Path
 
-from bethos import paths
+from devstack import paths
 
 PACKAGES = ("bethos", "connectors")
 # Fixed so that the same code gives the same zip (zip stores local times of day).

@@ -11,6 +11,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
@@ -18,10 +19,20 @@ from pyflink.common import Configuration
 from pyflink.datastream import StreamExecutionEnvironment
 from pyflink.table import StreamTableEnvironment
 
-from bethos import paths
 from bethos.config import FlinkSettings, load_settings
 
 M = TypeVar("M", bound=BaseModel)
+
+# The Kafka connector, built for this Flink's minor version (devstack/paths.py pins the same).
+CONNECTOR_JAR_NAME = "flink-sql-connector-kafka-5.0.0-2.2.jar"
+
+
+def local_connector_jar() -> Path:
+    """The connector jar of a run outside `flink run` (`python jobs/<job>.py`): where
+    scripts/install.sh puts it, in the download cache (`BETHOS_CACHE`, default
+    ~/.cache/bethos)."""
+    cache = Path(os.environ.get("BETHOS_CACHE", Path.home() / ".cache" / "bethos"))
+    return cache / "jars" / CONNECTOR_JAR_NAME
 
 
 def ensure_logging() -> None:
@@ -66,7 +77,7 @@ def create_environments(
     if not submitted_by_flink_run():
         # Under `flink run` the cluster's configuration names the connector jar
         # (`pipeline.jars`) or its lib/ holds it.
-        env.add_jars(paths.connector_jar().as_uri())
+        env.add_jars(local_connector_jar().as_uri())
     if settings.parallelism is not None:
         env.set_parallelism(settings.parallelism)
     env.enable_checkpointing(settings.checkpoint_interval)

@@ -21,13 +21,13 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-from bethos import paths
 from bethos.config import MASK, EtlSettings, JobSettings, MergerSettings, load_settings, mask_url
 from bethos.durations import format_duration_ms
 from bethos.exceptions import ConfigError, ConfigProblem
 from bethos.sections import DURATIONS_AS_TEXT
 from bethos.source.layout import resource_map_for
 from bethos.strategies.state_store import StateStore
+from devstack import paths
 
 
 def _etl_needs(settings: Any) -> list[ConfigProblem]:

@@ -15,13 +15,13 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from bethos import paths
 from bethos.config import DEFAULT_BROKERS, EtlSettings, MergerSettings, load_settings
 from bethos.durations import parse_duration_ms
 from bethos.exceptions import BethosError
 from bethos.strategy_registry import DEFAULT
 from connectors.kafka.admin import create_topics
 from devstack import chaos as chaos_run
+from devstack import paths
 from devstack.cli import data, progress
 from devstack.package import build_package
 from devstack.stack import FLINK_REST_PORT, PROMETHEUS_PORT, Stack, jobs, lifecycle

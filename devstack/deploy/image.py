@@ -8,7 +8,7 @@ import tomllib
 from functools import cache
 from typing import Any
 
-from bethos import paths
+from devstack import paths
 
 FLINK_HOME = "/opt/flink"
 # bethos's code (bethos/, connectors/, jobs/, config/, devstack/): the submitter's PYTHONPATH and

@@ -13,7 +13,7 @@ Where each value comes from:
   form of `devstack/deploy/submit.py`; the jobs read `config/*.yaml` unchanged, and the
   services' addresses reach them through the environment variables the configs name
   (KAFKA_BROKERS, INFLUXDB_URL, REDIS_URL, ...);
-- versions: apache-flink's pin in `pyproject.toml`, Kafka's in `bethos/paths.py`.
+- versions: apache-flink's pin in `pyproject.toml`, Kafka's in `devstack/paths.py`.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from typing import Any
 
 import yaml
 
-from bethos import paths
+from devstack import paths
 from devstack.deploy import image
 from devstack.deploy.submit import JOBMANAGER, flink_run_args
 from devstack.stack.flink import FLINK_METRICS_PORTS, FLINK_REST_PORT

@@ -14,7 +14,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from bethos import paths
+from devstack import paths
 from devstack.exceptions import StackError
 from devstack.stack.health import http_json, port_open
 from devstack.stack.loopback_http import provider_jar

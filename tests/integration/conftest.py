@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bethos import paths
 from bethos.config import EtlSettings, MergerSettings, load_settings
 from connectors.kafka.admin import create_topics
+from devstack import paths
 from devstack.stack import (
     FLINK_REST_PORT,
     INFLUXDB_PORT,

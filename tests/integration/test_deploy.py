@@ -14,10 +14,10 @@ import orjson
 import pytest
 import yaml
 
-from bethos import paths
 from bethos.config import EtlSettings
 from bethos.logevents import parse_event
 from bethos.record import encode_aggregated
+from devstack import paths
 from devstack.cli import data
 from devstack.package import build_package
 from devstack.stack import FLINK_REST_PORT, Stack, jobs, lifecycle

@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from referencing import Registry, Resource
 
-from bethos import paths, record
+from bethos import record
 from bethos.exceptions import DeadLettered
 from bethos.fetch_result import FetchResult, Window
 from bethos.flink import etl_graph, merge_function
@@ -42,7 +42,7 @@ from bethos.resource_map import ResourceMap
 from bethos.strategies.flushing import FlushLogic, encode_batch, tombstone_json
 from bethos.strategies.window_stream import WindowLogic
 from connectors.influxdb.client import NarrowLayout, SeriesLayout, WideLayout, parse_chunk
-from devstack import package, schemas
+from devstack import package, paths, schemas
 from tests.data.bad_records import BAD_RECORDS, GOOD_RECORDS, NOW
 from tests.unit.bethos.flink import harness
 from tests.unit.bethos.flink.harness import Harness, Metrics

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 import yaml
 
-from bethos import paths
 from bethos.config import EtlSettings, MergerSettings
+from devstack import paths
 from devstack.deploy import image, render
 
 ROOT = paths.PROJECT_ROOT

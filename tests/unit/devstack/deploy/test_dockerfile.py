@@ -1,4 +1,4 @@
-"""The Dockerfile's pins against pyproject.toml and bethos/paths.py, its paths against
+"""The Dockerfile's pins against pyproject.toml and devstack/paths.py, its paths against
 devstack/deploy/image.py. The image is not built here (no Docker on this machine)."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import sys
 import pytest
 from packaging.specifiers import SpecifierSet
 
-from bethos import paths
+from devstack import paths
 from devstack.deploy import image, render
 from tests.unit.devstack.deploy.conftest import ROOT
 
@@ -42,7 +42,7 @@ def global_args() -> dict[str, str]:
     return args
 
 
-def test_the_pins_are_pyprojects_and_bethos_paths() -> None:
+def test_the_pins_are_pyprojects_and_devstack_paths() -> None:
     args = global_args()
     assert args["FLINK_VERSION"] == image.pinned("apache-flink") == image.flink_version()
     assert args["KAFKA_CONNECTOR"] == paths.CONNECTOR_ARTIFACT

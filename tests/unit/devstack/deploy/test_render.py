@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from bethos import paths
+from devstack import paths
 from devstack.deploy import image, render
 from devstack.stack.flink import FLINK_METRICS_PORTS
 from devstack.stack.kafka import KafkaCluster
