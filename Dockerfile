@@ -58,6 +58,7 @@ COPY --from=jars /jars/ /opt/flink/lib/
 # by `python -m devstack.deploy`); the entrypoint rewrites the config, so flink owns it.
 COPY bethos /opt/bethos/bethos
 COPY connectors /opt/bethos/connectors
+COPY bethos_flink /opt/bethos/bethos_flink
 COPY jobs /opt/bethos/jobs
 COPY config /opt/bethos/config
 COPY devstack /opt/bethos/devstack

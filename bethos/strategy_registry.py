@@ -54,23 +54,23 @@ STRATEGIES: dict[str, Strategy] = {
         Strategy(
             "log_compacted",
             "bethos.strategies.log_compacted:LogCompacted",
-            "bethos.flink.strategies.log_compacted",
+            "bethos_flink.strategies.log_compacted",
         ),
         Strategy(
             "inline",
             "bethos.strategies.inline:Inline",
-            "bethos.flink.strategies.inline",
+            "bethos_flink.strategies.inline",
         ),
         Strategy(
             "state_store",
             "bethos.strategies.state_store:StateStore",
-            "bethos.flink.strategies.state_store",
+            "bethos_flink.strategies.state_store",
             secrets=((("state_store", "password"), ("REDIS_PASSWORD",)),),
         ),
         Strategy(
             "window_stream",
             "bethos.strategies.window_stream:WindowStream",
-            "bethos.flink.strategies.window_stream",
+            "bethos_flink.strategies.window_stream",
         ),
     )
 }

@@ -21,10 +21,6 @@ from referencing import Registry, Resource
 from bethos import record
 from bethos.exceptions import DeadLettered
 from bethos.fetch_result import FetchResult, Window
-from bethos.flink import etl_graph, merge_function
-from bethos.flink.merge_function import DEAD_LETTERS, MergeFunction
-from bethos.flink.rows import KEYLESS, ORIGIN_AGGREGATED, Intake
-from bethos.flink.strategies import window_stream
 from bethos.record import (
     INT64_MAX,
     INT64_MIN,
@@ -41,18 +37,22 @@ from bethos.record_limits import RecordLimits
 from bethos.resource_map import ResourceMap
 from bethos.strategies.flushing import FlushLogic, encode_batch, tombstone_json
 from bethos.strategies.window_stream import WindowLogic
+from bethos_flink import etl_graph, merge_function
+from bethos_flink.merge_function import DEAD_LETTERS, MergeFunction
+from bethos_flink.rows import KEYLESS, ORIGIN_AGGREGATED, Intake
+from bethos_flink.strategies import window_stream
 from connectors.influxdb.client import NarrowLayout, SeriesLayout, WideLayout, parse_chunk
 from devstack import package, paths, schemas
 from tests.data.bad_records import BAD_RECORDS, GOOD_RECORDS, NOW
-from tests.unit.bethos.flink import harness
-from tests.unit.bethos.flink.harness import Harness, Metrics
-from tests.unit.bethos.flink.test_etl_graph import (
+from tests.unit.bethos_flink import harness
+from tests.unit.bethos_flink.harness import Harness, Metrics
+from tests.unit.bethos_flink.test_etl_graph import (
     FakeClient,
     FakeContext,
     FakeRuntime,
     run_until_settled,
 )
-from tests.unit.bethos.flink.test_etl_graph import settings as etl_settings
+from tests.unit.bethos_flink.test_etl_graph import settings as etl_settings
 
 ROOT = paths.PROJECT_ROOT
 
@@ -486,7 +486,8 @@ def reasons_in_code() -> set[str]:
     argument of `RecordError(...)` and `Refused(...)`, second of `dead_letter(...)`."""
     found: set[str] = set()
     positions = {"RecordError": 0, "Refused": 0, "dead_letter": 1}
-    for path in [*(ROOT / "bethos").rglob("*.py"), *(ROOT / "connectors").rglob("*.py")]:
+    product = ("bethos", "connectors", "bethos_flink")
+    for path in [path for folder in product for path in (ROOT / folder).rglob("*.py")]:
         tree = ast.parse(path.read_text(), str(path))
         constants = {
             target.id: node.value.value

@@ -278,7 +278,7 @@ def test_the_flink_conf_dir_fills_the_project_template(tmp_path: Path) -> None:
 def test_a_local_job_run_finds_the_connector_jar_the_install_cached(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from bethos.flink.environment import local_connector_jar
+    from bethos_flink.environment import local_connector_jar
 
     for cache in (None, str(tmp_path)):
         if cache is None:

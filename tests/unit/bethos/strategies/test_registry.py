@@ -1,5 +1,5 @@
 """One registry names the strategies: each entry yields its settings model, with a `build()`,
-and its Flink wiring (tests/unit/bethos/flink/test_strategy_wiring.py); the settings import a
+and its Flink wiring (tests/unit/bethos_flink/test_strategy_wiring.py); the settings import a
 strategy only when a file names it."""
 
 from __future__ import annotations

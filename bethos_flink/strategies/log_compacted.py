@@ -3,8 +3,8 @@ topic, key = VIN, an expired VIN as a tombstone."""
 
 from __future__ import annotations
 
-from bethos.flink.merger_graph import MergerGraph
 from bethos.strategies.log_compacted import LogCompacted
+from bethos_flink.merger_graph import MergerGraph
 
 
 def wire(graph: MergerGraph, options: LogCompacted) -> None:

@@ -14,14 +14,14 @@ from typing import Any
 from pyflink.common import Row, Types
 from pyflink.datastream import KeyedProcessFunction, ProcessFunction, RuntimeContext
 
-from bethos.flink.delivery import BufferedDelivery
-from bethos.flink.environment import ensure_logging
-from bethos.flink.merge_function import COMPONENT, ShutdownLine, log, log_flush
-from bethos.flink.merger_graph import MergerGraph
-from bethos.flink.rows import ROW_KEY_VALUE, add_append_sink
 from bethos.logevents import log_event
 from bethos.strategies.flushing import NO_TURN, FlushTracker, Pending, delivery_bucket
 from bethos.strategies.inline import Inline, InlineLogic, InlineSettings
+from bethos_flink.delivery import BufferedDelivery
+from bethos_flink.environment import ensure_logging
+from bethos_flink.merge_function import COMPONENT, ShutdownLine, log, log_flush
+from bethos_flink.merger_graph import MergerGraph
+from bethos_flink.rows import ROW_KEY_VALUE, add_append_sink
 from connectors.kafka.tables import append_sink_ddl
 
 BATCHER_UID = "latest-merger-inline-batcher"

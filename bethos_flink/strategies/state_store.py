@@ -24,14 +24,14 @@ from pyflink.datastream.state import ValueStateDescriptor
 
 from bethos.config import MergerSettings
 from bethos.exceptions import ConfigError, StoreError
-from bethos.flink.delivery import BufferedDelivery
-from bethos.flink.environment import create_environments, ensure_logging
-from bethos.flink.merger_graph import MergerGraph
-from bethos.flink.rows import ROW_KEY_VALUE, CounterGauge, add_sink
-from bethos.flink.uids import SinkStatements, planner_uids
 from bethos.logevents import log_event
 from bethos.strategies.flushing import Pending, delivery_bucket
 from bethos.strategies.state_store import PublishPlan, StateStore, StateStoreSettings, StoreLogic
+from bethos_flink.delivery import BufferedDelivery
+from bethos_flink.environment import create_environments, ensure_logging
+from bethos_flink.merger_graph import MergerGraph
+from bethos_flink.rows import ROW_KEY_VALUE, CounterGauge, add_sink
+from bethos_flink.uids import SinkStatements, planner_uids
 from connectors.kafka.tables import upsert_sink_ddl
 from connectors.store import LatestStore, MemoryStore, open_store
 from connectors.store.base import StoreEntry

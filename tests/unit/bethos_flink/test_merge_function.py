@@ -11,15 +11,15 @@ import orjson
 import pytest
 from pyflink.common import RowKind
 
-from bethos.flink import merge_function
-from bethos.flink.merge_function import DEAD_LETTERS, MergeFunction
-from bethos.flink.rows import ORIGIN_AGGREGATED, ORIGIN_LATEST
 from bethos.logevents import parse_event
 from bethos.merge_rule import Entry, VinState
 from bethos.record import AggregatedRecord, Signal, decode_latest_signals, encode_aggregated
 from bethos.strategies import flushing
 from bethos.strategies.flushing import FlushLogic
-from tests.unit.bethos.flink.harness import Harness
+from bethos_flink import merge_function
+from bethos_flink.merge_function import DEAD_LETTERS, MergeFunction
+from bethos_flink.rows import ORIGIN_AGGREGATED, ORIGIN_LATEST
+from tests.unit.bethos_flink.harness import Harness
 
 
 class Clock:

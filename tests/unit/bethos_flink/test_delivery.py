@@ -10,14 +10,14 @@ import orjson
 import pytest
 
 from bethos.exceptions import StoreError
-from bethos.flink.strategies import inline as inline_wiring
-from bethos.flink.strategies.inline import BatchFunction
-from bethos.flink.strategies.state_store import StoreWriter, store_for
 from bethos.logevents import parse_event
 from bethos.strategies.inline import Inline, batch_key
 from bethos.strategies.state_store import StateStore
-from tests.unit.bethos.flink.harness import Harness
-from tests.unit.bethos.flink.test_merge_function import Clock
+from bethos_flink.strategies import inline as inline_wiring
+from bethos_flink.strategies.inline import BatchFunction
+from bethos_flink.strategies.state_store import StoreWriter, store_for
+from tests.unit.bethos_flink.harness import Harness
+from tests.unit.bethos_flink.test_merge_function import Clock
 
 BUCKET = 5
 

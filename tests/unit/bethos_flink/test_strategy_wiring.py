@@ -7,8 +7,8 @@ from types import SimpleNamespace
 import pytest
 
 from bethos.exceptions import ConfigError
-from bethos.flink import WIRING, merger_graph
 from bethos.strategy_registry import STRATEGIES
+from bethos_flink import WIRING, merger_graph
 
 
 def test_every_registered_strategy_is_wired() -> None:
@@ -18,7 +18,7 @@ def test_every_registered_strategy_is_wired() -> None:
 def test_each_strategy_is_wired_by_the_module_of_its_name() -> None:
     for name, strategy in STRATEGIES.items():
         wire = strategy.wiring()
-        assert wire.__module__ == f"bethos.flink.strategies.{name}" == strategy.wiring_module
+        assert wire.__module__ == f"bethos_flink.strategies.{name}" == strategy.wiring_module
         assert WIRING[name] is wire
 
 

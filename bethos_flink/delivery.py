@@ -19,10 +19,10 @@ from pyflink.datastream import KeyedProcessFunction, RuntimeContext
 from pyflink.datastream.state import ListStateDescriptor, ValueStateDescriptor
 
 from bethos.exceptions import StoreError
-from bethos.flink.environment import ensure_logging
-from bethos.flink.merge_function import COMPONENT, log
 from bethos.logevents import log_event
 from bethos.strategies.flushing import DeliveryPlan, Pending
+from bethos_flink.environment import ensure_logging
+from bethos_flink.merge_function import COMPONENT, log
 
 
 class BufferedDelivery(KeyedProcessFunction):  # type: ignore[misc]

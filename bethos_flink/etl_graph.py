@@ -31,16 +31,6 @@ from bethos.config import EtlSettings
 from bethos.deadletter import dead_letter
 from bethos.exceptions import ProgressFileError
 from bethos.fetch_result import Reject, Window
-from bethos.flink.environment import create_environments, ensure_logging, freeze_loaded_objects
-from bethos.flink.rows import (
-    KEYLESS,
-    ROW_DEAD_LETTER,
-    ROW_KEY_VALUE,
-    CounterGauge,
-    add_dead_letter_sink,
-    add_sink,
-)
-from bethos.flink.uids import SinkStatements, planner_uids
 from bethos.logevents import log_event
 from bethos.record import encode_aggregated
 from bethos.source import progress_file
@@ -48,6 +38,16 @@ from bethos.source.layout import resource_map_for
 from bethos.source.poller import PodProgress, PollDriver, ReconcileState, TickResult
 from bethos.source.rejects import first_sent, reach_back
 from bethos.source.window_reads import FinishedRead
+from bethos_flink.environment import create_environments, ensure_logging, freeze_loaded_objects
+from bethos_flink.rows import (
+    KEYLESS,
+    ROW_DEAD_LETTER,
+    ROW_KEY_VALUE,
+    CounterGauge,
+    add_dead_letter_sink,
+    add_sink,
+)
+from bethos_flink.uids import SinkStatements, planner_uids
 from connectors.influxdb.client import InfluxClient
 from connectors.kafka.tables import append_sink_ddl, upsert_sink_ddl
 

@@ -1,6 +1,6 @@
 """The Flink environment every job runs in, and what every entry point in jobs/ does.
 
-The `bethos.flink` package is the only place in bethos that imports Flink.
+The `bethos_flink` package is the only place in bethos that imports Flink.
 """
 
 from __future__ import annotations

@@ -15,9 +15,9 @@ from pyflink.table import StreamTableEnvironment, Table
 
 from bethos.deadletter import dead_letter
 from bethos.exceptions import DeadLettered, RecordError
-from bethos.flink.uids import planner_uids
 from bethos.logevents import log_event
 from bethos.record import AggregatedRecord, decode_aggregated, decode_message
+from bethos_flink.uids import planner_uids
 
 ROW_KEY_VALUE = Types.ROW_NAMED(["key", "value"], [Types.STRING(), Types.STRING()])
 ROW_DEAD_LETTER = ROW_KEY_VALUE

@@ -11,7 +11,7 @@ import pytest
 
 from bethos.config import EtlSettings, MergerSettings, load_settings
 
-ROOT = Path(__file__).resolve().parents[4]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def plan_of(build, settings, uids: set[str] | None = None) -> dict[str, Any]:  # type: ignore[no-untyped-def]
@@ -60,7 +60,7 @@ def operator_names(plan: dict[str, Any]) -> str:
 
 @pytest.mark.timeout(300)
 def test_merger_and_etl_graphs_compile() -> None:
-    from bethos.flink import etl_graph, merger_graph
+    from bethos_flink import etl_graph, merger_graph
 
     found: set[str] = set()
     merger_plan = operator_names(
@@ -90,7 +90,7 @@ def test_merger_and_etl_graphs_compile() -> None:
 def test_with_a_progress_file_the_etl_journals_through_a_file_sink(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    from bethos.flink import etl_graph
+    from bethos_flink import etl_graph
 
     seen: list[EtlSettings] = []
 
@@ -159,7 +159,7 @@ MERGE = "latest-merger-merge"
 def test_every_strategy_compiles(
     strategy: str, options: dict[str, Any], expected: list[str], uids: set[str]
 ) -> None:
-    from bethos.flink import merger_graph
+    from bethos_flink import merger_graph
 
     found: set[str] = set()
     plan = operator_names(plan_of(merger_graph.build, merger_settings(strategy, **options), found))
@@ -174,7 +174,7 @@ def test_every_strategy_compiles(
 
 @pytest.mark.timeout(300)
 def test_publisher_graph_compiles() -> None:
-    from bethos.flink.strategies.state_store import build_publisher
+    from bethos_flink.strategies.state_store import build_publisher
 
     settings = load_settings(MergerSettings, ROOT / "config/state_store.yaml", {})
     found: set[str] = set()

@@ -1,6 +1,6 @@
 """The latest merger's job graph: its inputs (the aggregated topic, and the latest topic at a
 stateless start), `MergerGraph`, the graph under construction with the sinks every strategy
-shares and the keyed merge (`bethos.flink.merge_function`), and `build`, which hands it to the
+shares and the keyed merge (`bethos_flink.merge_function`), and `build`, which hands it to the
 strategy's own wiring, named by its entry in `bethos.strategy_registry`."""
 
 from __future__ import annotations
@@ -14,9 +14,11 @@ from pyflink.table.expressions import col
 
 from bethos.config import MergerSettings
 from bethos.exceptions import ConfigError
-from bethos.flink.environment import create_environments
-from bethos.flink.merge_function import DEAD_LETTERS, MERGE_UID, MergeFunction
-from bethos.flink.rows import (
+from bethos.strategies.flushing import FlushLogic
+from bethos.strategy_registry import STRATEGIES
+from bethos_flink.environment import create_environments
+from bethos_flink.merge_function import DEAD_LETTERS, MERGE_UID, MergeFunction
+from bethos_flink.rows import (
     KEYLESS,
     ORIGIN_AGGREGATED,
     ORIGIN_LATEST,
@@ -28,9 +30,7 @@ from bethos.flink.rows import (
     keyed_by_first_column,
     union_of_streams,
 )
-from bethos.flink.uids import SinkStatements
-from bethos.strategies.flushing import FlushLogic
-from bethos.strategy_registry import STRATEGIES
+from bethos_flink.uids import SinkStatements
 from connectors.kafka.tables import append_sink_ddl, source_table_ddl, upsert_sink_ddl
 
 

@@ -12,7 +12,7 @@ import pytest
 from bethos.config import EtlSettings, MergerSettings, load_settings
 from connectors.kafka.tables import source_table_ddl
 
-ROOT = Path(__file__).resolve().parents[4]
+ROOT = Path(__file__).resolve().parents[3]
 TOKEN = "d41d8cd98f00b204e980"
 SASL = {
     "KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
@@ -25,7 +25,7 @@ SASL = {
 
 @pytest.mark.timeout(300)
 def test_secured_graphs_compile_and_their_plans_hold_no_password() -> None:
-    from bethos.flink import etl_graph, merger_graph
+    from bethos_flink import etl_graph, merger_graph
 
     for build, model, config in (
         (merger_graph.build, MergerSettings, "config/latest_merger.yaml"),
@@ -42,7 +42,7 @@ def test_secured_graphs_compile_and_their_plans_hold_no_password() -> None:
 @pytest.mark.timeout(300)
 def test_flink_masks_the_jaas_line_when_it_lists_a_table_options() -> None:
     from bethos.config import FlinkSettings
-    from bethos.flink.environment import create_environments
+    from bethos_flink.environment import create_environments
 
     settings = load_settings(MergerSettings, ROOT / "config/latest_merger.yaml", SASL)
     _, t_env = create_environments(FlinkSettings())

@@ -16,10 +16,6 @@ from pyflink.datastream.state import ValueStateDescriptor
 
 from bethos.deadletter import dead_letter
 from bethos.exceptions import DeadLettered, RecordError
-from bethos.flink.environment import ensure_logging
-from bethos.flink.merge_function import COMPONENT, log, refused_letter
-from bethos.flink.merger_graph import MergerGraph
-from bethos.flink.rows import INPUT_FIELDS, ORIGIN_LATEST, ROW_DEAD_LETTER, ROW_KEY_VALUE, Intake
 from bethos.logevents import log_event
 from bethos.merge_rule import VinState
 from bethos.record import decode_aggregated
@@ -31,6 +27,10 @@ from bethos.strategies.window_stream import (
     close_time,
     event_time,
 )
+from bethos_flink.environment import ensure_logging
+from bethos_flink.merge_function import COMPONENT, log, refused_letter
+from bethos_flink.merger_graph import MergerGraph
+from bethos_flink.rows import INPUT_FIELDS, ORIGIN_LATEST, ROW_DEAD_LETTER, ROW_KEY_VALUE, Intake
 
 DECODE_UID = "latest-merger-window-decode"
 WINDOW_UID = "latest-merger-window-merge"

@@ -1,7 +1,7 @@
 """The latest merger's keyed merge with its timer flush (`MergeFunction`, uid
 `latest-merger-merge`), shared by `log_compacted`, `inline` and `state_store`; the dead letter
 of what a limit kept out (`refused_letter`) and the merger's `event=flush` and
-`event=shutdown_flush` lines. `bethos.flink.merger_graph.MergerGraph` puts it in the graph."""
+`event=shutdown_flush` lines. `bethos_flink.merger_graph.MergerGraph` puts it in the graph."""
 
 from __future__ import annotations
 
@@ -18,19 +18,19 @@ from pyflink.datastream.state import ValueStateDescriptor
 
 from bethos.deadletter import dead_letter
 from bethos.exceptions import DeadLettered
-from bethos.flink.environment import ensure_logging
-from bethos.flink.rows import (
+from bethos.logevents import log_event
+from bethos.merge_rule import Entry
+from bethos.record import AggregatedRecord, encode_aggregated
+from bethos.record_limits import RecordLimits, Refused, merge_bounded
+from bethos.strategies.flushing import NO_TURN, FlushLogic, FlushSummary, FlushTracker
+from bethos_flink.environment import ensure_logging
+from bethos_flink.rows import (
     ORIGIN_LATEST,
     ROW_DEAD_LETTER,
     BatchedCounter,
     CounterGauge,
     Intake,
 )
-from bethos.logevents import log_event
-from bethos.merge_rule import Entry
-from bethos.record import AggregatedRecord, encode_aggregated
-from bethos.record_limits import RecordLimits, Refused, merge_bounded
-from bethos.strategies.flushing import NO_TURN, FlushLogic, FlushSummary, FlushTracker
 
 log = logging.getLogger("bethos.latest_merger")
 COMPONENT = "latest_merger"

@@ -135,7 +135,7 @@ def failing(pod: str, window: Window) -> FetchResult:
 
 @pytest.fixture
 def etl(monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
-    from bethos.flink import etl_graph
+    from bethos_flink import etl_graph
 
     FakeClient.opened = []
     monkeypatch.setattr(etl_graph, "InfluxClient", FakeClient)

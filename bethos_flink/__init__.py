@@ -7,8 +7,8 @@ would be looked for in the deleted directory of an earlier one. So the first job
 TaskManager loads them all (new code needs new TaskManagers anyway: `bethos upgrade`).
 """
 
-from bethos.flink import environment, etl_graph, merge_function, merger_graph, rows, uids
 from bethos.strategy_registry import STRATEGIES
+from bethos_flink import environment, etl_graph, merge_function, merger_graph, rows, uids
 
 # Every strategy's wiring, the modules the registry names.
 WIRING = {name: strategy.wiring() for name, strategy in STRATEGIES.items()}

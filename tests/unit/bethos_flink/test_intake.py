@@ -8,9 +8,9 @@ import orjson
 import pytest
 
 from bethos.exceptions import DeadLettered
-from bethos.flink.rows import KEYLESS, Intake
+from bethos_flink.rows import KEYLESS, Intake
 from tests.data.bad_records import BAD_RECORDS, GOOD_RECORDS, NOW
-from tests.unit.bethos.flink.harness import Metrics
+from tests.unit.bethos_flink.harness import Metrics
 
 
 def intake(keyed_by_message: bool = False) -> tuple[Intake, Metrics]:
