@@ -181,7 +181,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     return show(args.job, args.config, os.environ, args.format, Console())
 
 
-def add_config_verbs(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """`bethos config check|show`."""
     config = sub.add_parser("config", help="check a settings file, or show a job's settings")
     verbs = config.add_subparsers(dest="config_command", required=True)

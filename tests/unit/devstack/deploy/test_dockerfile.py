@@ -12,7 +12,7 @@ import pytest
 from packaging.specifiers import SpecifierSet
 
 from devstack import paths
-from devstack.deploy import image, render
+from devstack.deploy import flink_conf, image
 from tests.unit.devstack.deploy.conftest import ROOT
 
 DOCKERFILE = (ROOT / "Dockerfile").read_text()
@@ -94,7 +94,7 @@ def test_the_paths_are_the_images() -> None:
         assert (part, f"{image.CODE_DIR}/{part}") in plain
         assert (ROOT / part).is_dir()
     conf = [c for c in copies if c[-1] == f"{image.FLINK_HOME}/conf/config.yaml"]
-    assert conf and conf[0][-2] == render.FLINK_CONF_FILE
+    assert conf and conf[0][-2] == flink_conf.FLINK_CONF_FILE
     jars = [c for c in copies if c[0] == "--from=jars"]
     assert jars == [["--from=jars", "/jars/", f"{image.FLINK_HOME}/lib/"]]
     assert image.connector_jar().startswith(f"{image.FLINK_HOME}/lib/")

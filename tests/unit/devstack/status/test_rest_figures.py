@@ -1,5 +1,5 @@
-"""`bethos status` from recorded Flink REST answers (a real ETL and merger on the local cluster,
-`recorded/flink_rest.json`), and the figures' arithmetic."""
+"""The jobs' figures from recorded Flink REST answers (a real ETL and merger on the local
+cluster, `recorded/flink_rest.json`), and their arithmetic."""
 
 from __future__ import annotations
 
@@ -9,20 +9,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
-import pytest
-from rich.console import Console
-
-from devstack.status import (
-    ServiceLine,
-    Status,
-    TopicLag,
+from devstack.status.rest_figures import (
     checkpoint_figures,
-    duration_text,
     gather_jobs,
     merger_figures,
     pod_statuses,
-    render,
-    topic_lag,
     wanted_metric_ids,
 )
 
@@ -143,47 +134,3 @@ def test_pods_and_merger_figures_over_subtasks() -> None:
         ("p1", 1200, None)
     ]
     assert merger_figures(values, NOW) == (70, 30_000)
-
-
-def test_records_behind_per_topic() -> None:
-    lag = topic_lag("g", "t", committed={0: 90, 1: -1001}, ends={0: 100, 1: 7, 2: 5})
-    # partition 1 has an invalid (none) offset, partition 2 none at all
-    assert lag == TopicLag("g", "t", 3, 10, 2)
-    assert topic_lag("g", "t", {0: 100}, {0: 100}).records_behind == 0
-
-
-@pytest.mark.parametrize(
-    ("ms", "text"),
-    [
-        (None, "-"),
-        (850, "850ms"),
-        (12_340, "12.3s"),
-        (245_000, "4m05s"),
-        (7_380_000, "2h03m"),
-        (273_600_000, "3d04h"),
-    ],
-)
-def test_durations_read_well(ms: int | None, text: str) -> None:
-    assert duration_text(ms) == text
-
-
-def test_render_and_json_carry_every_figure() -> None:
-    jobs = gather_jobs(FakeRest(RECORDED), NOW)
-    status = Status(
-        NOW,
-        [ServiceLine("kafka-1", True, "pid 1"), ServiceLine("flink", False, "stopped")],
-        jobs,
-        [TopicLag("bethos-latest-merger", "agg", 3, 42, 0)],
-    )
-    console = Console(width=200, record=True)
-    console.print(render(status))
-    text = console.export_text()
-    for expected in ("pod_'c'_efb7e57b1c", "3.0s", "RUNNING", "bethos-latest-merger", "42"):
-        assert expected in text
-    doc = json.loads(json.dumps(status.to_json()))
-    assert doc["jobs"][0]["pods"][0] == {
-        "pod": "pod-a-efb7e57b1c",
-        "lag_ms": 2107,
-        "last_poll_age_ms": None,
-    }
-    assert doc["consumer_lag"][0]["records_behind"] == 42
