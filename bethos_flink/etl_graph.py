@@ -191,6 +191,69 @@ class PodPollFunction(KeyedProcessFunction):  # type: ignore[misc]
         except ProgressFileError as exc:
             log_event(log, COMPONENT, "error", logging.ERROR, pod=pod, err=str(exc))
 
+    def _emit(
+        self, pod: str, now: int, read: FinishedRead, result: TickResult, metrics: PodMetrics
+    ) -> Iterator[Any]:
+        """What a settled read gives: records and dead letters, or its retry or failure."""
+        emit_started = time.monotonic()
+        window = read.window
+        for cut in read.truncated:
+            metrics.truncated.inc()
+            log_event(
+                log,
+                COMPONENT,
+                "truncated",
+                logging.WARNING,
+                pod=pod,
+                window_start=cut.start,
+                window_end=cut.end,
+                action="split_and_reread",
+            )
+        found = read.result
+        if found is None:
+            if result.gave_up:
+                metrics.failures.inc()
+                log_error(pod, read.error, window, metrics.lag_ms)
+            else:
+                metrics.retries.inc()
+                log_event(
+                    log,
+                    COMPONENT,
+                    "retry",
+                    logging.WARNING,
+                    pod=pod,
+                    attempt=result.progress.failed_attempts,
+                    err=read.error,
+                    retry_in_ms=result.progress.next_poll_at - now,
+                )
+            return
+        metrics.rows_read.inc(found.readings)
+        metrics.last_poll_at.set(now)
+        rejected = yield from self._records_and_rejects(pod, now, read, result, metrics)
+        entry = self.driver.journal_entry(pod, result)
+        if entry is not None:
+            yield PROGRESS, entry
+        ended = time.monotonic()
+        # duration_ms runs from handing the read over to the last record handed to the Kafka
+        # sink; read_ms is the read itself (query and parse), read_cpu_ms the part of it the
+        # read thread worked (parsing), emit_ms the hand-over.
+        log_event(
+            log,
+            COMPONENT,
+            "poll",
+            pod=pod,
+            window_start=window.start,
+            window_end=window.end,
+            rows=found.readings,
+            records=len(result.records),
+            rejected=rejected,
+            lag_ms=metrics.lag_ms,
+            duration_ms=int((ended - read.submitted_at) * 1000),
+            read_ms=int(read.read_seconds * 1000),
+            read_cpu_ms=int(read.read_cpu_seconds * 1000),
+            emit_ms=int((ended - emit_started) * 1000),
+        )
+
     def _emit_reconciled(
         self, pod: str, now: int, read: FinishedRead, result: TickResult, metrics: PodMetrics
     ) -> Iterator[Any]:
@@ -262,69 +325,6 @@ class PodPollFunction(KeyedProcessFunction):  # type: ignore[misc]
         metrics.dead_lettered.inc(len(new))
         metrics.rejects_repeated.inc(repeated)
         return new
-
-    def _emit(
-        self, pod: str, now: int, read: FinishedRead, result: TickResult, metrics: PodMetrics
-    ) -> Iterator[Any]:
-        """What a settled read gives: records and dead letters, or its retry or failure."""
-        emit_started = time.monotonic()
-        window = read.window
-        for cut in read.truncated:
-            metrics.truncated.inc()
-            log_event(
-                log,
-                COMPONENT,
-                "truncated",
-                logging.WARNING,
-                pod=pod,
-                window_start=cut.start,
-                window_end=cut.end,
-                action="split_and_reread",
-            )
-        found = read.result
-        if found is None:
-            if result.gave_up:
-                metrics.failures.inc()
-                log_error(pod, read.error, window, metrics.lag_ms)
-            else:
-                metrics.retries.inc()
-                log_event(
-                    log,
-                    COMPONENT,
-                    "retry",
-                    logging.WARNING,
-                    pod=pod,
-                    attempt=result.progress.failed_attempts,
-                    err=read.error,
-                    retry_in_ms=result.progress.next_poll_at - now,
-                )
-            return
-        metrics.rows_read.inc(found.readings)
-        metrics.last_poll_at.set(now)
-        rejected = yield from self._records_and_rejects(pod, now, read, result, metrics)
-        entry = self.driver.journal_entry(pod, result)
-        if entry is not None:
-            yield PROGRESS, entry
-        ended = time.monotonic()
-        # duration_ms runs from handing the read over to the last record handed to the Kafka
-        # sink; read_ms is the read itself (query and parse), read_cpu_ms the part of it the
-        # read thread worked (parsing), emit_ms the hand-over.
-        log_event(
-            log,
-            COMPONENT,
-            "poll",
-            pod=pod,
-            window_start=window.start,
-            window_end=window.end,
-            rows=found.readings,
-            records=len(result.records),
-            rejected=rejected,
-            lag_ms=metrics.lag_ms,
-            duration_ms=int((ended - read.submitted_at) * 1000),
-            read_ms=int(read.read_seconds * 1000),
-            read_cpu_ms=int(read.read_cpu_seconds * 1000),
-            emit_ms=int((ended - emit_started) * 1000),
-        )
 
 
 def add_progress_journal(env: Any, entries: Any, checkpoint_path: str) -> None:

@@ -1,10 +1,16 @@
-"""Reading a pod's window through a connector client, chunk by chunk, on background threads.
+"""What happens between two ticks of a pod, on a read thread: its window read through a
+connector client, chunk by chunk.
 
-`read_window` reads every chunk of a window (a cut response split in halves and read again) and
-gives a `FinishedRead`: the readings, or the error that stopped it. `BackgroundReads` runs those
-reads on worker threads with one client per thread, so that InfluxDB serves one pod's query
-while the job parses and emits another pod's records. Nothing here touches progress: a read
-that is never taken (the job stopped, a checkpoint restored) is simply planned and read again.
+The tick (`bethos.source.poller`) hands a read over to `BackgroundReads` (`submit`, or
+`submit_reconcile` for a reconcile pass) and takes it back once it finished (`take`): a
+`FinishedRead`, the readings or the error that stopped it. `BackgroundReads` runs the reads on
+worker threads with one client per thread, so that InfluxDB serves one pod's query while the
+job parses and emits another pod's records. On a read thread, top to bottom: `read_window`
+splits the window into chunks (`split_chunks`), `read_chunks` reads them in order, and
+`fetch_whole` reads one chunk, splitting a cut response in halves and reading them again;
+`reconcile_window` counts a window's buckets and reads the grown ones the same way. Nothing
+here touches progress: a read that is never taken (the job stopped, a checkpoint restored) is
+simply planned and read again.
 """
 
 from __future__ import annotations
@@ -20,7 +26,6 @@ from typing import Protocol
 
 from bethos.exceptions import SourceError, TruncatedError
 from bethos.fetch_result import FetchResult, Tally, Window
-from bethos.source.planning import split_chunks
 
 Fetch = Callable[[str, Window], FetchResult]
 
@@ -68,54 +73,7 @@ class FinishedRead:
     reconciled: Reconciled | None = None
 
 
-def fetch_whole(fetch: Fetch, pod: str, chunk: Window, truncated: list[Window]) -> FetchResult:
-    """Read a chunk; a cut response is never passed on: the chunk is split in halves, each read
-    the same way (appended to `truncated`), down to a single millisecond."""
-    try:
-        return fetch(pod, chunk)
-    except TruncatedError:
-        if chunk.end - chunk.start <= 1:
-            raise
-        truncated.append(chunk)
-    middle = chunk.start + (chunk.end - chunk.start) // 2
-    result = fetch_whole(fetch, pod, Window(chunk.start, middle), truncated)
-    result.merge(fetch_whole(fetch, pod, Window(middle, chunk.end), truncated))
-    return result
-
-
-def read_chunks(fetch: Fetch, pod: str, window: Window, chunks: list[Window]) -> FinishedRead:
-    """Read the chunks of `window`, in order; the first chunk that fails fails them all."""
-    combined = FetchResult()
-    truncated: list[Window] = []
-    try:
-        for chunk in chunks:
-            combined.merge(fetch_whole(fetch, pod, chunk, truncated))
-    except SourceError as exc:
-        return FinishedRead(window, None, str(exc), truncated)
-    return FinishedRead(window, combined, truncated=truncated)
-
-
-def read_window(fetch: Fetch, pod: str, window: Window, chunk_duration: int) -> FinishedRead:
-    """Read every chunk of the window; the first chunk that fails fails the whole window."""
-    return read_chunks(fetch, pod, window, split_chunks(window, chunk_duration))
-
-
-def reconcile_window(
-    client: Client, pod: str, window: Window, bucket_ms: int, known: dict[int, int]
-) -> FinishedRead:
-    """A reconcile pass: InfluxDB's count per bucket of the window, compared with the values
-    already read (`known`); each bucket that grew is read again whole, so points written after
-    their window was read (later than the lookback) are found. Fails whole, like a read."""
-    try:
-        counts = client.count_buckets(pod, window, bucket_ms)
-    except SourceError as exc:
-        return FinishedRead(window, None, str(exc), reconcile=True)
-    grown = sorted(bucket for bucket, count in counts.items() if count > known.get(bucket, 0))
-    late = sum(counts[bucket] - known.get(bucket, 0) for bucket in grown)
-    chunks = [Window(max(b, window.start), min(b + bucket_ms, window.end)) for b in grown]
-    read = read_chunks(client.fetch_window, pod, window, chunks)
-    found = None if read.result is None else Reconciled(counts, grown, late)
-    return dataclasses.replace(read, reconcile=True, reconciled=found)
+# -- handing reads over and taking them back (the tick's thread) -----------------------------------
 
 
 class BackgroundReads:
@@ -138,27 +96,6 @@ class BackgroundReads:
         self._thread = threading.local()
         self._clients: list[Client] = []
         self._clients_lock = threading.Lock()
-
-    def _client(self) -> Client:
-        client: Client | None = getattr(self._thread, "client", None)
-        if client is None:
-            client = self._thread.client = self._open_client()
-            with self._clients_lock:
-                self._clients.append(client)
-        return client
-
-    def _read(
-        self, pod: str, window: Window, submitted_at: float, job: Callable[[Client], FinishedRead]
-    ) -> FinishedRead:
-        """Runs on a read thread."""
-        started, cpu_started = time.monotonic(), time.thread_time()
-        read = job(self._client())
-        return dataclasses.replace(
-            read,
-            submitted_at=submitted_at,
-            read_seconds=time.monotonic() - started,
-            read_cpu_seconds=time.thread_time() - cpu_started,
-        )
 
     def submit(self, pod: str, window: Window, tally: Tally | None = None) -> None:
         """Read the pod's window, counting its values per bucket when a `tally` is given."""
@@ -187,6 +124,27 @@ class BackgroundReads:
             raise RuntimeError(f"pod {pod!r} already has a read outstanding")
         future = self._executor.submit(self._read, pod, window, time.monotonic(), job)
         self._pending[pod] = (window, future)
+
+    def _read(
+        self, pod: str, window: Window, submitted_at: float, job: Callable[[Client], FinishedRead]
+    ) -> FinishedRead:
+        """Runs on a read thread."""
+        started, cpu_started = time.monotonic(), time.thread_time()
+        read = job(self._client())
+        return dataclasses.replace(
+            read,
+            submitted_at=submitted_at,
+            read_seconds=time.monotonic() - started,
+            read_cpu_seconds=time.thread_time() - cpu_started,
+        )
+
+    def _client(self) -> Client:
+        client: Client | None = getattr(self._thread, "client", None)
+        if client is None:
+            client = self._thread.client = self._open_client()
+            with self._clients_lock:
+                self._clients.append(client)
+        return client
 
     def outstanding(self, pod: str) -> Window | None:
         """The window of the pod's read handed over and not taken yet, if any."""
@@ -220,3 +178,64 @@ class BackgroundReads:
             clients, self._clients = self._clients, []
         for client in clients:
             client.close()
+
+
+# -- a read, on a read thread ----------------------------------------------------------------------
+
+
+def read_window(fetch: Fetch, pod: str, window: Window, chunk_duration: int) -> FinishedRead:
+    """Read every chunk of the window; the first chunk that fails fails the whole window."""
+    return read_chunks(fetch, pod, window, split_chunks(window, chunk_duration))
+
+
+def split_chunks(window: Window, chunk_duration: int) -> list[Window]:
+    """Chunks that tile the window with no gap and no overlap."""
+    if chunk_duration <= 0:
+        raise ValueError("chunk_duration must be positive")
+    starts = range(window.start, window.end, chunk_duration)
+    return [Window(s, min(s + chunk_duration, window.end)) for s in starts]
+
+
+def read_chunks(fetch: Fetch, pod: str, window: Window, chunks: list[Window]) -> FinishedRead:
+    """Read the chunks of `window`, in order; the first chunk that fails fails them all."""
+    combined = FetchResult()
+    truncated: list[Window] = []
+    try:
+        for chunk in chunks:
+            combined.merge(fetch_whole(fetch, pod, chunk, truncated))
+    except SourceError as exc:
+        return FinishedRead(window, None, str(exc), truncated)
+    return FinishedRead(window, combined, truncated=truncated)
+
+
+def fetch_whole(fetch: Fetch, pod: str, chunk: Window, truncated: list[Window]) -> FetchResult:
+    """Read a chunk; a cut response is never passed on: the chunk is split in halves, each read
+    the same way (appended to `truncated`), down to a single millisecond."""
+    try:
+        return fetch(pod, chunk)
+    except TruncatedError:
+        if chunk.end - chunk.start <= 1:
+            raise
+        truncated.append(chunk)
+    middle = chunk.start + (chunk.end - chunk.start) // 2
+    result = fetch_whole(fetch, pod, Window(chunk.start, middle), truncated)
+    result.merge(fetch_whole(fetch, pod, Window(middle, chunk.end), truncated))
+    return result
+
+
+def reconcile_window(
+    client: Client, pod: str, window: Window, bucket_ms: int, known: dict[int, int]
+) -> FinishedRead:
+    """A reconcile pass: InfluxDB's count per bucket of the window, compared with the values
+    already read (`known`); each bucket that grew is read again whole, so points written after
+    their window was read (later than the lookback) are found. Fails whole, like a read."""
+    try:
+        counts = client.count_buckets(pod, window, bucket_ms)
+    except SourceError as exc:
+        return FinishedRead(window, None, str(exc), reconcile=True)
+    grown = sorted(bucket for bucket, count in counts.items() if count > known.get(bucket, 0))
+    late = sum(counts[bucket] - known.get(bucket, 0) for bucket in grown)
+    chunks = [Window(max(b, window.start), min(b + bucket_ms, window.end)) for b in grown]
+    read = read_chunks(client.fetch_window, pod, window, chunks)
+    found = None if read.result is None else Reconciled(counts, grown, late)
+    return dataclasses.replace(read, reconcile=True, reconciled=found)

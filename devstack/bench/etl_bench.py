@@ -37,7 +37,7 @@ import yaml
 from bethos.config import EtlSettings, load_settings
 from bethos.fetch_result import Window
 from bethos.logevents import parse_event
-from bethos.source.planning import split_chunks
+from bethos.source.window_reads import split_chunks
 from connectors.influxdb.client import InfluxClient
 from connectors.influxdb.influxql import wide_window_query, window_params
 from connectors.influxdb.writer import InfluxWriter, Point

@@ -19,7 +19,7 @@ from bethos.source.poller import (
     add_counts,
     reconcile_range,
 )
-from tests.unit.bethos.source.test_planning import SETTINGS
+from tests.unit.bethos.source.etl_settings import SETTINGS
 from tests.unit.bethos.source.test_poller import InlineExecutor
 
 RECONCILING = SETTINGS.model_copy(

@@ -1,13 +1,16 @@
 from __future__ import annotations
 
+import itertools
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from bethos.exceptions import SourceError
 from bethos.fetch_result import FetchResult, Window
-from bethos.source.window_reads import BackgroundReads, Fetch, read_window
+from bethos.source.window_reads import BackgroundReads, Fetch, read_window, split_chunks
 
 WINDOW = Window(0, 10_000)
 
@@ -172,3 +175,17 @@ def test_the_first_failed_chunk_fails_the_window() -> None:
     read = read_window(fetch, "p", Window(0, 30_000), 10_000)
     assert read.result is None and read.error == "boom"
     assert seen == [Window(0, 10_000), Window(10_000, 20_000)]
+
+
+@given(st.integers(-(10**12), 10**12), st.integers(0, 10**7), st.integers(1_000, 10**6))
+def test_chunks_tile_the_window_without_gap_or_overlap(start: int, length: int, chunk: int) -> None:
+    window = Window(start, start + length)
+    chunks = split_chunks(window, chunk)
+    if length == 0:
+        assert chunks == []
+        return
+    assert chunks[0].start == window.start
+    assert chunks[-1].end == window.end
+    for before, after in itertools.pairwise(chunks):
+        assert before.end == after.start
+    assert all(0 < c.end - c.start <= chunk for c in chunks)
