@@ -5,7 +5,7 @@
 # the Flink Kubernetes Operator (deploy/k8s/). bethos is not installed into the image's Python:
 # its code lies in /opt/bethos and travels with each job (`flink run -pyfs`).
 # Not built on the machine this project is developed on (it has no Docker); the unit tests in
-# tests/unit/devstack/deploy/ check these ARGs against pyproject.toml and bethos/paths.py and the
+# tests/unit/devstack/deploy/ check these ARGs against pyproject.toml and devstack/paths.py and the
 # paths against devstack/deploy/image.py.
 ARG FLINK_VERSION=2.2.1
 ARG JAVA_VERSION=17
@@ -58,6 +58,7 @@ COPY --from=jars /jars/ /opt/flink/lib/
 # by `python -m devstack.deploy`); the entrypoint rewrites the config, so flink owns it.
 COPY bethos /opt/bethos/bethos
 COPY connectors /opt/bethos/connectors
+COPY bethos_flink /opt/bethos/bethos_flink
 COPY jobs /opt/bethos/jobs
 COPY config /opt/bethos/config
 COPY devstack /opt/bethos/devstack

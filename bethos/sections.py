@@ -11,6 +11,7 @@ at once: the keys' own errors and the broken rules, each at its key path.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from functools import cache
 from typing import Annotated, Any, ClassVar, NamedTuple, Self, get_args
 
@@ -156,7 +157,7 @@ def _partial(model: type[BaseModel], data: Mapping[str, Any], errors: list[Loc])
                 absent.append(name)
             continue
         value = data.get(name)
-        nested = _nested_model(info, inner)
+        nested = _nested_model(info, inner, value)
         if nested is None or not isinstance(value, Mapping) or not all(nested[1]):
             absent.append(name)
             continue
@@ -167,44 +168,85 @@ def _partial(model: type[BaseModel], data: Mapping[str, Any], errors: list[Loc])
     return section
 
 
-def _nested_model(info: FieldInfo, errors: list[Loc]) -> tuple[type[BaseModel], list[Loc]] | None:
-    """The model of a field and the errors inside it; for a discriminated union, the member the
-    errors name (their paths start with its tag, as pydantic reports them)."""
-    if info.discriminator is None:
-        model = field_model(info)
-        return None if model is None else (model, errors)
-    tags = {loc[0] for loc in errors if loc}
-    if len(tags) != 1 or not all(errors):
-        return None
-    member = field_model(info, tags.pop())
-    return None if member is None else (member, [loc[1:] for loc in errors])
+def _nested_model(
+    info: FieldInfo, errors: list[Loc], value: Any
+) -> tuple[type[BaseModel], list[Loc]] | None:
+    """The model of a field and the errors inside it; for a field holding one of several
+    sections (`OneOf`), the one its value names."""
+    choice = one_of(info)
+    model = choice.member_for(value) if choice is not None else field_model(info)
+    return None if model is None else (model, errors)
 
 
-def field_model(info: FieldInfo, tag: object = None) -> type[BaseModel] | None:
-    """The section a field holds (`X` or `X | None`), or for a discriminated union its member
-    whose discriminator is `tag`; None for anything else."""
+def field_model(info: FieldInfo) -> type[BaseModel] | None:
+    """The section a field holds (`X` or `X | None`); None for anything else."""
     members = [info.annotation, *get_args(info.annotation)]
     models = [m for m in members if isinstance(m, type) and issubclass(m, BaseModel)]
-    if not isinstance(info.discriminator, str):
-        return models[0] if len(models) == 1 else None
-    for model in models:
-        tag_field = model.model_fields.get(info.discriminator)
-        if tag_field is not None and tag in get_args(tag_field.annotation):
-            return model
-    return None
+    return models[0] if len(models) == 1 else None
 
 
-def model_at(model: type[BaseModel], loc: Loc) -> type[BaseModel] | None:
-    """The section at a key path as pydantic reports it (a union's tag follows its key)."""
-    parts = list(loc)
+def model_at(model: type[BaseModel], loc: Loc, data: Any = None) -> type[BaseModel] | None:
+    """The section at a key path; `data`, the values it was validated from, tells which section
+    a field holding one of several (`OneOf`) holds."""
     current: type[BaseModel] | None = model
-    while parts and current is not None:
-        info = current.model_fields.get(str(parts.pop(0)))
+    for part in loc:
+        if current is None:
+            return None
+        info = current.model_fields.get(str(part))
         if info is None:
             return None
-        tag = parts.pop(0) if isinstance(info.discriminator, str) and parts else None
-        current = field_model(info, tag)
+        data = data.get(str(part)) if isinstance(data, Mapping) else None
+        choice = one_of(info)
+        current = choice.member_for(data) if choice is not None else field_model(info)
     return current
+
+
+# -- one of several sections ---------------------------------------------------------------------
+
+UNKNOWN_SECTION = "unknown_section"
+"""The pydantic error type of a section that names no known kind (`OneOf.key`)."""
+
+
+@dataclass(frozen=True)
+class OneOf:
+    """A field that holds one of several sections, told apart by their key `key` (`default`
+    when a section names none): `member(name)` is the model of a name, None for an unknown one,
+    and `names()` lists the known ones. The section is validated by the model its name picks,
+    so its errors are at its own key paths; an unknown name is an `UNKNOWN_SECTION` error.
+    The field's annotation: `Annotated[SerializeAsAny[Base], BeforeValidator(choice.validate),
+    choice]`, `Base` being what every member extends (so that it dumps as its member)."""
+
+    key: str
+    default: str
+    member: Callable[[str], type[BaseModel] | None]
+    names: Callable[[], Iterable[str]]
+
+    def member_for(self, value: Any) -> type[BaseModel] | None:
+        name = value.get(self.key, self.default) if isinstance(value, Mapping) else self.default
+        return self.member(name) if isinstance(name, str) else None
+
+    def validate(self, value: Any) -> Any:
+        if isinstance(value, BaseModel):
+            return value  # a section built in code
+        if not isinstance(value, Mapping):
+            raise PydanticCustomError(
+                "model_attributes_type",
+                "Input should be a valid dictionary or object to extract fields from",
+            )
+        name = value.get(self.key, self.default)
+        model = self.member(name) if isinstance(name, str) else None
+        if model is None:
+            valid = ", ".join(map(repr, self.names()))
+            raise PydanticCustomError(
+                UNKNOWN_SECTION,
+                "{message}",
+                {"message": f"unknown {self.key} {name!r}; valid: {valid}", "key": self.key},
+            )
+        return model.model_validate({**value, self.key: name})
+
+
+def one_of(info: FieldInfo) -> OneOf | None:
+    return next((m for m in info.metadata if isinstance(m, OneOf)), None)
 
 
 @cache

@@ -11,7 +11,7 @@ selectors `last()` answers the window start, not the point's time), grouped by V
 
 Only the configured pods count. Across pods the newest point wins by its time in milliseconds,
 the time a record carries; on equal times the larger value in the merge rule's value order
-(`bethos.merge.value_order_key`). Series without a VIN or resource, and signal names the record
+(`bethos.merge_rule.value_order_key`). Series without a VIN or resource, and signal names the record
 model refuses, have no place in a record and are left out. Names are quoted, pods are bound.
 """
 
@@ -25,7 +25,7 @@ import requests
 
 from bethos.config import InfluxSettings
 from bethos.exceptions import ConfigError
-from bethos.merge import value_order_key
+from bethos.merge_rule import value_order_key
 from bethos.record import MAX_NAME_LENGTH, Signal
 from bethos.resource_map import ResourceMap
 from connectors.influxdb.influxql import NS_PER_MS, quote_identifier

@@ -1,4 +1,5 @@
-"""The code a job brings to any Flink cluster: one zip of the `bethos` and `connectors` packages.
+"""The code a job brings to any Flink cluster: one zip of the `bethos`, `connectors` and
+`bethos_flink` packages.
 
 `flink run -pyfs bethos-<version>-<digest>.zip -py jobs/<job>.py` puts the zip on the path of
 the job's client and of its Python workers, so a cluster whose Python has only the third-party
@@ -14,9 +15,9 @@ import zipfile
 from importlib.metadata import version
 from pathlib import Path
 
-from bethos import paths
+from devstack import paths
 
-PACKAGES = ("bethos", "connectors")
+PACKAGES = ("bethos", "connectors", "bethos_flink")
 # Fixed so that the same code gives the same zip (zip stores local times of day).
 _EPOCH = (1980, 1, 1, 0, 0, 0)
 

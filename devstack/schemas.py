@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from bethos import paths
+from devstack import paths
 
 SCHEMA_DIR = paths.PROJECT_ROOT / "schemas"
 NAMES = ("aggregated", "latest", "dead_letter")

@@ -7,8 +7,8 @@
 """
 
 from bethos.config import EtlSettings
-from bethos.flink.environment import run_job
-from bethos.flink.etl import build
+from bethos_flink.environment import run_job
+from bethos_flink.etl_graph import build
 
 if __name__ == "__main__":
     run_job(__doc__, EtlSettings, "config/etl.yaml", build, "etl")

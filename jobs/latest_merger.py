@@ -7,8 +7,8 @@
 """
 
 from bethos.config import MergerSettings
-from bethos.flink.environment import run_job
-from bethos.flink.merger import build
+from bethos_flink.environment import run_job
+from bethos_flink.merger_graph import build
 
 if __name__ == "__main__":
     run_job(__doc__, MergerSettings, "config/latest_merger.yaml", build, "latest_merger")

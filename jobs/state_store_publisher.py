@@ -10,8 +10,8 @@ what changed to the `latest` topic.
 """
 
 from bethos.config import MergerSettings
-from bethos.flink.environment import run_job
-from bethos.flink.strategies.state_store import build_publisher
+from bethos_flink.environment import run_job
+from bethos_flink.strategies.state_store import build_publisher
 
 if __name__ == "__main__":
     run_job(

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from bethos import paths
+from devstack import paths
 
 # A state directory of its own: the default one may hold a 3-broker demo stack.
 TEST_STATE = Path(f"{paths.state_dir()}-test")

@@ -37,30 +37,33 @@ sources through a context variable, set while `load_settings` or `parse_settings
 model. A job model built any other way (`EtlSettings(...)`, `model_validate`) reads nothing but
 its input: its only source is then its arguments.
 
-The modules: `kafka` (`kafka.security` and its adapters to the Java client's and librdkafka's
-properties), `models` (the sections and the jobs' settings, with their rules; each strategy's
-own settings and rules are in `bethos/strategies`), `sources` (the YAML file and the
+The modules: `kafka_security` (`kafka.security` and its adapters to the Java client's and
+librdkafka's properties), `models` (the sections and the jobs' settings, with their rules; the
+`latest_merger` section is the model of the strategy it names in `bethos.strategy_registry`,
+each strategy's own settings and rules are in `bethos/strategies`, imported only when a file
+names it), `sources` (the YAML file and the
 environment, and the load they read), `loading` (`read_yaml`, `load_settings`,
 `parse_settings`, and the errors turned into `ConfigError` problems). Import from here.
 """
 
-from bethos.config.kafka import ClientProperties as ClientProperties
-from bethos.config.kafka import KafkaSecurity as KafkaSecurity
+from bethos.config.kafka_security import ClientProperties as ClientProperties
+from bethos.config.kafka_security import KafkaSecurity as KafkaSecurity
 from bethos.config.loading import load_settings as load_settings
 from bethos.config.loading import parse_settings as parse_settings
 from bethos.config.loading import read_yaml as read_yaml
 from bethos.config.models import DEFAULT_BROKERS as DEFAULT_BROKERS
 from bethos.config.models import MIN_CHECKPOINT_INTERVAL_MS as MIN_CHECKPOINT_INTERVAL_MS
-from bethos.config.models import STRATEGIES as STRATEGIES
 from bethos.config.models import EtlSettings as EtlSettings
 from bethos.config.models import FlinkSettings as FlinkSettings
 from bethos.config.models import InfluxSettings as InfluxSettings
 from bethos.config.models import JobSettings as JobSettings
 from bethos.config.models import KafkaSettings as KafkaSettings
 from bethos.config.models import LimitSettings as LimitSettings
+from bethos.config.models import MergerOptions as MergerOptions
 from bethos.config.models import MergerSettings as MergerSettings
 from bethos.config.models import TopicName as TopicName
 from bethos.config.models import TopicSettings as TopicSettings
+from bethos.config.models import is_topic_name as is_topic_name
 from bethos.config.sources import EnvironmentSource as EnvironmentSource
 from bethos.config.sources import KeyPath as KeyPath
 from bethos.config.sources import YamlDocument as YamlDocument

@@ -13,12 +13,11 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from bethos.config.kafka import is_sensitive
-from bethos.config.models import STRATEGIES, JobSettings
+from bethos.config.kafka_security import is_sensitive
+from bethos.config.models import JobSettings
 from bethos.config.sources import _LOAD, KeyPath, YamlDocument, _dotted, _Load
 from bethos.exceptions import ConfigError, ConfigProblem
-from bethos.sections import RULE_ERROR, model_at
-from bethos.strategies import REGISTRY
+from bethos.sections import RULE_ERROR, UNKNOWN_SECTION, model_at
 from bethos.urls import mask_url
 
 M = TypeVar("M", bound=BaseModel)
@@ -135,19 +134,15 @@ def _load(model: type[M], document: YamlDocument, source: str, environ: Mapping[
 def _problem(model: type[BaseModel], error: Any, load: _Load) -> ConfigProblem | None:
     """The problem of a pydantic error; None when a source reported it already."""
     loc = [str(part) for part in error["loc"]]
-    # A discriminated union puts the strategy's name in the path: latest_merger.inline.inline.x
-    if len(loc) > 1 and loc[0] == "latest_merger" and loc[1] in REGISTRY:
-        del loc[1]
     if any(tuple(loc[: len(unset)]) == unset for unset in load.unset):
         return None
     kind, value = error["type"], error["input"]
     secret = bool(loc) and is_sensitive(loc[-1])
-    if kind == "union_tag_invalid":
-        tag = value.get("strategy") if isinstance(value, dict) else value
-        loc.append("strategy")
-        message = f"unknown strategy {tag!r}; valid: {', '.join(map(repr, STRATEGIES))}"
+    if kind == UNKNOWN_SECTION:  # e.g. `latest_merger.strategy` names no strategy
+        loc.append(error["ctx"]["key"])
+        message = error["msg"]
     elif kind == "extra_forbidden":
-        message = "unknown key" + _did_you_mean(model, error["loc"])
+        message = "unknown key" + _did_you_mean(model, error["loc"], load.document.values)
     elif kind == "missing":
         message = "required"
     else:
@@ -167,8 +162,8 @@ def _problem(model: type[BaseModel], error: Any, load: _Load) -> ConfigProblem |
     return ConfigProblem(_dotted(path), message, None if from_variable else load.line_of(path))
 
 
-def _did_you_mean(model: type[BaseModel], loc: tuple[Any, ...]) -> str:
+def _did_you_mean(model: type[BaseModel], loc: tuple[Any, ...], values: Any) -> str:
     """A close key of the section that holds an unknown key, if there is one."""
-    section = model_at(model, loc[:-1])
+    section = model_at(model, loc[:-1], values)
     close = difflib.get_close_matches(str(loc[-1]), list(section.model_fields) if section else [])
     return f" (did you mean {close[0]!r}?)" if close else ""

@@ -1,18 +1,27 @@
 """The settings models: the sections (Kafka, topics, InfluxDB, Flink), the jobs' settings
 (`EtlSettings`, `MergerSettings`, on their base `JobSettings`) and their rules across keys.
-The strategies' own settings and rules are in `bethos/strategies`."""
+The `latest_merger` section is the one of the strategy it names, looked up in
+`bethos.strategy_registry`: its keys every strategy shares are `MergerOptions` here, each
+strategy's own settings and rules are in `bethos/strategies`."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from typing import Annotated, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, Field, SecretStr, field_validator
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    Field,
+    SecretStr,
+    SerializeAsAny,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from bethos.config.kafka import (
+from bethos.config.kafka_security import (
     SECURITY_PROPERTIES,
     ClientProperties,
     KafkaSecurity,
@@ -22,19 +31,17 @@ from bethos.config.kafka import (
 )
 from bethos.config.sources import _LOAD, EnvironmentSource, YamlSource
 from bethos.durations import format_duration_ms as _ms
-from bethos.limits import RecordLimits
+from bethos.record_limits import RecordLimits
 from bethos.sections import (
     Broken,
     CheckedSection,
     DurationMs,
+    OneOf,
     PositiveDurationMs,
     Rule,
     Section,
 )
-from bethos.strategies import REGISTRY, StrategySettings
-from bethos.strategies.base import MergerOptions
-from bethos.strategies.inline import Inline
-from bethos.strategies.log_compacted import LogCompacted
+from bethos.strategy_registry import DEFAULT, STRATEGIES, names
 from bethos.urls import mask_url, url_password
 
 _TOPIC = re.compile(r"[A-Za-z0-9._-]{1,249}")
@@ -42,17 +49,16 @@ _BROKER = re.compile(
     r"(?:[A-Za-z][A-Za-z0-9+.-]*://)?(?:\[[0-9A-Fa-f:.]+\]|[^\s:/,\[\]]+):([0-9]{1,5})"
 )
 DEFAULT_BROKERS = "localhost:19091,localhost:19092,localhost:19093"
-STRATEGIES = tuple(REGISTRY)
 # Flink refuses a shorter checkpoint interval (CheckpointConfig.MINIMAL_CHECKPOINT_TIME).
 MIN_CHECKPOINT_INTERVAL_MS = 10
 
 
-def _is_topic_name(name: str) -> bool:
+def is_topic_name(name: str) -> bool:
     return _TOPIC.fullmatch(name) is not None and name not in (".", "..")
 
 
 def _topic_name(value: str) -> str:
-    if not _is_topic_name(value):
+    if not is_topic_name(value):
         raise ValueError(
             f"not a Kafka topic name: {value!r} (1 to 249 letters, digits, '.', '_' or '-')"
         )
@@ -204,8 +210,8 @@ KAFKA_MESSAGE_LIMIT = 1_048_576
 
 
 class LimitSettings(Section):
-    """Bounds on a VIN's latest record (`bethos.limits`): what would break one is refused into
-    the dead-letter topic instead of failing the sink."""
+    """Bounds on a VIN's latest record (`bethos.record_limits`): what would break one is refused
+    into the dead-letter topic instead of failing the sink."""
 
     max_signals_per_vin: int = Field(default=10_000, ge=1)
     max_value_bytes: int = Field(default=65_536, ge=1)
@@ -321,44 +327,71 @@ class EtlSettings(JobSettings):
     )
 
 
-def _strategy_key(options: MergerOptions, *keys: str) -> tuple[str, ...]:
-    # Tagged like pydantic's own errors inside the union; the tag is dropped when reported.
-    return ("latest_merger", options.strategy, *keys)
+class MergerOptions(CheckedSection):
+    """The `latest_merger` section: the strategy's name (`strategy`), the flush and the keys
+    below; each strategy (`bethos/strategies`) adds its own section, its rules and a `build()`
+    returning its logic."""
+
+    strategy: str
+    flush_interval: DurationMs = 120_000
+    emit: Literal["changed", "all"] = "changed"
+    # Spread the per-VIN flushes over the interval instead of one burst.
+    stagger: bool = False
+    # A VIN with no reading for this long is emitted once as a tombstone and forgotten.
+    vin_ttl: DurationMs | None = None
+    # A merger starting without state first loads the `latest` topic.
+    bootstrap_from_latest: bool = True
+
+    # A zero interval or time to live would fail the job after it started.
+    def _flush_timing(self) -> Iterator[Broken]:
+        if self.flush_interval <= 0:
+            yield Broken(("flush_interval",), "must be more than 0")
+        if self.vin_ttl is not None and self.vin_ttl <= 0:
+            yield Broken(("vin_ttl",), "must be more than 0 when set")
+
+    rules: ClassVar[tuple[Rule, ...]] = (_flush_timing,)
+
+    def build(self) -> object:
+        """The strategy's logic, free of Flink (each strategy narrows the type)."""
+        raise NotImplementedError(f"strategy {self.strategy!r} has no build()")
+
+    def topic_problems(self, topics: TopicSettings) -> Iterator[Broken]:
+        """The strategy's rules that need the `topics` section, at key paths inside this one
+        (`MergerSettings` checks them)."""
+        return iter(())
+
+
+def _strategy_model(name: str) -> type[Any] | None:
+    strategy = STRATEGIES.get(name)
+    return None if strategy is None else strategy.settings()
+
+
+def _default_strategy() -> MergerOptions:
+    options: MergerOptions = STRATEGIES[DEFAULT].settings()()
+    return options
+
+
+_STRATEGY = OneOf("strategy", DEFAULT, _strategy_model, names)
+StrategySection = Annotated[
+    SerializeAsAny[MergerOptions], BeforeValidator(_STRATEGY.validate), _STRATEGY
+]
+"""The `latest_merger` section, validated by the model of the strategy it names (the registry's
+`DEFAULT` when it names none): code narrows it with isinstance."""
 
 
 class MergerSettings(JobSettings):
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     topics: TopicSettings = Field(default_factory=TopicSettings)
     flink: FlinkSettings = Field(default_factory=FlinkSettings)
-    latest_merger: StrategySettings = Field(default_factory=LogCompacted)
+    latest_merger: StrategySection = Field(default_factory=_default_strategy)
     consumer_group: str = Field(default="bethos-latest-merger", min_length=1)
     start_from_oldest: bool = True
     limits: LimitSettings = Field(default_factory=LimitSettings)
 
     # Each strategy checks its own keys (bethos/strategies); the rules that need another
-    # section, the topics, are checked here.
-    def _inline_kafka_topic(self) -> Iterator[Broken]:
-        options = self.latest_merger
-        if not isinstance(options, Inline) or options.inline.sink != "kafka":
-            return
-        inline, where = options.inline, _strategy_key(options, "inline", "topic")
-        topic = inline.topic or self.topics.latest
-        if inline.topic is not None and not _is_topic_name(topic):
-            yield Broken(where, f"not a Kafka topic name: {topic!r}")
-        elif topic in (self.topics.aggregated, self.topics.dlq):
-            yield Broken(
-                where,
-                f"{topic!r} is an input of the merger (topics.aggregated) or its dead-letter "
-                "topic: writing the latest records there feeds them back",
-            )
-        elif inline.batch_size > 1 and topic == self.topics.latest:
-            yield Broken(
-                where,
-                f"required, and not topics.latest, when inline.batch_size is above 1 (it is "
-                f"{inline.batch_size}): a batch holds several VINs, so its key is its delivery "
-                "bucket (batch-N), not a VIN; on the compacted latest topic only the newest "
-                "batch of each bucket would stay, and the VINs of the older ones would be "
-                "compacted away. Name another topic",
-            )
+    # section, the topics, are the strategy's `topic_problems`, checked here.
+    def _strategy_topics(self) -> Iterator[Broken]:
+        for broken in self.latest_merger.topic_problems(self.topics):
+            yield Broken(("latest_merger", *broken.loc), broken.message)
 
-    rules: ClassVar[tuple[Rule, ...]] = (_inline_kafka_topic,)
+    rules: ClassVar[tuple[Rule, ...]] = (_strategy_topics,)

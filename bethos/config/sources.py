@@ -20,6 +20,7 @@ from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, InitSettingsSource, PydanticBaseSettingsSource
 
 from bethos.exceptions import ConfigError, ConfigProblem
+from bethos.strategy_registry import STRATEGIES
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::([^}]*))?\}")
 _NUMBERED_BROKER = re.compile(r"KAFKA_BROKER_([0-9]+)")
@@ -76,11 +77,16 @@ def brokers_from_env(environ: Mapping[str, str]) -> str | None:
     return ",".join(numbered) or None
 
 
-# (key path, variables in the order tried) of each secret; the first one set wins.
-_SECRETS: tuple[tuple[KeyPath, tuple[str, ...]], ...] = (
-    (("kafka", "security", "password"), ("KAFKA_SASL_PASSWORD",)),
-    (("influxdb", "password"), ("INFLUXDB_TOKEN", "INFLUXDB_PASSWORD")),
-    (("latest_merger", "state_store", "password"), ("REDIS_PASSWORD",)),
+# (key path, variables in the order tried, the strategy it belongs to) of each secret; the first
+# variable set wins. A strategy's secret is taken only when the file picks that strategy.
+_SECRETS: tuple[tuple[KeyPath, tuple[str, ...], str | None], ...] = (
+    (("kafka", "security", "password"), ("KAFKA_SASL_PASSWORD",), None),
+    (("influxdb", "password"), ("INFLUXDB_TOKEN", "INFLUXDB_PASSWORD"), None),
+    *(
+        (("latest_merger", *path), variables, strategy.name)
+        for strategy in STRATEGIES.values()
+        for path, variables in strategy.secrets
+    ),
 )
 
 
@@ -127,7 +133,7 @@ class YamlSource(InitSettingsSource):
 
     def __init__(self, settings_cls: type[BaseSettings], load: _Load) -> None:
         values = _substitute(load.document.values, (), load, set())
-        for path, variables in _SECRETS:
+        for path, variables, _ in _SECRETS:
             if _pop(values, path):
                 load.problem(
                     path,
@@ -194,19 +200,19 @@ class EnvironmentSource(PydanticBaseSettingsSource):
             self._put(("kafka", "brokers"), brokers, f"KAFKA_BROKER_1..{count}")
         self._check_broker_numbers()
         fields = settings_cls.model_fields
-        for path, variables in _SECRETS:
-            if path[0] not in fields or not self._applies(path):
+        for path, variables, strategy in _SECRETS:
+            if path[0] not in fields or not self._picks(strategy):
                 continue
             for variable in variables:
                 if environ.get(variable):
                     self._put(path, environ[variable], variable)
                     break
 
-    def _applies(self, path: KeyPath) -> bool:
-        if path[0] != "latest_merger":
+    def _picks(self, strategy: str | None) -> bool:
+        if strategy is None:
             return True
         merger = self._file.get("latest_merger")
-        return isinstance(merger, dict) and merger.get("strategy") == "state_store"
+        return isinstance(merger, dict) and merger.get("strategy") == strategy
 
     def _put(self, path: KeyPath, value: Any, variable: str) -> None:
         # Only into sections that the file leaves out or writes as a mapping: a file's

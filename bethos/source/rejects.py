@@ -13,7 +13,7 @@ import hashlib
 from collections.abc import Iterable
 
 from bethos.config import EtlSettings
-from bethos.readings import Reject
+from bethos.fetch_result import Reject
 
 # Beyond this many per pod (a flood of bad rows) the oldest are forgotten; at worst a forgotten
 # one is dead-lettered again by a later read.

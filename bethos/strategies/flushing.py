@@ -14,7 +14,8 @@ from typing import NamedTuple
 
 import orjson
 
-from bethos.merge import Entry
+from bethos.config import MergerOptions
+from bethos.merge_rule import Entry
 from bethos.record import SCHEMA_VERSION
 from bethos.retry import backoff_delay
 
@@ -57,6 +58,16 @@ class FlushLogic:
     emit_all: bool = False
     stagger: bool = False
     ttl_ms: int | None = None
+
+    @classmethod
+    def of(cls, options: MergerOptions) -> FlushLogic:
+        """The per-VIN flush that the `latest_merger` keys every strategy shares describe."""
+        return cls(
+            interval_ms=options.flush_interval,
+            emit_all=options.emit == "all",
+            stagger=options.stagger,
+            ttl_ms=options.vin_ttl,
+        )
 
     def on_record(self, entry: Entry, vin: str, now_ms: int) -> int | None:
         """Bookkeeping for a record merged into `entry`: the time of a flush timer to

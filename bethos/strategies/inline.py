@@ -9,9 +9,9 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
+from bethos.config import MergerOptions, TopicSettings, is_topic_name
 from bethos.exceptions import ConfigError
 from bethos.sections import Broken, CheckedSection, DurationMs, Rule
-from bethos.strategies.base import MergerOptions
 from bethos.strategies.flushing import (
     DeliveryPlan,
     FlushLogic,
@@ -35,7 +35,7 @@ class InlineSettings(CheckedSection):
         if self.sink == "file" and not self.path:
             yield Broken(("path",), "required when inline.sink is 'file'")
 
-    # The Kafka topic's rules need the `topics` section: `MergerSettings` checks them.
+    # The Kafka topic's rules need the `topics` section: `Inline.topic_problems`.
     rules: ClassVar[tuple[Rule, ...]] = (_file_has_a_path,)
 
     def kafka_topic(self, latest: str) -> str:
@@ -56,7 +56,30 @@ class Inline(MergerOptions):
 
     def build(self) -> InlineLogic:
         inline = self.inline
-        return InlineLogic(self.flush_logic(), DeliveryPlan(inline.batch_size, inline.linger))
+        return InlineLogic(FlushLogic.of(self), DeliveryPlan(inline.batch_size, inline.linger))
+
+    def topic_problems(self, topics: TopicSettings) -> Iterator[Broken]:
+        inline = self.inline
+        if inline.sink != "kafka":
+            return
+        topic, where = inline.topic or topics.latest, ("inline", "topic")
+        if inline.topic is not None and not is_topic_name(topic):
+            yield Broken(where, f"not a Kafka topic name: {topic!r}")
+        elif topic in (topics.aggregated, topics.dlq):
+            yield Broken(
+                where,
+                f"{topic!r} is an input of the merger (topics.aggregated) or its dead-letter "
+                "topic: writing the latest records there feeds them back",
+            )
+        elif inline.batch_size > 1 and topic == topics.latest:
+            yield Broken(
+                where,
+                f"required, and not topics.latest, when inline.batch_size is above 1 (it is "
+                f"{inline.batch_size}): a batch holds several VINs, so its key is its delivery "
+                "bucket (batch-N), not a VIN; on the compacted latest topic only the newest "
+                "batch of each bucket would stay, and the VINs of the older ones would be "
+                "compacted away. Name another topic",
+            )
 
 
 def batch_key(bucket: int) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from bethos.strategies.base import MergerOptions
+from bethos.config import MergerOptions
 from bethos.strategies.flushing import FlushLogic
 
 
@@ -14,4 +14,4 @@ class LogCompacted(MergerOptions):
 
     def build(self) -> FlushLogic:
         """Nothing beyond the per-VIN flush: each emission is one message of the topic."""
-        return self.flush_logic()
+        return FlushLogic.of(self)

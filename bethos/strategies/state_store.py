@@ -11,8 +11,8 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr
 
+from bethos.config import MergerOptions
 from bethos.sections import Broken, CheckedSection, DurationMs, Rule
-from bethos.strategies.base import MergerOptions
 from bethos.strategies.flushing import DeliveryPlan, FlushLogic, Pending
 from bethos.urls import mask_url, url_password
 
@@ -56,7 +56,7 @@ class StateStore(MergerOptions):
     def build(self) -> StoreLogic:
         store = self.state_store
         return StoreLogic(
-            self.flush_logic(),
+            FlushLogic.of(self),
             DeliveryPlan(store.batch_size, store.linger),
             PublishPlan(store.publish_interval),
         )

@@ -16,11 +16,11 @@ from typing import ClassVar, Literal, NamedTuple
 
 from pydantic import Field
 
-from bethos.limits import RecordLimits, Refused, merge_bounded, merge_state_bounded
-from bethos.merge import Candidate, VinState
+from bethos.config import MergerOptions
+from bethos.merge_rule import Candidate, VinState
 from bethos.record import INT64_MAX, AggregatedRecord
+from bethos.record_limits import RecordLimits, Refused, merge_bounded, merge_state_bounded
 from bethos.sections import Broken, CheckedSection, DurationMs, Rule
-from bethos.strategies.base import MergerOptions
 
 
 class WindowSettings(CheckedSection):

@@ -22,7 +22,7 @@ import requests
 
 from bethos.config import InfluxSettings
 from bethos.exceptions import ConfigError, RecordError, SourceError, TruncatedError
-from bethos.readings import FetchResult, Reject, Tally, Window
+from bethos.fetch_result import FetchResult, Reject, Tally, Window
 from bethos.record import INT64_MAX, INT64_MIN, MAX_NAME_LENGTH, Signal, check_signal_value
 from bethos.resource_map import ResourceMap
 from connectors.influxdb.influxql import (

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 
 from bethos.config import MergerSettings, load_settings
-from bethos.flink.environment import create_environments
+from bethos_flink.environment import create_environments
 from connectors.kafka.tables import client_options, sql_identifier, sql_literal, with_clause
 
 SIGNALS = [f"s{j:02d}" for j in range(int(os.environ.get("BETHOS_BENCH_SIGNALS", "20")))]

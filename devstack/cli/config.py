@@ -21,13 +21,13 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-from bethos import paths
 from bethos.config import MASK, EtlSettings, JobSettings, MergerSettings, load_settings, mask_url
 from bethos.durations import format_duration_ms
 from bethos.exceptions import ConfigError, ConfigProblem
 from bethos.sections import DURATIONS_AS_TEXT
 from bethos.source.layout import resource_map_for
 from bethos.strategies.state_store import StateStore
+from devstack import paths
 
 
 def _etl_needs(settings: Any) -> list[ConfigProblem]:
@@ -181,7 +181,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     return show(args.job, args.config, os.environ, args.format, Console())
 
 
-def add_config_verbs(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """`bethos config check|show`."""
     config = sub.add_parser("config", help="check a settings file, or show a job's settings")
     verbs = config.add_subparsers(dest="config_command", required=True)

@@ -1,15 +1,20 @@
-"""`bethos generate`, `bethos verify` and `bethos show`: test data in, ground truth out."""
+"""`bethos generate`, `bethos verify` and `bethos show`: test data in, ground truth out; the
+functions, and the commands on them."""
 
 from __future__ import annotations
 
+import argparse
 import itertools
 import time
 from collections.abc import Callable, Mapping, Sequence
 
-from bethos.config import EtlSettings
+from bethos.config import EtlSettings, load_settings
+from bethos.durations import parse_duration_ms
 from bethos.record import Signal
 from connectors.influxdb.writer import InfluxWriter, Point
+from devstack.cli import progress
 from devstack.generate import varied_points
+from devstack.stack import jobs
 from devstack.verify import Difference as Difference
 from devstack.verify import ground_truth as ground_truth
 from devstack.verify import latest_records as latest_records
@@ -80,3 +85,55 @@ def _table(rows: Sequence[tuple[str, ...]]) -> str:
     ]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+def _etl_settings(args: argparse.Namespace) -> EtlSettings:
+    return load_settings(EtlSettings, args.config or jobs.DEFAULT_CONFIGS["etl"])
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    settings = _etl_settings(args)
+    with progress.bar("points written to InfluxDB") as advance:
+        count = generate(
+            settings, args.vins, args.rounds, parse_duration_ms(args.interval), args.seed, advance
+        )
+    print(
+        f"wrote {count} points ({args.vins} VINs x {args.rounds} rounds) to "
+        f"{settings.influxdb.url} database {settings.influxdb.database}"
+    )
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    settings = _etl_settings(args)
+    vins, signals, differences = verify(settings)
+    if differences:
+        print(format_differences(differences))
+        print(f"verify: FAILED, {len(differences)} difference(s) over {vins} VINs")
+        return 1
+    print(f"verify: OK, {vins} VINs and {signals} signals equal the newest values in InfluxDB")
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    print(format_latest(latest_records(_etl_settings(args))))
+    return 0
+
+
+def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`generate`, `verify`, `show`."""
+    gen = sub.add_parser("generate", help="write varied telemetry into InfluxDB")
+    gen.add_argument("--config")
+    gen.add_argument("--vins", type=int, default=10)
+    gen.add_argument("--rounds", type=int, default=6)
+    gen.add_argument("--interval", default="10s", help="time between rounds")
+    gen.add_argument("--seed", type=int, default=7)
+    gen.set_defaults(func=cmd_generate)
+
+    for name, func, text in (
+        ("verify", cmd_verify, "compare the latest topic with InfluxDB; exit 1 on a difference"),
+        ("show", cmd_show, "print the latest record of every VIN"),
+    ):
+        command = sub.add_parser(name, help=text)
+        command.add_argument("--config", help="the ETL config (InfluxDB, pods, topics)")
+        command.set_defaults(func=func)

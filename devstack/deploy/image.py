@@ -8,18 +8,18 @@ import tomllib
 from functools import cache
 from typing import Any
 
-from bethos import paths
+from devstack import paths
 
 FLINK_HOME = "/opt/flink"
-# bethos's code (bethos/, connectors/, jobs/, config/, devstack/): the submitter's PYTHONPATH and
-# what `-pyfs` ships with each job. It is not installed into the image's Python.
+# bethos's code (bethos/, connectors/, bethos_flink/, jobs/, config/, devstack/): the submitter's
+# PYTHONPATH and what `-pyfs` ships with each job. It is not installed into the image's Python.
 CODE_DIR = "/opt/bethos"
 # Flink's state (checkpoints, savepoints) on a volume shared by the JobManager and TaskManagers.
 STATE_DIR = "/var/lib/bethos"
 # The Python copied from the official python image: the same for client and workers.
 PYTHON = "/usr/local/bin/python3"
 PYTHON_JAR = FLINK_HOME + "/opt/flink-python-{flink}.jar"
-CODE_PARTS = ("bethos", "connectors", "jobs", "config", "devstack")
+CODE_PARTS = ("bethos", "connectors", "bethos_flink", "jobs", "config", "devstack")
 
 
 def connector_jar() -> str:

@@ -15,7 +15,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from bethos import paths
+from devstack import paths
 from devstack.exceptions import StackError
 from devstack.stack.health import http_json, port_open
 from devstack.stack.loopback_http import provider_jar

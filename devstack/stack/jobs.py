@@ -10,8 +10,8 @@ import re
 import subprocess
 from pathlib import Path
 
-from bethos import paths
 from bethos.exceptions import BethosError
+from devstack import paths
 from devstack.package import build_package
 from devstack.stack.local import Stack
 

@@ -7,7 +7,7 @@ import subprocess
 import uuid
 from pathlib import Path
 
-from bethos import paths
+from devstack import paths
 from devstack.exceptions import StackError
 from devstack.stack.process import Supervisor
 from devstack.stack.service import Progress, ServiceStatus, process_status

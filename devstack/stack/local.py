@@ -13,7 +13,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from bethos import paths
+from devstack import paths
 from devstack.exceptions import StackError
 from devstack.stack.flink import FlinkCluster
 from devstack.stack.health import wait_until

@@ -16,7 +16,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from bethos import paths
+from devstack import paths
 from devstack.exceptions import StackError
 
 SOURCE = Path(__file__).parent / "java" / "LoopbackHttpServerProvider.java"

@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from bethos import paths
+from devstack import paths
 from devstack.exceptions import StackError
 from devstack.stack.flink import FLINK_METRICS_PORTS
 from devstack.stack.service import SingleProcess

@@ -23,7 +23,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from bethos import paths
+from devstack import paths
 from devstack.exceptions import StackError
 from devstack.stack.kafka import java_tmpdir_option, new_cluster_id
 from devstack.stack.process import Supervisor

@@ -10,7 +10,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from bethos import paths
+from devstack import paths
 from devstack.exceptions import StackError
 
 MARKER = ".bethos-stack"

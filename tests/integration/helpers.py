@@ -14,7 +14,7 @@ from confluent_kafka.admin import AdminClient, ConfigResource
 from bethos.config import EtlSettings, KafkaSettings
 from bethos.exceptions import RecordError
 from bethos.logevents import parse_event
-from bethos.merge import VinState
+from bethos.merge_rule import VinState
 from bethos.record import Signal, decode_aggregated
 from connectors.influxdb.writer import InfluxWriter, Point
 from connectors.kafka.reader import read_topic

@@ -14,12 +14,12 @@ import orjson
 import pytest
 import yaml
 
-from bethos import paths
 from bethos.config import EtlSettings
 from bethos.logevents import parse_event
 from bethos.record import encode_aggregated
+from devstack import paths
 from devstack.cli import data
-from devstack.package import build_package
+from devstack.package import PACKAGES, build_package
 from devstack.stack import FLINK_REST_PORT, Stack, jobs, lifecycle
 from devstack.stack.flink import TASKMANAGER
 from tests.integration.helpers import wait_for, wait_until
@@ -140,7 +140,7 @@ def flush_components(stack: Stack) -> set[str]:
 def changed_build(root: Path) -> Path:
     """A copy of the code with a changed query, a changed operator chain and a visible change
     of behaviour (the merger's log lines name another component): the next commit, say."""
-    for package in ("bethos", "connectors"):
+    for package in PACKAGES:
         shutil.copytree(
             paths.PROJECT_ROOT / package, root / package, ignore=shutil.ignore_patterns("*.pyc")
         )
@@ -152,16 +152,16 @@ def changed_build(root: Path) -> Path:
         path.write_text(text.replace(old, new))
 
     patch(
-        "bethos/flink/merger.py",
+        "bethos_flink/merger_graph.py",
         "f\"'{origin}') AS `element` FROM {table}\"",
         ("f\"'{origin}') AS `element` FROM {table} WHERE `offset` >= 0\""),
     )
     patch(
-        "bethos/flink/merge.py",
+        "bethos_flink/merger_graph.py",
         '.name("merge per VIN")',
         '.name("merge per VIN").disable_chaining()',
     )
-    patch("bethos/flink/merge.py", 'COMPONENT = "latest_merger"', f'COMPONENT = "{NEXT}"')
+    patch("bethos_flink/merge_function.py", 'COMPONENT = "latest_merger"', f'COMPONENT = "{NEXT}"')
     return build_package(root / "dist", root)
 
 
@@ -253,7 +253,7 @@ def test_the_code_as_a_directory_the_way_the_image_ships_it(
     packages (/opt/bethos), not the zip: the cluster's Python has no bethos, so the jobs only
     run if that directory reaches their workers."""
     code = tmp_path / "opt-bethos"
-    for package in ("bethos", "connectors"):
+    for package in PACKAGES:
         shutil.copytree(
             paths.PROJECT_ROOT / package,
             code / package,

@@ -12,7 +12,7 @@ import yaml
 
 from bethos.config import EtlSettings, InfluxSettings, load_settings
 from bethos.exceptions import SourceError
-from bethos.readings import Window
+from bethos.fetch_result import Window
 from connectors.influxdb.client import InfluxClient
 from connectors.influxdb.writer import InfluxWriter, Point
 from devstack.stack import Stack, jobs, wait_until, write_influxdb_config

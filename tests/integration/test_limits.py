@@ -13,9 +13,9 @@ import pytest
 import yaml
 
 from bethos.config import EtlSettings, MergerSettings, load_settings
-from bethos.limits import RECORD_TOO_LARGE, TOO_MANY_SIGNALS, merge_bounded
-from bethos.merge import VinState
+from bethos.merge_rule import VinState
 from bethos.record import AggregatedRecord, Signal, encode_aggregated
+from bethos.record_limits import RECORD_TOO_LARGE, TOO_MANY_SIGNALS, merge_bounded
 from devstack.cli import data
 from devstack.stack import FLINK_REST_PORT
 from devstack.verify import compare

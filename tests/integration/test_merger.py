@@ -13,7 +13,7 @@ import yaml
 from confluent_kafka import Producer
 
 from bethos.config import EtlSettings
-from bethos.merge import VinState
+from bethos.merge_rule import VinState
 from bethos.record import AggregatedRecord, Signal, decode_aggregated, encode_aggregated
 from connectors.kafka.reader import read_topic
 from devstack.cli import data

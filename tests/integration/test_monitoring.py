@@ -157,7 +157,9 @@ def test_prometheus_has_every_metric_the_etl_and_the_default_merger_register(
 ) -> None:
     """The names read from the code (as the doc test reads them) against what Prometheus
     scraped: the ETL's and the log_compacted merger's, with its intake's."""
-    sources = [ROOT / "bethos" / "flink" / name for name in ("etl.py", "merge.py", "rows.py")]
+    sources = [
+        ROOT / "bethos_flink" / name for name in ("etl_graph.py", "merge_function.py", "rows.py")
+    ]
     names = {OPERATOR_PREFIX + "_".join(parts) for path in sources for parts in registrations(path)}
     assert len(names) >= 20
     etl_id, merger_id = start_pipeline(etl_settings, pipeline_configs, submit)

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from bethos.config import EtlSettings, load_settings
-from bethos.readings import Tally, Window
+from bethos.fetch_result import Tally, Window
 from bethos.record import Signal
 from bethos.resource_map import ResourceMap
 from connectors.influxdb.client import InfluxClient

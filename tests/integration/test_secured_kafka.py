@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bethos import paths
 from bethos.config import EtlSettings, MergerSettings, load_settings
 from bethos.exceptions import KafkaRefused
 from connectors.kafka.admin import create_topics
+from devstack import paths
 from devstack.cli import data
 from devstack.cli.main import main as bethos_main
 from devstack.stack import FLINK_REST_PORT, INFLUXDB_PORT, Stack, http_json

@@ -1,4 +1,4 @@
-"""The domain imports no Flink; the event log format; dead letters; the Kafka DDL."""
+"""The floors import one way; the event log format; dead letters; the Kafka DDL."""
 
 from __future__ import annotations
 
@@ -31,6 +31,7 @@ def imports_of(path: Path) -> set[str]:
 
 
 def offenders(folder: str, forbidden: tuple[str, ...], skip: str | None = None) -> list[str]:
+    """Each file under `folder` that imports a module of `forbidden`, with those it imports."""
     found = []
     for path in sorted((ROOT / folder).rglob("*.py")):
         relative = path.relative_to(ROOT)
@@ -46,31 +47,55 @@ def offenders(folder: str, forbidden: tuple[str, ...], skip: str | None = None) 
     return found
 
 
+# The floors, bottom first: each imports only the floors below it and itself
+# (docs/ARCHITECTURE.md). `bethos_flink` is the only one importing Flink.
+FLOORS = ("bethos", "connectors", "bethos_flink", "jobs", "devstack")
+FLINK_FLOOR = "bethos_flink"
+
 # The product core's ground floor: what connectors may import of it.
 GROUND_FLOOR = (
     "bethos.config",
     "bethos.exceptions",
-    "bethos.readings",
+    "bethos.fetch_result",
     "bethos.record",
     "bethos.resource_map",
     "bethos.retry",
     "bethos.sections",
+    "bethos.strategy_registry",
 )
 
 
-def test_arrows_run_one_way() -> None:
-    # The core imports no Flink, no connector and no tooling; only bethos/flink imports Flink.
-    assert offenders("bethos", ("pyflink", "connectors", "devstack"), skip="flink") == []
-    assert offenders("bethos/flink", ("devstack",)) == []
-    # Connectors import only the core's ground floor: never the source, the strategies, Flink.
-    core = ("bethos.source", "bethos.strategies", "bethos.flink", "bethos.merge")
-    assert offenders("connectors", (*core, "devstack", "pyflink")) == []
-    for path in (ROOT / "connectors").rglob("*.py"):
+def test_each_floor_imports_only_the_floors_below_it() -> None:
+    found = []
+    for level, floor in enumerate(FLOORS):
+        above = tuple(FLOORS[level + 1 :])
+        found += offenders(floor, above)
+        if floor != FLINK_FLOOR:
+            found += offenders(floor, ("pyflink",))
+    assert found == []
+
+
+def test_arrows_inside_the_core() -> None:
+    # The settings import no strategy: the registry, which imports nothing of bethos, names each
+    # strategy's modules by path, and the settings import the one a file names.
+    assert offenders("bethos/config", ("bethos.strategies",)) == []
+    registry = imports_of(ROOT / "bethos" / "strategy_registry.py")
+    assert [name for name in registry if name.split(".")[0] in (*FLOORS, "pyflink")] == []
+    # Connectors import only the core's ground floor: never the source, the strategies, the
+    # merge rule.
+    for path in sorted((ROOT / "connectors").rglob("*.py")):
         for name in imports_of(path):
             if name.startswith("bethos.") and not name.startswith(GROUND_FLOOR):
                 raise AssertionError(f"{path.relative_to(ROOT)} imports {name}")
-    # Entry points are thin: settings and the Flink wiring only.
-    assert offenders("jobs", ("devstack", "connectors", "bethos.source", "bethos.strategies")) == []
+
+
+def test_entry_points_are_thin() -> None:
+    # The settings and the Flink layer only.
+    for path in sorted((ROOT / "jobs").rglob("*.py")):
+        for name in imports_of(path):
+            top = name.split(".")[0]
+            if top in FLOORS and not name.startswith(("bethos.config", FLINK_FLOOR)):
+                raise AssertionError(f"{path.relative_to(ROOT)} imports {name}")
 
 
 def test_event_lines() -> None:

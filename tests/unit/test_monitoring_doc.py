@@ -59,7 +59,8 @@ def registrations(path: Path) -> set[tuple[str, ...]]:
 
 
 def prometheus_names() -> set[str]:
-    sources = [*(ROOT / "bethos").rglob("*.py"), *(ROOT / "connectors").rglob("*.py")]
+    product = ("bethos", "connectors", "bethos_flink")
+    sources = [path for folder in product for path in (ROOT / folder).rglob("*.py")]
     return {OPERATOR_PREFIX + "_".join(parts) for path in sources for parts in registrations(path)}
 
 

@@ -3,10 +3,22 @@ from __future__ import annotations
 import itertools
 import random
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from devstack.chaos import FAULTS, LOOKBACK_S, VERY_LATE_S, RunResult, readings, schedule, summary
+from bethos.strategy_registry import names
+from devstack.chaos import (
+    FAULTS,
+    LOOKBACK_S,
+    STRATEGIES,
+    VERY_LATE_S,
+    RunResult,
+    readings,
+    schedule,
+    summary,
+)
+from devstack.cli.main import parser
 
 
 @given(st.integers(0, 10_000), st.floats(40, 3_600))
@@ -55,3 +67,14 @@ def test_the_summary_adds_up_the_runs() -> None:
         2,
     )
     assert total["faults_injected"] == 4
+
+
+def test_the_strategies_a_run_sets_up_are_registered_ones() -> None:
+    assert STRATEGIES == ("log_compacted", "state_store")
+    assert set(STRATEGIES) <= set(names())
+    for name in names():
+        if name in STRATEGIES:
+            assert parser().parse_args(["chaos", "--strategy", name]).strategy == name
+        else:
+            with pytest.raises(SystemExit):
+                parser().parse_args(["chaos", "--strategy", name])

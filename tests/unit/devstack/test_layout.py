@@ -17,6 +17,6 @@ def test_the_stack_imports_no_other_tooling() -> None:
 
 def test_the_ground_truth_does_not_read_influxdb_the_way_the_etl_does() -> None:
     # verify must be able to catch a bug in the ETL's reader and parser, so it shares neither.
-    etl_reading = ("connectors.influxdb.client", "bethos.readings", "bethos.source")
+    etl_reading = ("connectors.influxdb.client", "bethos.fetch_result", "bethos.source")
     found = imports_of(ROOT / "devstack" / "ground_truth.py")
     assert sorted(n for n in found if n.startswith(etl_reading)) == []

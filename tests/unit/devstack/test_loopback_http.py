@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bethos import paths
+from devstack import paths
 from devstack.stack import loopback_http
 from devstack.stack.sockets import Listener, listeners
 

@@ -18,14 +18,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from referencing import Registry, Resource
 
-from bethos import paths, record
+from bethos import record
 from bethos.exceptions import DeadLettered
-from bethos.flink import etl, merge
-from bethos.flink.merge import DEAD_LETTERS, MergeFunction
-from bethos.flink.rows import KEYLESS, ORIGIN_AGGREGATED, Intake
-from bethos.flink.strategies import window_stream
-from bethos.limits import RecordLimits
-from bethos.readings import FetchResult, Window
+from bethos.fetch_result import FetchResult, Window
 from bethos.record import (
     INT64_MAX,
     INT64_MIN,
@@ -38,21 +33,26 @@ from bethos.record import (
     encode_aggregated,
     encode_latest,
 )
+from bethos.record_limits import RecordLimits
 from bethos.resource_map import ResourceMap
 from bethos.strategies.flushing import FlushLogic, encode_batch, tombstone_json
 from bethos.strategies.window_stream import WindowLogic
+from bethos_flink import etl_graph, merge_function
+from bethos_flink.merge_function import DEAD_LETTERS, MergeFunction
+from bethos_flink.rows import KEYLESS, ORIGIN_AGGREGATED, Intake
+from bethos_flink.strategies import window_stream
 from connectors.influxdb.client import NarrowLayout, SeriesLayout, WideLayout, parse_chunk
-from devstack import package, schemas
+from devstack import package, paths, schemas
 from tests.data.bad_records import BAD_RECORDS, GOOD_RECORDS, NOW
-from tests.unit.bethos.flink import harness
-from tests.unit.bethos.flink.harness import Harness, Metrics
-from tests.unit.bethos.flink.test_etl import (
+from tests.unit.bethos_flink import harness
+from tests.unit.bethos_flink.harness import Harness, Metrics
+from tests.unit.bethos_flink.test_etl_graph import (
     FakeClient,
     FakeContext,
     FakeRuntime,
     run_until_settled,
 )
-from tests.unit.bethos.flink.test_etl import settings as etl_settings
+from tests.unit.bethos_flink.test_etl_graph import settings as etl_settings
 
 ROOT = paths.PROJECT_ROOT
 
@@ -210,7 +210,7 @@ def merger(
     monkeypatch: pytest.MonkeyPatch, flush: FlushLogic = EVERY_SECOND, **options: Any
 ) -> Harness:
     run = Harness(MergeFunction(flush, **options), now=NOW)
-    monkeypatch.setattr(merge, "time", Clock(run))
+    monkeypatch.setattr(merge_function, "time", Clock(run))
     return run
 
 
@@ -443,7 +443,7 @@ def test_the_etls_dead_letter_of_each_rejected_row_is_valid(
 ) -> None:
     (reject,) = parse_chunk({"series": [chunk]}, layout).rejects
     assert reject.reason == reason
-    letter = etl.dead_letter(
+    letter = etl_graph.dead_letter(
         reject.row,
         reject.reason,
         reject.detail,
@@ -461,18 +461,18 @@ def test_the_running_etl_writes_valid_dead_letters(monkeypatch: pytest.MonkeyPat
 
     FakeClient.opened = []
     FakeClient.fetch = staticmethod(rejected)  # type: ignore[assignment]
-    monkeypatch.setattr(etl, "InfluxClient", FakeClient)
-    monkeypatch.setattr(etl, "freeze_loaded_objects", lambda: None)
+    monkeypatch.setattr(etl_graph, "InfluxClient", FakeClient)
+    monkeypatch.setattr(etl_graph, "freeze_loaded_objects", lambda: None)
     runtime, ctx = FakeRuntime(), FakeContext()
-    function = etl.PodPollFunction(etl_settings())
+    function = etl_graph.PodPollFunction(etl_settings())
     function.open(runtime)
     try:
         out = run_until_settled(function, ctx)
     finally:
         function.close()
-    letters = [row[1] for row in out if isinstance(row, tuple) and row[0] is etl.DEAD_LETTERS]
+    letters = [row[1] for row in out if isinstance(row, tuple) and row[0] is etl_graph.DEAD_LETTERS]
     ((key, letter),) = letters
-    assert key == etl.KEYLESS
+    assert key == etl_graph.KEYLESS
     doc = assert_letter(letter, "schema")
     assert set(doc["origin"]) == {"pod", "window_start", "window_end"}
     records = [row for row in out if not isinstance(row, tuple)]
@@ -486,7 +486,8 @@ def reasons_in_code() -> set[str]:
     argument of `RecordError(...)` and `Refused(...)`, second of `dead_letter(...)`."""
     found: set[str] = set()
     positions = {"RecordError": 0, "Refused": 0, "dead_letter": 1}
-    for path in [*(ROOT / "bethos").rglob("*.py"), *(ROOT / "connectors").rglob("*.py")]:
+    product = ("bethos", "connectors", "bethos_flink")
+    for path in [path for folder in product for path in (ROOT / folder).rglob("*.py")]:
         tree = ast.parse(path.read_text(), str(path))
         constants = {
             target.id: node.value.value

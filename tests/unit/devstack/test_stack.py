@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bethos import paths
+from devstack import paths
 from devstack.stack import KAFKA_PORT_BASE, Stack, StackError, flink, process
 from devstack.stack.process import Daemon, Supervisor
 from devstack.stack.state import claim
@@ -273,6 +273,19 @@ def test_the_flink_conf_dir_fills_the_project_template(tmp_path: Path) -> None:
     assert env["FLINK_PID_DIR"] == str(tmp_path / "run")
     assert env["FLINK_LOG_DIR"] == str(tmp_path / "logs" / "flink")
     assert env["FLINK_LIB_DIR"] == str(tmp_path / "flink-lib")
+
+
+def test_a_local_job_run_finds_the_connector_jar_the_install_cached(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bethos_flink.environment import local_connector_jar
+
+    for cache in (None, str(tmp_path)):
+        if cache is None:
+            monkeypatch.delenv("BETHOS_CACHE", raising=False)
+        else:
+            monkeypatch.setenv("BETHOS_CACHE", cache)
+        assert local_connector_jar() == paths.connector_jar()
 
 
 def test_a_stopped_child_is_not_alive_while_it_waits_to_be_reaped() -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bethos import paths
+from devstack import paths
 from devstack.cli.main import main
 from devstack.stack import Stack, StackError
 from devstack.stack import state as state_module

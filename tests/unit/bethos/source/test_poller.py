@@ -12,21 +12,22 @@ from hypothesis import strategies as st
 
 from bethos.config import EtlSettings
 from bethos.exceptions import SourceError, TruncatedError
-from bethos.readings import FetchResult, Reject, Tally, Window
+from bethos.fetch_result import FetchResult, Reject, Tally, Window
 from bethos.record import SignalValue
 from bethos.retry import backoff_delay
 from bethos.source import progress_file
-from bethos.source.planning import plan_window, split_chunks
 from bethos.source.poller import (
     FOLD_INTERVAL_MS,
     PodProgress,
     PollDriver,
     TickResult,
     aggregate,
+    next_poll_after,
+    plan_window,
     settle,
 )
-from bethos.source.reads import Fetch, read_window
-from tests.unit.bethos.source.test_planning import SETTINGS
+from bethos.source.window_reads import Fetch, read_window, split_chunks
+from tests.unit.bethos.source.etl_settings import SETTINGS
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -464,3 +465,32 @@ def test_settings_that_cannot_build_a_client_fail_at_the_start() -> None:
 
     with pytest.raises(SourceError, match="no client"):
         PollDriver(SETTINGS, broken, random.Random(1), InlineExecutor())
+
+
+# -- planning the next read ---------------------------------------------------------------------
+
+
+def test_window_rereads_the_lookback_and_stops_before_the_ingest_delay() -> None:
+    assert plan_window(100_000, 150_000, SETTINGS) == Window(70_000, 148_000)
+    assert plan_window(100_000, 101_000, SETTINGS) is None
+
+
+def test_a_catch_up_is_bounded() -> None:
+    window = plan_window(0, 10_000_000, SETTINGS)
+    assert window == Window(-30_000, 600_000)
+
+
+def test_the_next_poll_is_timed_from_when_the_window_was_planned() -> None:
+    window = plan_window(100_000, 150_000, SETTINGS)
+    assert window is not None
+    # Planned at 150 s: due at 160 s, whenever the read came back before that.
+    assert next_poll_after(100_000, window, 150_500, SETTINGS) == 160_000
+    assert next_poll_after(100_000, window, 159_999, SETTINGS) == 160_000
+    # A read that took longer than the interval: due at once.
+    assert next_poll_after(100_000, window, 171_000, SETTINGS) == 171_000
+
+
+def test_after_a_catch_up_window_the_next_poll_is_due_at_once() -> None:
+    window = plan_window(0, 10_000_000, SETTINGS)
+    assert window is not None
+    assert next_poll_after(0, window, 10_000_100, SETTINGS) == 10_000_100

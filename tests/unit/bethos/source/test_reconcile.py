@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from bethos.config import EtlSettings
 from bethos.exceptions import SourceError
-from bethos.readings import FetchResult, Tally, Window
+from bethos.fetch_result import FetchResult, Tally, Window
 from bethos.source.poller import (
     PodProgress,
     PollDriver,
@@ -19,7 +19,7 @@ from bethos.source.poller import (
     add_counts,
     reconcile_range,
 )
-from tests.unit.bethos.source.test_planning import SETTINGS
+from tests.unit.bethos.source.etl_settings import SETTINGS
 from tests.unit.bethos.source.test_poller import InlineExecutor
 
 RECONCILING = SETTINGS.model_copy(

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from bethos.config import EtlSettings, InfluxSettings
-from bethos.readings import Reject
+from bethos.fetch_result import Reject
 from bethos.source import rejects
 from bethos.source.rejects import fingerprint, first_sent, reach_back
 

@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bethos.merge import Entry, VinState
+from bethos.merge_rule import Entry, VinState
 from bethos.record import AggregatedRecord, Signal, decode_latest_signals
 from bethos.strategies import flushing
 from bethos.strategies.flushing import (

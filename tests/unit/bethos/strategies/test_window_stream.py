@@ -5,9 +5,9 @@ import pickle
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bethos.limits import TOO_MANY_SIGNALS, RecordLimits
-from bethos.merge import VinState, value_order_key
+from bethos.merge_rule import VinState, value_order_key
 from bethos.record import INT64_MAX, INT64_MIN, AggregatedRecord, Signal, SignalValue
+from bethos.record_limits import TOO_MANY_SIGNALS, RecordLimits
 from bethos.strategies.window_stream import (
     Outcome,
     Verdict,

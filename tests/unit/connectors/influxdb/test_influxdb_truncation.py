@@ -13,7 +13,7 @@ import pytest
 
 from bethos.config import InfluxSettings
 from bethos.exceptions import TruncatedError
-from bethos.readings import Window
+from bethos.fetch_result import Window
 from connectors.influxdb.client import InfluxClient, ends_partial
 
 SERIES = {"name": "telemetry", "tags": {"vin": "V1"}, "columns": ["time", "speed"]}

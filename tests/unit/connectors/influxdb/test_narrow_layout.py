@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 
 from bethos.config import InfluxSettings
 from bethos.exceptions import ConfigError, RecordError, SourceError
-from bethos.merge import value_order_key
-from bethos.readings import FetchResult, Window
+from bethos.fetch_result import FetchResult, Window
+from bethos.merge_rule import value_order_key
 from bethos.record import MAX_NAME_LENGTH, Signal, SignalValue, check_signal_value
 from bethos.resource_map import ResourceMap
 from connectors.influxdb.client import (

@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 import yaml
 
-from bethos import paths
 from bethos.config import EtlSettings, MergerSettings
-from devstack.deploy import image, render
+from devstack import paths
+from devstack.deploy import compose, image, k8s
 
 ROOT = paths.PROJECT_ROOT
 JOB_MODELS: dict[str, type[EtlSettings] | type[MergerSettings]] = {
@@ -32,7 +32,7 @@ def in_repo(image_path: str) -> Path:
 
 @pytest.fixture(scope="session")
 def compose_file() -> dict[str, Any]:
-    loaded = yaml.safe_load((ROOT / render.COMPOSE_FILE).read_text())
+    loaded = yaml.safe_load((ROOT / compose.COMPOSE_FILE).read_text())
     assert isinstance(loaded, dict)
     return loaded
 
@@ -42,5 +42,5 @@ def manifests() -> dict[str, list[dict[str, Any]]]:
     """Each file of deploy/k8s/ with its documents."""
     return {
         path.name: [doc for doc in yaml.safe_load_all(path.read_text()) if doc is not None]
-        for path in sorted((ROOT / render.K8S_DIR).glob("*.yaml"))
+        for path in sorted((ROOT / k8s.K8S_DIR).glob("*.yaml"))
     }

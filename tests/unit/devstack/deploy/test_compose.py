@@ -4,17 +4,20 @@ Docker is not run here (there is none on this machine)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from bethos.config import load_settings
 from bethos.exceptions import BethosError
-from devstack.deploy import image, render
+from devstack.deploy import compose, flink_conf, image, prometheus_conf, topology
 from devstack.deploy.submit import flink_run_args, main, run_commands
 from devstack.stack.flink import FLINK_METRICS_PORTS, FLINK_REST_PORT
 from devstack.stack.influxdb import INFLUXDB_PORT
 from devstack.stack.jobs import DEFAULT_CONFIGS, JOBS
+from devstack.stack.kafka import KafkaCluster
+from devstack.stack.process import Supervisor
 from devstack.stack.prometheus import PROMETHEUS_PORT
 from devstack.stack.redis import REDIS_PORT
 from tests.unit.devstack.deploy.conftest import JOB_MODELS, ROOT, in_repo
@@ -23,7 +26,7 @@ BETHOS_SERVICES = ("jobmanager", "taskmanager-1", "taskmanager-2", "submit")
 
 
 def test_the_services() -> None:
-    services = render.compose()["services"]
+    services = compose.compose()["services"]
     assert set(services) == {
         "kafka-1",
         "kafka-2",
@@ -108,14 +111,14 @@ def test_the_jobs_settings_from_the_submitters_environment(compose_file: dict[st
         for item in services[f"kafka-{n}"]["environment"]["KAFKA_ADVERTISED_LISTENERS"].split(",")
         if item.startswith("INTERNAL://")
     }
-    slots = int(render.container_flink_conf()["taskmanager.numberOfTaskSlots"])
+    slots = int(flink_conf.container_flink_conf()["taskmanager.numberOfTaskSlots"])
     for job, model in JOB_MODELS.items():
         settings = load_settings(model, ROOT / DEFAULT_CONFIGS[job], environ=environment)
         assert set(settings.kafka.brokers.split(",")) == advertised, job
         # Left to Flink: the containers' `parallelism.default`.
         assert settings.flink.parallelism is None
-        assert int(render.container_flink_conf()["parallelism.default"]) == render.PARALLELISM
-        assert slots * render.TASKMANAGERS >= render.PARALLELISM
+        assert int(flink_conf.container_flink_conf()["parallelism.default"]) == topology.PARALLELISM
+        assert slots * topology.TASKMANAGERS >= topology.PARALLELISM
         if hasattr(settings, "influxdb"):
             host_port = settings.influxdb.url.split("//")[1]
             assert host_port == f"influxdb:{INFLUXDB_PORT}"
@@ -134,8 +137,8 @@ def test_the_one_shot_service_submits_existing_jobs_with_their_configs(
     command = submit["command"]
     assert command[:3] == [image.PYTHON, "-m", "devstack.deploy.submit"]
     jobs = command[5:]
-    assert command[3:5] == ["--taskmanagers", str(render.TASKMANAGERS)]
-    assert jobs == list(render.DEPLOYED_JOBS)
+    assert command[3:5] == ["--taskmanagers", str(topology.TASKMANAGERS)]
+    assert jobs == list(topology.DEPLOYED_JOBS)
     assert all(job in JOBS for job in jobs)
     for line in run_commands(jobs):
         assert line[:3] == [f"{image.FLINK_HOME}/bin/flink", "run", "-d"]
@@ -165,8 +168,28 @@ def test_the_submitter_refuses_an_unknown_job() -> None:
 
 
 def test_prometheus_scrapes_every_flink_container(compose_file: dict[str, Any]) -> None:
-    config = render.prometheus()
+    config = prometheus_conf.prometheus()
     targets = config["scrape_configs"][0]["static_configs"][0]["targets"]
     flink = [name for name in compose_file["services"] if name in ("jobmanager",)]
     flink += [name for name in compose_file["services"] if name.startswith("taskmanager-")]
     assert sorted(targets) == sorted(f"{name}:{FLINK_METRICS_PORTS[0]}" for name in flink)
+
+
+def test_the_brokers_have_the_local_stacks_settings(tmp_path: Path) -> None:
+    cluster = KafkaCluster(tmp_path, Supervisor(tmp_path / "run", tmp_path / "logs"), brokers=3)
+    cluster.dir.mkdir(parents=True)
+    written = cluster._write_config(1, topology.BROKERS)
+    local = dict(line.split("=", 1) for line in written.read_text().splitlines() if "=" in line)
+    assert {key: local[key] for key in compose.KAFKA_SETTINGS} == compose.KAFKA_SETTINGS
+
+
+@pytest.mark.parametrize(
+    ("key", "variable"),
+    [
+        ("log.cleaner.min.compaction.lag.ms", "KAFKA_LOG_CLEANER_MIN_COMPACTION_LAG_MS"),
+        ("node.id", "KAFKA_NODE_ID"),
+        ("some_key.with-dash", "KAFKA_SOME__KEY_WITH___DASH"),
+    ],
+)
+def test_kafka_image_variables(key: str, variable: str) -> None:
+    assert compose.kafka_env_name(key) == variable

@@ -1,4 +1,4 @@
-"""The Dockerfile's pins against pyproject.toml and bethos/paths.py, its paths against
+"""The Dockerfile's pins against pyproject.toml and devstack/paths.py, its paths against
 devstack/deploy/image.py. The image is not built here (no Docker on this machine)."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import sys
 import pytest
 from packaging.specifiers import SpecifierSet
 
-from bethos import paths
-from devstack.deploy import image, render
+from devstack import paths
+from devstack.deploy import flink_conf, image
 from tests.unit.devstack.deploy.conftest import ROOT
 
 DOCKERFILE = (ROOT / "Dockerfile").read_text()
@@ -42,7 +42,7 @@ def global_args() -> dict[str, str]:
     return args
 
 
-def test_the_pins_are_pyprojects_and_bethos_paths() -> None:
+def test_the_pins_are_pyprojects_and_devstack_paths() -> None:
     args = global_args()
     assert args["FLINK_VERSION"] == image.pinned("apache-flink") == image.flink_version()
     assert args["KAFKA_CONNECTOR"] == paths.CONNECTOR_ARTIFACT
@@ -94,7 +94,7 @@ def test_the_paths_are_the_images() -> None:
         assert (part, f"{image.CODE_DIR}/{part}") in plain
         assert (ROOT / part).is_dir()
     conf = [c for c in copies if c[-1] == f"{image.FLINK_HOME}/conf/config.yaml"]
-    assert conf and conf[0][-2] == render.FLINK_CONF_FILE
+    assert conf and conf[0][-2] == flink_conf.FLINK_CONF_FILE
     jars = [c for c in copies if c[0] == "--from=jars"]
     assert jars == [["--from=jars", "/jars/", f"{image.FLINK_HOME}/lib/"]]
     assert image.connector_jar().startswith(f"{image.FLINK_HOME}/lib/")

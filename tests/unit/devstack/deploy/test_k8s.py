@@ -13,7 +13,7 @@ import jsonschema
 import pytest
 
 from bethos.config import load_settings
-from devstack.deploy import image, render
+from devstack.deploy import image, k8s, topology
 from devstack.deploy.submit import flink_run_args
 from devstack.stack.jobs import DEFAULT_CONFIGS
 from tests.unit.devstack.deploy.conftest import JOB_MODELS, ROOT, in_repo
@@ -64,7 +64,7 @@ def shared(manifests: dict[str, list[dict[str, Any]]], kind: str) -> dict[str, A
 
 
 def test_one_deployment_per_deployed_job(manifests: dict[str, list[dict[str, Any]]]) -> None:
-    assert sorted(deployments(manifests)) == sorted(render.DEPLOYED_JOBS)
+    assert sorted(deployments(manifests)) == sorted(topology.DEPLOYED_JOBS)
 
 
 def test_the_manifests_are_valid_flink_deployments(
@@ -146,3 +146,16 @@ def test_volumes_and_environment_resolve(manifests: dict[str, list[dict[str, Any
         assert settings.flink.parallelism is None
         assert deployment["spec"]["job"]["parallelism"] >= 1
         assert settings.kafka.brokers == config_map["data"]["KAFKA_BROKERS"]
+
+
+def test_the_operator_conf_leaves_out_what_the_operator_sets() -> None:
+    for job in topology.DEPLOYED_JOBS:
+        conf = k8s.operator_flink_conf(job)
+        assert not set(conf) & set(k8s.OPERATOR_SETS)
+        assert all(isinstance(value, str) for value in conf.values())
+        for key in (
+            "state.checkpoints.dir",
+            "state.savepoints.dir",
+            "high-availability.storageDir",
+        ):
+            assert conf[key].startswith(f"file://{k8s.K8S_DATA_DIR}/{job}/"), key

@@ -1,0 +1,52 @@
+"""The status now (`collect`): the local stack's services, the cluster's jobs from its REST API,
+and the consumer lag of each (settings, group, topic) from Kafka."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from bethos.config import KafkaSettings
+from devstack.stack.flink import FLINK_REST_PORT
+from devstack.stack.health import http_json
+from devstack.status.consumer_lag import TopicLag, group_lag
+from devstack.status.rest_figures import JobStatus, gather_jobs
+
+
+@dataclass(frozen=True)
+class ServiceLine:
+    name: str
+    running: bool
+    detail: str
+
+
+@dataclass(frozen=True)
+class Status:
+    at_ms: int
+    services: list[ServiceLine]
+    jobs: list[JobStatus]
+    consumer_lag: list[TopicLag] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def collect(
+    services: Sequence[ServiceLine],
+    consumers: Sequence[tuple[KafkaSettings, str, str]],
+    all_jobs: bool = False,
+) -> Status:
+    """The status now: the cluster's REST API, and Kafka for each (settings, group, topic)."""
+    now_ms = int(time.time() * 1000)
+
+    def rest(path: str) -> Any:
+        return http_json(f"http://127.0.0.1:{FLINK_REST_PORT}{path}", timeout=5)
+
+    return Status(
+        now_ms,
+        list(services),
+        gather_jobs(rest, now_ms, all_jobs),
+        [group_lag(kafka, group, topic) for kafka, group, topic in consumers],
+    )
