@@ -13,3 +13,13 @@ POLL_FIELDS = [
     "read_cpu_ms",
     "emit_ms",
 ]
+
+LATE_FIELDS = ["vin", "window_end", "watermark", "topic", "partition", "offset"]
+
+PUBLISH_FIELDS = ["published", "tombstones", "cursor", "duration_ms"]
+
+RETRY_FIELDS = ["pod", "attempt", "err", "retry_in_ms"]
+
+GIVEN_UP_FIELDS = ["pod", "err", "window_start", "lag_ms"]
+
+TRUNCATED_FIELDS = ["pod", "window_start", "window_end", "action"]

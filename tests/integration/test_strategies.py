@@ -29,6 +29,7 @@ from connectors.kafka.reader import read_topic
 from connectors.store.redis import RedisStore
 from devstack.cli import data
 from devstack.stack import REDIS_PORT, Stack, jobs
+from tests.data.log_fields import LATE_FIELDS, PUBLISH_FIELDS
 from tests.integration.helpers import (
     events,
     read_checked,
@@ -176,7 +177,7 @@ def single_partition(
 
 
 def test_window_stream_with_reordered_and_late_input(
-    single_partition: tuple[Path, EtlSettings], submit: Callable[..., str]
+    stack: Stack, single_partition: tuple[Path, EtlSettings], submit: Callable[..., str]
 ) -> None:
     base, settings = single_partition
     config = merger_config(
@@ -237,6 +238,9 @@ def test_window_stream_with_reordered_and_late_input(
     dead = read_checked("dead_letter", settings.kafka, settings.topics.dlq)
     letters = [orjson.loads(v) for _, v in dead if v]
     assert [letter["reason"] for letter in letters] == ["late"]
+    # ... and logged once, `event=late`, in the TaskManager's log.
+    late = [e for e in events(stack, "late") if e["topic"] == settings.topics.aggregated]
+    assert [(e["vin"], list(e)) for e in late] == [("B", LATE_FIELDS)], late
 
 
 def test_a_stateless_start_loads_the_latest_topic_first(
@@ -296,6 +300,7 @@ def test_inline_to_a_kafka_topic_keyed_by_vin(
 
 
 def test_state_store_in_memory_with_its_publisher(
+    stack: Stack,
     pipeline_configs: tuple[Path, Path],
     etl_settings: EtlSettings,
     submit: Callable[..., str],
@@ -309,6 +314,11 @@ def test_state_store_in_memory_with_its_publisher(
         state_store={"backend": "memory", "key_prefix": unique, "publish_interval": "2s"},
     )
     start_state_store(etl_settings, submit, config, records_for(50, "a", 1_000, received_at=1))
+    # The publisher logs each pass (`event=publish`) in the TaskManager's log.
+    wait_until(lambda: sum(int(e["published"]) for e in events(stack, "publish")) >= 50, 30)
+    published = events(stack, "publish")
+    assert published and all(list(e) == PUBLISH_FIELDS for e in published)
+    assert sum(int(e["published"]) for e in published) >= 50
 
 
 @pytest.mark.exclusive
@@ -326,16 +336,25 @@ def test_state_store_keeps_its_writes_while_redis_is_down(
     start_state_store(etl_settings, submit, config, first)
 
     errors_before = len(events(stack, "flush_error"))
+    publisher_errors_before = len(publisher_errors(stack))
     stack.stop_service("redis")
     try:
         second = records_for(40, "b", 2_000, received_at=2)
         produce(etl_settings, keyed(second))
         wait_until(lambda: len(events(stack, "flush_error")) > errors_before, 60, interval=1)
         assert len(events(stack, "flush_error")) > errors_before, "no flush_error logged"
+        # The publisher cannot read the store either: `[state_store_publisher] event=error`.
+        wait_until(lambda: len(publisher_errors(stack)) > publisher_errors_before, 60, 1)
+        assert len(publisher_errors(stack)) > publisher_errors_before, "no publisher error"
     finally:
         stack.start_service("redis")
     # The buffered writes were kept and retried: everything reaches the latest topic.
     assert wait_for(latest_equals(etl_settings, first + second), timeout=120) == []
+
+
+def publisher_errors(stack: Stack) -> list[dict[str, str]]:
+    """The publisher's `event=error` lines (a store it cannot read: `err`, `cursor`)."""
+    return [e for e in events(stack, "error") if list(e) == ["err", "cursor"]]
 
 
 def create_plain_topic(settings: EtlSettings, topic: str, partitions: int = 3) -> None:
