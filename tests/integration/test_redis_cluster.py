@@ -18,7 +18,8 @@ from connectors.store.base import StoreEntry
 from connectors.store.redis import WRITE_SCRIPT, tagged_keys
 from tests.unit.connectors.store.test_latest_store import SEMANTIC_CHECKS
 
-pytestmark = pytest.mark.integration
+# Its servers have one state directory and fixed ports: one worker runs the whole module.
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("redis_cluster")]
 
 PORTS = (17101, 17102, 17103)
 

@@ -23,7 +23,8 @@ from devstack.stack import FLINK_REST_PORT, INFLUXDB_PORT, Stack, http_json
 from devstack.stack.secured_kafka import SecuredBroker
 from tests.integration.helpers import wait_for, wait_until
 
-pytestmark = pytest.mark.integration
+# Its servers have one state directory and fixed ports: one worker runs the whole module.
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("secured_kafka")]
 
 # Unique, so that finding it anywhere is a leak; the quotes, backslash and semicolon test the
 # quoting of the JAAS line inside an SQL literal.
