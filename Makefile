@@ -15,9 +15,10 @@ install: ## install everything bethos needs (idempotent, cached)
 demo: install ## run the whole pipeline end to end on local defaults
 	@$(BIN)/bethos demo
 
-# Two processes share the tests (pytest-xdist); the integration tests share one stack, and those
-# marked `exclusive` run alone (tests/stack_lock.py).
-XDIST := -n 2 --dist loadgroup
+# Two processes share the tests (pytest-xdist); the integration tests share one stack, those
+# marked `exclusive` run alone, and a server a module starts for itself is one module's at a
+# time (tests/stack_lock.py).
+XDIST := -n 2
 
 test: install lint typecheck ## the whole test suite: lint, types, unit and integration tests
 	@$(BIN)/pytest -ra $(XDIST) $(PYTEST_ARGS)

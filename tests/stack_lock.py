@@ -60,3 +60,12 @@ def started_here(state: Path) -> bool:
 
 def forget_started(state: Path) -> None:
     (state / _STARTED).unlink(missing_ok=True)
+
+
+@contextmanager
+def resource(name: str) -> Iterator[None]:
+    """One holder at a time across the run's processes: a server that a test module starts for
+    itself on fixed ports or in a fixed directory (the secured broker, the Redis cluster), or a
+    service of the stack that a module starts and stops (Prometheus)."""
+    with held(TEST_STATE, True, f"resource-{name}"):
+        yield

@@ -21,5 +21,3 @@ PUBLISH_FIELDS = ["published", "tombstones", "cursor", "duration_ms"]
 RETRY_FIELDS = ["pod", "attempt", "err", "retry_in_ms"]
 
 GIVEN_UP_FIELDS = ["pod", "err", "window_start", "lag_ms"]
-
-TRUNCATED_FIELDS = ["pod", "window_start", "window_end", "action"]

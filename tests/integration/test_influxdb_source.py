@@ -16,7 +16,8 @@ from bethos.fetch_result import Window
 from connectors.influxdb.client import InfluxClient
 from connectors.influxdb.writer import InfluxWriter, Point
 from devstack.stack import Stack, jobs, wait_until, write_influxdb_config
-from tests.data.log_fields import GIVEN_UP_FIELDS, RETRY_FIELDS, TRUNCATED_FIELDS
+from tests import stack_lock
+from tests.data.log_fields import GIVEN_UP_FIELDS, RETRY_FIELDS
 from tests.integration.helpers import (
     aggregated_equals_truth,
     events,
@@ -153,7 +154,13 @@ def test_savepoint_restart_with_new_parallelism_rereads_only_the_lookback(
 
 @pytest.fixture
 def limited_influxdb(tmp_path: Path) -> Iterator[InfluxSettings]:
-    """A second InfluxDB with max-row-limit=50 and authentication on."""
+    """A second InfluxDB with max-row-limit=50 and authentication on (one port: one test at a
+    time has it)."""
+    with stack_lock.resource("limited_influxdb"):
+        yield from _limited_influxdb(tmp_path)
+
+
+def _limited_influxdb(tmp_path: Path) -> Iterator[InfluxSettings]:
     import shutil
     import subprocess
     import urllib.request
@@ -194,7 +201,6 @@ def limited_influxdb(tmp_path: Path) -> Iterator[InfluxSettings]:
         proc.wait(30)
 
 
-@pytest.mark.xdist_group("limited_influxdb")  # one port for that InfluxDB
 def test_a_row_limit_loses_no_row_and_auth_is_used(limited_influxdb: InfluxSettings) -> None:
     writer = InfluxWriter(limited_influxdb)
     writer.create_database()
@@ -246,39 +252,3 @@ def test_hostile_pod_names_read_exactly_their_own_points(etl_settings: EtlSettin
             assert result.latest == {f"V{i}": {"speed": (float(i), base + i)}}
     finally:
         client.close()
-
-
-@pytest.mark.xdist_group("limited_influxdb")
-def test_the_etl_reads_a_cut_response_again_in_halves_and_logs_it(
-    stack: Stack,
-    limited_influxdb: InfluxSettings,
-    pipeline_configs: tuple[Path, Path],
-    submit: Callable[..., str],
-    unique: str,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """An InfluxDB whose `max-row-limit` cuts the ETL's responses: each cut window is logged
-    (`event=truncated`), split and read again, and no point is lost."""
-    pod = f"cut-{unique}"
-    doc = yaml.safe_load(pipeline_configs[0].read_text())
-    doc["influxdb"].update(
-        url=limited_influxdb.url, database=limited_influxdb.database, username="admin", pods=[pod]
-    )
-    config = pipeline_configs[0].with_name("etl-limited.yaml")
-    config.write_text(yaml.safe_dump(doc))
-    # The password only from the environment, as always: this test's and the job's.
-    assert limited_influxdb.password is not None
-    password = limited_influxdb.password.get_secret_value()
-    monkeypatch.setenv("INFLUXDB_PASSWORD", password)
-    settings = load_settings(EtlSettings, config)
-    base = now_ms() - 20_000
-    points = [
-        point(settings, pod, f"V{i % 40}", {"speed": float(i), "n": i}, base + i)
-        for i in range(400)
-    ]
-    write_points(settings, points)
-    submit("etl", config, extra_env={"INFLUXDB_PASSWORD": password})
-    assert wait_for(aggregated_equals_truth(settings), timeout=120) == []
-    cut = [e for e in events(stack, "truncated") if e["pod"] == pod]
-    assert cut and all(list(e) == TRUNCATED_FIELDS for e in cut), cut
-    assert {e["action"] for e in cut} == {"split_and_reread"}

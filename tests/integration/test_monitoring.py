@@ -16,10 +16,10 @@ from bethos.config import EtlSettings
 from devstack.cli import data
 from devstack.stack import PROMETHEUS_PORT, Stack, http_json, jobs, port_open
 from devstack.stack.prometheus import MONITORING_DIR
+from tests import stack_lock
 from tests.unit.test_monitoring_doc import OPERATOR_PREFIX, ROOT, registrations
 
-# Prometheus is one service that these modules start and stop: one worker runs them all.
-pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("prometheus")]
+pytestmark = pytest.mark.integration
 PROMETHEUS = f"http://127.0.0.1:{PROMETHEUS_PORT}"
 DASHBOARD = MONITORING_DIR / "grafana" / "bethos.json"
 
@@ -27,6 +27,11 @@ DASHBOARD = MONITORING_DIR / "grafana" / "bethos.json"
 @pytest.fixture(scope="module")
 def prometheus(stack: Stack) -> Iterator[str]:
     """Prometheus on the stack for this module; stopped after unless it ran before."""
+    with stack_lock.resource("prometheus"):
+        yield from _prometheus(stack)
+
+
+def _prometheus(stack: Stack) -> Iterator[str]:
     already = stack.processes.pid("prometheus") is not None
     stack.start_service("prometheus")
     yield PROMETHEUS

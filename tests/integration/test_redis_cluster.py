@@ -16,10 +16,10 @@ import redis.cluster
 from connectors.store import RedisStore
 from connectors.store.base import StoreEntry
 from connectors.store.redis import WRITE_SCRIPT, tagged_keys
+from tests import stack_lock
 from tests.unit.connectors.store.test_latest_store import SEMANTIC_CHECKS
 
-# Its servers have one state directory and fixed ports: one worker runs the whole module.
-pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("redis_cluster")]
+pytestmark = pytest.mark.integration
 
 PORTS = (17101, 17102, 17103)
 
@@ -34,6 +34,12 @@ def _cluster_ok(port: int) -> bool:
 
 @pytest.fixture(scope="module")
 def cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A three-master Redis Cluster on fixed ports: one module at a time runs it."""
+    with stack_lock.resource("redis_cluster"):
+        yield from _cluster_url(tmp_path_factory)
+
+
+def _cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     server, cli = shutil.which("redis-server"), shutil.which("redis-cli")
     assert server and cli, "redis-server and redis-cli come with the stack's Redis (install.sh)"
     root = tmp_path_factory.mktemp("redis-cluster")

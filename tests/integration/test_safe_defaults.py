@@ -28,15 +28,20 @@ from devstack.stack import (
 )
 from devstack.stack.flink import JOBMANAGER, TASKMANAGER
 from devstack.stack.sockets import listeners
+from tests import stack_lock
 
-# Prometheus is one service that these modules start and stop: one worker runs them all.
-pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("prometheus")]
+pytestmark = pytest.mark.integration
 REST = f"http://127.0.0.1:{FLINK_REST_PORT}"
 
 
 @pytest.fixture(scope="module")
 def with_prometheus(stack: Stack) -> Iterator[Stack]:
     """The stack with Prometheus too; Prometheus stopped after unless it ran before."""
+    with stack_lock.resource("prometheus"):
+        yield from _with_prometheus(stack)
+
+
+def _with_prometheus(stack: Stack) -> Iterator[Stack]:
     already = stack.processes.pid("prometheus") is not None
     stack.start_service("prometheus")
     yield stack

@@ -21,10 +21,10 @@ from devstack.cli import data
 from devstack.cli.main import main as bethos_main
 from devstack.stack import FLINK_REST_PORT, INFLUXDB_PORT, Stack, http_json
 from devstack.stack.secured_kafka import SecuredBroker
+from tests import stack_lock
 from tests.integration.helpers import wait_for, wait_until
 
-# Its servers have one state directory and fixed ports: one worker runs the whole module.
-pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("secured_kafka")]
+pytestmark = pytest.mark.integration
 
 # Unique, so that finding it anywhere is a leak; the quotes, backslash and semicolon test the
 # quoting of the JAAS line inside an SQL literal.
@@ -38,6 +38,12 @@ REST = f"http://127.0.0.1:{FLINK_REST_PORT}"
 
 @pytest.fixture(scope="module")
 def broker() -> Iterator[SecuredBroker]:
+    """The secured broker, in one state directory: one module at a time runs it."""
+    with stack_lock.resource("secured_kafka"):
+        yield from _broker()
+
+
+def _broker() -> Iterator[SecuredBroker]:
     state = Path(f"{paths.state_dir()}-kafka-secured")
     shutil.rmtree(state, ignore_errors=True)
     secured = SecuredBroker(state)
