@@ -173,8 +173,7 @@ def _nested_model(
 ) -> tuple[type[BaseModel], list[Loc]] | None:
     """The model of a field and the errors inside it; for a field holding one of several
     sections (`OneOf`), the one its value names."""
-    choice = one_of(info)
-    model = choice.member_for(value) if choice is not None else field_model(info)
+    model = section_held(info, value)
     return None if model is None else (model, errors)
 
 
@@ -183,6 +182,13 @@ def field_model(info: FieldInfo) -> type[BaseModel] | None:
     members = [info.annotation, *get_args(info.annotation)]
     models = [m for m in members if isinstance(m, type) and issubclass(m, BaseModel)]
     return models[0] if len(models) == 1 else None
+
+
+def section_held(info: FieldInfo, value: Any) -> type[BaseModel] | None:
+    """The section a field holds for `value`: the one it names for a field holding one of
+    several (`OneOf`), else the field's own (`field_model`)."""
+    choice = one_of(info)
+    return choice.member_for(value) if choice is not None else field_model(info)
 
 
 def model_at(model: type[BaseModel], loc: Loc, data: Any = None) -> type[BaseModel] | None:
@@ -196,8 +202,7 @@ def model_at(model: type[BaseModel], loc: Loc, data: Any = None) -> type[BaseMod
         if info is None:
             return None
         data = data.get(str(part)) if isinstance(data, Mapping) else None
-        choice = one_of(info)
-        current = choice.member_for(data) if choice is not None else field_model(info)
+        current = section_held(info, data)
     return current
 
 

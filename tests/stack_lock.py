@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import fcntl
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from devstack import paths
@@ -39,14 +39,11 @@ def held(state: Path, exclusive: bool, name: str = "start") -> Iterator[None]:
 
 @contextmanager
 def turn(state: Path, exclusive: bool) -> Iterator[None]:
-    with held(state, True, "turnstile"):
-        room = _lock_file(state, "room").open("a")
-        fcntl.flock(room, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
-    try:
+    with ExitStack() as room:
+        # The room is taken inside the turnstile and kept after it is let go.
+        with held(state, True, "turnstile"):
+            room.enter_context(held(state, exclusive, "room"))
         yield
-    finally:
-        fcntl.flock(room, fcntl.LOCK_UN)
-        room.close()
 
 
 def mark_started(state: Path) -> None:
