@@ -73,6 +73,9 @@ def create_environments(
         config.set_string("python.client.executable", sys.executable)
     # A local run shows its own dashboard on the first free port from rest_port on.
     config.set_string("rest.bind-port", f"{settings.rest_port}-{settings.rest_port + 19}")
+    config.set_string("state.backend.type", settings.state_backend)
+    if settings.state_backend == "rocksdb":
+        config.set_string("execution.checkpointing.incremental", "true")
     env = StreamExecutionEnvironment.get_execution_environment(config)
     if not submitted_by_flink_run():
         # Under `flink run` the cluster's configuration names the connector jar
@@ -80,6 +83,7 @@ def create_environments(
         env.add_jars(local_connector_jar().as_uri())
     if settings.parallelism is not None:
         env.set_parallelism(settings.parallelism)
+    env.set_max_parallelism(settings.max_parallelism)
     env.enable_checkpointing(settings.checkpoint_interval)
     t_env = StreamTableEnvironment.create(env)
     t_env.get_config().set("python.execution-mode", "thread")

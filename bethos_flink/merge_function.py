@@ -22,7 +22,13 @@ from bethos.logevents import log_event
 from bethos.merge_rule import Entry
 from bethos.record import AggregatedRecord, encode_aggregated
 from bethos.record_limits import RecordLimits, Refused, merge_bounded
-from bethos.strategies.flushing import NO_TURN, FlushLogic, FlushSummary, FlushTracker
+from bethos.strategies.flushing import (
+    NO_TURN,
+    Census,
+    FlushLogic,
+    FlushSummary,
+    FlushTracker,
+)
 from bethos_flink.environment import ensure_logging
 from bethos_flink.rows import (
     ORIGIN_LATEST,
@@ -76,10 +82,13 @@ class MergeFunction(KeyedProcessFunction):  # type: ignore[misc]
         self.flushes = FlushTracker(
             self.flush.interval_ms, counts_messages=not self.messages_downstream
         )
-        # Set when a flush ends (`_flush_done`).
+        self.census = Census(self.flush.census_ms)
+        # Set when a census period ends.
         self.vins_held = CounterGauge(metrics.counter("vins_held"))
+        # Set when a flush ends (`_flush_done`).
         self.last_flush_duration = CounterGauge(metrics.counter("last_flush_duration_ms"))
         self.last_flush_at = CounterGauge(metrics.counter("last_flush_at_ms"))
+        self.longest_timer_run = CounterGauge(metrics.counter("longest_timer_run_ms"))
         self.shutdown = ShutdownLine(self.flushes)
 
     def close(self) -> None:
@@ -93,6 +102,7 @@ class MergeFunction(KeyedProcessFunction):  # type: ignore[misc]
         key, raw, topic, partition, offset, origin = value[:6]
         # Flink's processing time is the same wall clock; asking Java for it costs a call.
         now = int(time.time() * 1000)
+        self.flushes.on_input()
         if origin == ORIGIN_LATEST:
             yield from self._load_latest(key, raw, (topic, partition, offset), now, ctx)
             return
@@ -153,6 +163,10 @@ class MergeFunction(KeyedProcessFunction):  # type: ignore[misc]
                 ctx.timer_service().register_processing_time_timer(turn.close_at)
         vin = ctx.get_current_key()
         flushed = self.flush.on_timer(entry, vin, timestamp, int(time.time() * 1000))
+        if not flushed.expired:
+            held = self.census.on_timer(entry, timestamp)
+            if held is not None:
+                self.vins_held.set(held)
         if flushed.expired:
             self.entry.clear()
             self.expired.inc()
@@ -173,9 +187,9 @@ class MergeFunction(KeyedProcessFunction):  # type: ignore[misc]
         if finished is not None:
             for counter in self.batched:
                 counter.flush()
-            self.vins_held.set(finished.vin_count or 0)
             self.last_flush_duration.set(finished.duration_ms)
             self.last_flush_at.set(self.flushes.last_at_ms)
+            self.longest_timer_run.set(finished.longest_run_ms)
             log_flush(finished)
 
 

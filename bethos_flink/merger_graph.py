@@ -103,7 +103,7 @@ class MergerGraph:
         add_sink(self.t_env, self.statements, stream, "latest_out", changelog=True)
 
 
-def _inputs(t_env: StreamTableEnvironment, settings: MergerSettings) -> list[TableInput]:
+def merger_inputs(t_env: StreamTableEnvironment, settings: MergerSettings) -> list[TableInput]:
     """The merger's inputs: the aggregated topic, and with `bootstrap_from_latest` the `latest`
     topic up to its end at start. One (key, ROW_INPUT) row per message."""
     topics, kafka = settings.topics, settings.kafka
@@ -153,6 +153,6 @@ def build(settings: MergerSettings):  # type: ignore[no-untyped-def]
         )
     wire = strategy.wiring()
     env, t_env = create_environments(settings.flink)
-    graph = MergerGraph.create(t_env, settings, _inputs(t_env, settings))
+    graph = MergerGraph.create(t_env, settings, merger_inputs(t_env, settings))
     wire(graph, options)
     return env, graph.statements

@@ -228,6 +228,13 @@ class FlinkSettings(Section):
     parallelism: int | None = Field(default=None, ge=1)
     checkpoint_interval: DurationMs = 10_000
     rest_port: int = Field(default=8081, ge=1, le=65_535)
+    # The key groups keyed state is split into: the most subtasks a keyed operator can ever run
+    # at. Fixed once savepoints exist (Flink restores none taken with another). 128 is what
+    # Flink chose itself for these jobs before it was set, so their savepoints restore.
+    max_parallelism: int = Field(default=128, ge=1, le=32_768)
+    # hashmap: state on the JVM heap, fastest while it fits; rocksdb: on local disk, with
+    # incremental checkpoints, for state beyond the TaskManager's memory.
+    state_backend: Literal["hashmap", "rocksdb"] = "hashmap"
 
     @field_validator("checkpoint_interval")
     @classmethod
@@ -336,7 +343,7 @@ class MergerOptions(CheckedSection):
     flush_interval: DurationMs = 120_000
     emit: Literal["changed", "all"] = "changed"
     # Spread the per-VIN flushes over the interval instead of one burst.
-    stagger: bool = False
+    stagger: bool = True
     # A VIN with no reading for this long is emitted once as a tombstone and forgotten.
     vin_ttl: DurationMs | None = None
     # A merger starting without state first loads the `latest` topic.

@@ -42,17 +42,28 @@ class Flushed(NamedTuple):
     """The VIN's latest record to emit; None when there is nothing to emit."""
     expired: bool = False
     """Emit a tombstone and forget the VIN: no record, no next timer."""
+    flushing: bool = False
+    """The timer was a flush of the VIN (it had something to emit), not its census."""
 
 
 NOTHING = Flushed(None)
 EXPIRED = Flushed(None, expired=True)
 
 
+# A VIN with nothing to emit still gets one timer every this many flush intervals: its census
+# (`Census`), which counts the VINs held and checks `vin_ttl`.
+CENSUS_EVERY = 5
+
+
 @dataclass(frozen=True, slots=True)
 class FlushLogic:
-    """The per-VIN flush decisions: every VIN has one pending processing-time timer; when it
-    fires, the VIN's latest record is emitted if it changed (`emit: changed`) or always
-    (`emit: all`), or, after `vin_ttl` without a reading, a tombstone."""
+    """The per-VIN flush decisions. A VIN's timer is pending only when it has something to emit
+    at its next flush slot (`emit: changed`: a signal changed since its last emission; `emit:
+    all`: always); when it fires, the VIN's latest record is emitted, or after `vin_ttl` without
+    a reading a tombstone. A VIN with nothing to emit has one timer per census period instead,
+    at its own offset: its census, and its expiry with `vin_ttl`. `entry.next_flush` is the
+    timer the VIN acts on; any other timer of the VIN (one overtaken by an earlier flush slot)
+    does nothing when it fires."""
 
     interval_ms: int
     emit_all: bool = False
@@ -69,16 +80,40 @@ class FlushLogic:
             ttl_ms=options.vin_ttl,
         )
 
+    @property
+    def census_ms(self) -> int:
+        return self.interval_ms * CENSUS_EVERY
+
+    def flush_slot(self, vin: str, now_ms: int) -> int:
+        """The VIN's next flush slot after `now`."""
+        offset = stagger_offset(vin, self.interval_ms) if self.stagger else 0
+        return flush_due(now_ms, self.interval_ms, offset)
+
+    def idle_due(self, vin: str, now_ms: int, last_seen_ms: int | None) -> int:
+        """The timer of a VIN with nothing to emit: its next census slot (always staggered:
+        nothing waits on it), or its expiry if that comes first."""
+        due = flush_due(now_ms, self.census_ms, stagger_offset(vin, self.census_ms))
+        if self.ttl_ms is not None and last_seen_ms is not None:
+            due = min(due, max(last_seen_ms + self.ttl_ms, now_ms + 1))
+        return due
+
     def on_record(self, entry: Entry, vin: str, now_ms: int) -> int | None:
-        """Bookkeeping for a record merged into `entry`: the time of a flush timer to
-        register, or None when one is pending already. Per record: keep it cheap."""
+        """Bookkeeping for a record merged into `entry` (its `dirty` already set): the time of a
+        timer to register, or None when the pending one comes soon enough. Per record: keep it
+        cheap."""
         if self.ttl_ms is not None:
             entry.last_seen = now_ms
-        if entry.next_flush is not None:
+        pending = entry.next_flush
+        if entry.dirty or self.emit_all:
+            due = self.flush_slot(vin, now_ms)
+        elif pending is None:
+            due = self.idle_due(vin, now_ms, entry.last_seen)
+        else:
             return None
-        offset = stagger_offset(vin, self.interval_ms) if self.stagger else 0
-        entry.next_flush = flush_due(now_ms, self.interval_ms, offset)
-        return entry.next_flush
+        if pending is not None and pending <= due:
+            return None
+        entry.next_flush = due
+        return due
 
     def on_timer(self, entry: Entry, vin: str, timestamp_ms: int, now_ms: int) -> Flushed:
         """The VIN's timer fired at `timestamp`. Unless the VIN expired, `entry.next_flush` is
@@ -87,10 +122,38 @@ class FlushLogic:
             return EXPIRED
         flushed = NOTHING
         if self.emit_all or entry.dirty:
-            flushed = Flushed(entry.state.encode_latest(vin, produced_at=now_ms))
+            flushed = Flushed(entry.state.encode_latest(vin, produced_at=now_ms), flushing=True)
             entry.dirty = False
-        entry.next_flush = timestamp_ms + self.interval_ms
+        if self.emit_all:
+            entry.next_flush = timestamp_ms + self.interval_ms
+        else:
+            entry.next_flush = self.idle_due(vin, timestamp_ms, entry.last_seen)
         return flushed
+
+
+@dataclass
+class Census:
+    """Counts the VINs held: every VIN's timer fires at least once per census period
+    (`CENSUS_EVERY` flush intervals), and the first of its timers in a period counts it
+    (`Entry.census` keeps the period it was counted in). `on_timer` returns the count of the
+    period that ended when the first timer of the next one fires. It lives in memory: the
+    period under way at a restore counts only the VINs not counted before it."""
+
+    period_ms: int
+    _period: int | None = None
+    _count: int = 0
+
+    def on_timer(self, entry: Entry, timestamp_ms: int) -> int | None:
+        period = (timestamp_ms - 1) // self.period_ms
+        finished = None
+        if period != self._period:
+            if self._period is not None and period > self._period:
+                finished = self._count
+            self._period, self._count = period, 0
+        if entry.census != period:
+            entry.census = period
+            self._count += 1
+        return finished
 
 
 @dataclass
@@ -104,6 +167,9 @@ class FlushSummary:
     """Messages sent; None where they are formed downstream (inline batches)."""
     emitted: int
     """Latest records emitted (tombstones are messages, not records)."""
+    longest_run_ms: int = 0
+    """The longest time the operator spent in timer callbacks in one go, reading no input
+    (`TimerRuns`)."""
 
     def fields(self) -> dict[str, int]:
         """The line's fields, leaving out what this operator cannot know."""
@@ -113,7 +179,38 @@ class FlushSummary:
         if self.message_count is not None:
             fields["message_count"] = self.message_count
         fields["emitted"] = self.emitted
+        if self.vin_count is not None:
+            # Only an operator whose timers flush VINs runs timers in goes.
+            fields["longest_timer_run_ms"] = self.longest_run_ms
         return fields
+
+
+@dataclass
+class TimerRuns:
+    """The longest stretch of timer callbacks run in one go: Flink's timer service fires every
+    processing-time timer due at its time in one loop (`InternalTimerServiceImpl
+    .onProcessingTime`), during which the task reads no input and passes no checkpoint barrier.
+    A go fires the timers of one timestamp (and any earlier one still due), so a callback whose
+    timer is later than the go's, or that follows a record read, starts the next go. Measured
+    from the first callback's start to the last one's."""
+
+    _first: float = 0.0
+    _go_timestamp: int | None = None
+    longest_s: float = 0.0
+
+    def on_timer(self, timestamp_ms: int, now_s: float) -> None:
+        if self._go_timestamp is None or timestamp_ms > self._go_timestamp:
+            self._first, self._go_timestamp = now_s, timestamp_ms
+        elif now_s - self._first > self.longest_s:
+            self.longest_s = now_s - self._first
+
+    def on_input(self) -> None:
+        self._go_timestamp = None
+
+    def take_ms(self) -> int:
+        """The longest go since the last call, in ms; starts over."""
+        longest, self.longest_s = self.longest_s, 0.0
+        return round(longest * 1000)
 
 
 class FlushTurn(NamedTuple):
@@ -157,6 +254,7 @@ class FlushTracker:
     last: FlushSummary | None = field(default=None)
     last_at_ms: int = 0
     """Epoch ms at which the newest finished flush's last timer ran; 0 before the first."""
+    runs: TimerRuns = field(default_factory=TimerRuns)
 
     def close_at(self, timestamp_ms: int) -> int:
         """The closing timer of the flush of `timestamp`: 1 ms after the flush's end (for
@@ -178,8 +276,13 @@ class FlushTracker:
         turn = self.roll(timestamp_ms)
         self._events += 1
         self._vins += 1
-        self._last = time.monotonic()
+        self._last = now = time.monotonic()
+        self.runs.on_timer(timestamp_ms, now)
         return turn
+
+    def on_input(self) -> None:
+        """A record read: the timer callbacks before it and after it are not one go."""
+        self.runs.on_input()
 
     def on_closing_timer(self, timestamp_ms: int) -> FlushSummary | None:
         """A timer that is no VIN's fired: if it closes the flush under way, its summary; None
@@ -227,6 +330,7 @@ class FlushTracker:
             self._vins if self.counts_vins else None,
             self._messages if self.counts_messages else None,
             self._emitted,
+            self.runs.take_ms(),
         )
 
 

@@ -1,15 +1,22 @@
-"""`bethos bench merger`: the latest merger at 100k VINs x 20 signals, against the same merge
-written as Flink SQL (`GROUP BY vin` with `LAST_VALUE`), on the same input in the same run.
+"""`bethos bench merger`: the latest merger at 100k VINs x 20 signals against, on the same input
+in the same run, PyFlink's own floor and two plain Flink SQL forms of the merge.
 
 The aggregated topic gets one full record per VIN and then rounds of updates carrying 1 to 5
-changed signals each. Each run starts the merger with a fresh consumer group and measures:
-- merged records per second: the slope of its source's record count between 10% and 90% of the
-  input, started just after a flush so that none falls inside (the SQL job does not flush);
-- one flush of 100k VINs: one more update round touching every VIN is merged right after a
-  flush, then the time from the next flush's timer to the moment Kafka has acknowledged all 100k
-  latest records (the topic's end offsets grew by 100k);
-- state bytes per VIN: the size of a savepoint taken after the run, divided by the VINs;
-then the Flink SQL job reads the same input and its rate is measured the same way.
+changed signals each. Each run reads that input with a fresh consumer group, no state, in five
+jobs one after the other, and measures:
+- the merger with the shipped settings (`stagger` as shipped; a 60 s flush interval): merged
+  records per second, the slope of its source's record count between 10% and 90% of the input;
+  then one more update round touching every VIN, and while those VINs flush the longest time
+  the merge spent in timer callbacks in one go (`max_stall_ms`, its `longest_timer_run_ms`
+  metric); then the size of a savepoint divided by the VINs (`state_bytes_per_vin`);
+- the merger with `stagger: false`: one flush of 100k VINs at one aligned instant, from the
+  flush's timer until Kafka acknowledged every latest record (`flush_100k_s`: the cost of a
+  burst);
+- the floor (`bethos_flink.floor_graph`): the same source and key into a KeyedProcessFunction
+  that does nothing: `ratio_to_floor` = the merger's rate / the floor's;
+- Flink SQL `GROUP BY vin` with `LAST_VALUE` per signal (arrival order) and with the value of
+  the newest event time per signal (`MAX` of a ts-prefixed value, mini-batches in two phases):
+  `ratio_to_last_value_sql`, `ratio_to_event_time_sql`.
 A first, warm-up run is printed but left out; medians over the other runs are reported.
 """
 
@@ -37,6 +44,7 @@ from devstack.stack import FLINK_REST_PORT, Stack, jobs
 
 FLUSH_INTERVAL_MS = 60_000
 SQL_JOB = Path(__file__).with_name("sql_merge_job.py")
+FLOOR_JOB = Path(__file__).with_name("floor_job.py")
 
 
 def vin(index: int) -> str:
@@ -141,6 +149,18 @@ def consume_rate(job_id: str, total: int, timeout: float = 900) -> float:
     return total / max(samples[-1][0] - before[-1][0], 1e-3)
 
 
+def operator_metric(job_id: str, name: str) -> int:
+    """The largest value of an operator metric (`<operator>.<name>`) over the job's subtasks."""
+    largest = 0
+    for vertex in _rest(f"/jobs/{job_id}")["vertices"]:
+        base = f"/jobs/{job_id}/vertices/{vertex['id']}/metrics"
+        wanted = [m["id"] for m in _rest(base) if m["id"].endswith(f".{name}")]
+        if wanted:
+            values = _rest(f"{base}?get={','.join(wanted)}")
+            largest = max([largest, *(int(float(v["value"])) for v in values)])
+    return largest
+
+
 def latest_count(settings: MergerSettings) -> int:
     return sum(end_offsets(settings.kafka, settings.topics.latest).values())
 
@@ -169,6 +189,29 @@ def measure_flush(
     raise RuntimeError(f"the flush emitted {latest_count(settings) - before} of {vins} in time")
 
 
+def measure_stall(
+    settings: MergerSettings, vins: int, signals: int, seed: int, job_id: str, total: int
+) -> int:
+    """The longest go of timer callbacks (ms) while an update round of every VIN flushes."""
+    _wait_stable(settings)
+    before = latest_count(settings)
+    produce(settings, update_round(vins, signals, int(time.time() * 1000) - 60_000, seed, 1))
+    consume_rate(job_id, total + vins)
+    longest = 0
+    deadline = time.monotonic() + 2 * FLUSH_INTERVAL_MS / 1000 + 300
+    while latest_count(settings) - before < vins:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the flush emitted {latest_count(settings) - before} of {vins}")
+        longest = max(longest, operator_metric(job_id, "longest_timer_run_ms"))
+        time.sleep(1)
+    # The gauge holds a flush's figure once the flush's interval has ended.
+    closed = flush_due(int(time.time() * 1000), FLUSH_INTERVAL_MS) / 1000 + 3
+    while time.time() < closed:
+        longest = max(longest, operator_metric(job_id, "longest_timer_run_ms"))
+        time.sleep(1)
+    return max(longest, operator_metric(job_id, "longest_timer_run_ms"))
+
+
 def _wait_stable(settings: MergerSettings) -> None:
     previous = -1
     while True:
@@ -183,9 +226,36 @@ def directory_bytes(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
-def run_sql(stack: Stack, config: Path, group: str) -> str:
-    env = {"BETHOS_CONFIG": str(config), "BETHOS_BENCH_GROUP": group}
+def run_sql(stack: Stack, config: Path, group: str, form: str) -> str:
+    env = {"BETHOS_CONFIG": str(config), "BETHOS_BENCH_GROUP": group, "BETHOS_BENCH_SQL": form}
     return jobs.run_script(stack, SQL_JOB, [], env)
+
+
+def run_floor(stack: Stack, config: Path, group: str) -> str:
+    env = {"BETHOS_CONFIG": str(config), "BETHOS_BENCH_GROUP": group}
+    return jobs.run_script(stack, FLOOR_JOB, [], env)
+
+
+def rate_of(job_id: str, total: int, stack: Stack) -> float:
+    """The job's rate over the first `total` records; the job is cancelled after."""
+    try:
+        return consume_rate(job_id, total)
+    finally:
+        jobs.stop(stack, job_id)
+
+
+KEYS = (
+    "merged_records_per_s",
+    "noop_floor_records_per_s",
+    "ratio_to_floor",
+    "event_time_sql_records_per_s",
+    "ratio_to_event_time_sql",
+    "last_value_sql_records_per_s",
+    "ratio_to_last_value_sql",
+    "flush_100k_s",
+    "max_stall_ms",
+    "state_bytes_per_vin",
+)
 
 
 def bench(
@@ -203,7 +273,7 @@ def bench(
     # jobs measured up to 3x slower) and is left out of the medians.
     for run in range(0, runs + 1):
         # Each run: topics of its own holding the same input, a fresh group, no state.
-        doc = {
+        doc: dict[str, Any] = {
             "kafka": {"brokers": stack.bootstrap_servers()},
             "topics": {
                 "aggregated": f"bench.merger.{tag}.{run}.aggregated",
@@ -233,34 +303,56 @@ def bench(
         produce(settings, full_round(vins, signals, now))
         for r in range(rounds):
             produce(settings, update_round(vins, signals, now + (r + 1) * 1000, seed=r + 2))
-        # Start just after a flush, so the ingest is measured between flushes (the SQL job
-        # does not flush either); the flush is measured on its own below.
-        _sleep_past_boundary()
-        report(f"{label}: the merger consumes {total} records ...")
+        report(f"{label}: the merger (shipped settings) consumes {total} records ...")
         job_id = jobs.submit(stack, "latest_merger", str(config))
         try:
             rate = consume_rate(job_id, total)
-            report(f"{label}: a flush of {vins} VINs until Kafka acknowledges it ...")
-            flush_s = measure_flush(settings, vins, signals, 100 + run, job_id, total)
+            report(f"{label}: {vins} VINs flush; the longest go of timer callbacks ...")
+            stall_ms = measure_stall(settings, vins, signals, 100 + run, job_id, total)
         finally:
             report(f"{label}: stopping the merger with a savepoint (its state size) ...")
             savepoint = jobs.stop(stack, job_id, str(work / "savepoints"))
         state_bytes = directory_bytes(Path(str(savepoint).removeprefix("file:")))
-        report(f"{label}: the same merge as Flink SQL consumes {total} records ...")
-        sql_id = run_sql(stack, config, f"bench-sql-{tag}-{run}")
+        aligned = work / f"merger-{run}-aligned.yaml"
+        doc["latest_merger"]["stagger"] = False
+        doc["consumer_group"] = f"bench-merger-{tag}-{run}-aligned"
+        doc["topics"]["latest"] = f"{doc['topics']['latest']}.aligned"
+        aligned.write_text(yaml.safe_dump(doc))
+        aligned_settings = load_settings(MergerSettings, aligned)
+        create_topics(aligned_settings.kafka, aligned_settings.topics)
+        report(f"{label}: a flush of {vins} VINs at one instant until Kafka acknowledges it ...")
+        # Start just after a flush, so that the whole input is merged before the next one.
+        _sleep_past_boundary()
+        aligned_id = jobs.submit(stack, "latest_merger", str(aligned))
         try:
-            # The same first `total` records the merger was measured on (the flush round
-            # follows them in the topic).
-            sql_rate = consume_rate(sql_id, total)
+            consume_rate(aligned_id, total + vins)
+            flush_s = measure_flush(
+                aligned_settings, vins, signals, 200 + run, aligned_id, total + vins
+            )
         finally:
-            jobs.stop(stack, sql_id)
+            jobs.stop(stack, aligned_id)
+        report(f"{label}: the floor (a keyed function doing nothing) consumes {total} ...")
+        floor_rate = rate_of(run_floor(stack, config, f"bench-floor-{tag}-{run}"), total, stack)
+        report(f"{label}: Flink SQL, newest by event time, consumes {total} records ...")
+        event_sql = rate_of(
+            run_sql(stack, config, f"bench-sql-et-{tag}-{run}", "event_time"), total, stack
+        )
+        report(f"{label}: Flink SQL, LAST_VALUE, consumes {total} records ...")
+        last_sql = rate_of(
+            run_sql(stack, config, f"bench-sql-lv-{tag}-{run}", "last_value"), total, stack
+        )
         result = {
             "run": run,
             "merged_records_per_s": round(rate),
+            "noop_floor_records_per_s": round(floor_rate),
+            "ratio_to_floor": round(rate / floor_rate, 3),
+            "event_time_sql_records_per_s": round(event_sql),
+            "ratio_to_event_time_sql": round(rate / event_sql, 3),
+            "last_value_sql_records_per_s": round(last_sql),
+            "ratio_to_last_value_sql": round(rate / last_sql, 3),
             "flush_100k_s": round(flush_s, 2),
+            "max_stall_ms": stall_ms,
             "state_bytes_per_vin": round(state_bytes / vins),
-            "flink_sql_records_per_s": round(sql_rate),
-            "ratio": round(rate / sql_rate, 3),
         }
         if run == 0:
             result["warmup"] = True
@@ -273,14 +365,5 @@ def bench(
         "signals": signals,
         "input_records": vins * (rounds + 1),
         "runs": runs,
-        **{
-            key: statistics.median(r[key] for r in per_run)
-            for key in (
-                "merged_records_per_s",
-                "flush_100k_s",
-                "state_bytes_per_vin",
-                "flink_sql_records_per_s",
-                "ratio",
-            )
-        },
+        **{key: statistics.median(r[key] for r in per_run) for key in KEYS},
     }

@@ -24,7 +24,13 @@ from tests.integration.helpers import wait_for, wait_until
 pytestmark = [pytest.mark.integration, pytest.mark.exclusive]
 
 FLUSH_INTERVAL_MS = 2_000
-FLUSH_FIELDS = ["flush_duration_ms", "vin_count", "message_count", "emitted"]
+FLUSH_FIELDS = [
+    "flush_duration_ms",
+    "vin_count",
+    "message_count",
+    "emitted",
+    "longest_timer_run_ms",
+]
 
 
 def log_events(stack: Stack) -> list[Event]:

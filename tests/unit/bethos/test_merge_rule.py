@@ -136,3 +136,28 @@ def test_the_latest_record_is_encoded_straight_from_the_candidates(
     state = VinState(dict(signals), "pod-1", 5)
     expected = encode_latest("V1", state.latest_signals(), "pod-1", 5, 9)
     assert state.encode_latest("V1", produced_at=9) == expected
+
+
+def test_an_entry_saved_before_the_census_loads_with_none() -> None:
+    from bethos.merge_rule import Entry
+
+    old = ({"speed": (1.0, 10, 1)}, "p", 1, True, 2_000, 100)
+    entry = Entry.load(old)
+    assert (entry.dirty, entry.next_flush, entry.last_seen, entry.census) == (True, 2_000, 100, -1)
+    assert Entry.load(entry.saved()) == entry
+
+
+def test_an_entry_keeps_every_value_type_through_state() -> None:
+    from bethos.merge_rule import Entry, VinState
+
+    signals = {
+        "flag": (True, 1, 2),
+        "count": (1, 1, 2),
+        "speed": (1.0, 1, 2),
+        "big": (2**63 - 1, 2**62, 2**62),
+        "name": ("ü\u2400", 1, 2),
+    }
+    entry = Entry(VinState(signals, "pod-1", 5), True, 10, None, 3)
+    loaded = Entry.load(entry.saved())
+    assert loaded == entry
+    assert [type(c[0]) for c in loaded.state.signals.values()] == [bool, int, float, int, str]

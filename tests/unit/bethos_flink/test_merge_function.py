@@ -60,32 +60,37 @@ def test_a_flush_emits_changed_vins_and_logs_what_it_sent(
     run.advance(1_000)
     assert sorted(row[0] for row in run.output) == ["A", "B", "C"]
     assert decode_latest_signals(run.output[0][1])[1] == {"speed": Signal(1.0, 10)}
-    # One Entry per VIN under `vin_entry`, stored as the plain tuple of Entry.saved().
+    # One Entry per VIN under `vin_entry`, stored as the bytes of Entry.saved().
     saved = run.state[("vin_entry", "A")]
-    assert isinstance(saved, tuple) and len(saved) == 6
-    assert Entry.load(saved) == Entry(VinState({"speed": (1.0, 10, 1)}, "p", 1), False, 2_000, 100)
+    assert isinstance(saved, bytes)
+    # Nothing left to emit: A's next timer is its expiry (100 + 2_500), sooner than its census;
+    # it was counted in census period 0.
+    assert Entry.load(saved) == Entry(
+        VinState({"speed": (1.0, 10, 1)}, "p", 1), False, 2_600, 100, 0
+    )
 
     run.output.clear()
     run.advance(1_900)
     run.element(*message("A", 20, speed=2.0))
-    # At 2_000: A changed, B and C did not; at 3_000 B and C have had no reading for the TTL.
+    # At 2_000: A changed and flushes; at 2_600 B and C have had no reading for the TTL.
     run.advance(3_000)
     tombstones = [row for row in run.output if row[1] is None]
     assert sorted(row[0] for row in tombstones) == ["B", "C"]
     assert all(row.get_row_kind() is RowKind.DELETE for row in tombstones)
     assert ("vin_entry", "B") not in run.state
     flushes = events(caplog, "flush")
-    # The flush at 1_000: three records; at 2_000: one record; (3_000 is under way).
+    # The flush at 1_000: three records; at 2_000: A's record (only a VIN with something to
+    # emit has a flush timer); (the one of (2_000, 3_000] is under way).
     assert [(f["vin_count"], f["message_count"], f["emitted"]) for f in flushes] == [
         ("3", "3", "3"),
-        ("3", "1", "1"),
+        ("1", "1", "1"),
     ]
     run.close()
-    # The flush at 3_000: A's timer emitted nothing new, B and C two tombstones: two messages,
-    # no record.
+    # The flush of (2_000, 3_000]: B and C two tombstones: two messages, no record. A's timer
+    # at 2_600 was overtaken by its flush at 2_000 and did nothing.
     (shutdown,) = events(caplog, "shutdown_flush")
     assert (shutdown["vin_count"], shutdown["message_count"], shutdown["emitted"]) == (
-        "3",
+        "2",
         "2",
         "0",
     )
@@ -209,9 +214,11 @@ def test_a_flush_line_is_written_right_after_its_last_timer(
     run.element(*message("B", 20, speed=2.0))
     run.advance(3_500)
     lines = timeline.flushes(1_000)
-    assert [(bucket, line["emitted"]) for bucket, line in lines] == [(0, "3"), (1, "1"), (2, "0")]
+    # B changed at 1_001: its flush at 2_000. No VIN has anything to emit after it, and no
+    # census timer falls before 3_500 (A, B, C: 4_475, 3_513, 5_863), so no third flush.
+    assert [(bucket, line["emitted"]) for bucket, line in lines] == [(0, "3"), (1, "1")]
     # The closing timers share no time with a VIN's timer, so each flush has its line.
-    assert [value for kind, value in timeline.steps if kind == "close"] == [1_001, 2_001, 3_001]
+    assert [value for kind, value in timeline.steps if kind == "close"] == [1_001, 2_001]
     assert all(line["flush_duration_ms"] == "0" for _, line in lines)
 
 
@@ -225,14 +232,20 @@ def test_staggered_flushes_are_written_at_the_end_of_their_interval(
     vins = [f"VIN{i:03d}" for i in range(40)]
     for vin in vins:
         run.element(*message(vin, 10, speed=1.0))
-    run.advance(4_001)
+    run.advance(11_001)
     lines = timeline.flushes(interval)
-    # The first interval held the VINs whose offset lies after the records' arrival (100).
-    assert [bucket for bucket, _ in lines] == [0, 1, 2, 3]
-    assert [int(line["vin_count"]) for _, line in lines[1:]] == [len(vins)] * 3
+    # The first interval held the VINs whose offset lies after the records' arrival (100), the
+    # second the others; later ones only census timers (one per VIN per 5 intervals).
+    assert [bucket for bucket, _ in lines][:2] == [0, 1]
     assert sum(int(line["emitted"]) for _, line in lines) == len(vins)
+    assert sum(int(line["emitted"]) for _, line in lines[:2]) == len(vins)
+    # Then each VIN's census timer, once per census period: one or two by 11_001.
+    timers = sum(int(line["vin_count"]) for _, line in lines)
+    assert 2 * len(vins) <= timers <= 3 * len(vins)
     closes = [value for kind, value in timeline.steps if kind == "close"]
-    assert {1_001, 2_001, 3_001, 4_001} <= set(closes)
+    assert {bucket * interval + interval + 1 for bucket, _ in lines} <= set(closes)
+    # Every VIN was counted in the census period (5_000, 10_000].
+    assert run.context.metrics.counters["vins_held"].count == len(vins)
 
 
 def test_last_flush_at_is_when_the_newest_flush_completed(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -247,6 +260,7 @@ def test_last_flush_at_is_when_the_newest_flush_completed(monkeypatch: pytest.Mo
     assert last_flush_at() == 0  # under way until its closing timer
     run.advance(1_500)
     assert last_flush_at() == 1_000
+    run.element(*message("A", 20, speed=2.0))
     run.advance(2_001)
     assert last_flush_at() == 2_000
 
@@ -270,4 +284,5 @@ def test_a_torn_down_merge_writes_the_shutdown_line_once(
         "vin_count": "0",
         "message_count": "0",
         "emitted": "0",
+        "longest_timer_run_ms": "0",
     }

@@ -9,13 +9,16 @@ from bethos.merge_rule import Entry, VinState
 from bethos.record import AggregatedRecord, Signal, decode_latest_signals
 from bethos.strategies import flushing
 from bethos.strategies.flushing import (
+    CENSUS_EVERY,
     EXPIRED,
     NO_TURN,
+    Census,
     DeliveryPlan,
     Flushed,
     FlushLogic,
     FlushTracker,
     FlushTurn,
+    TimerRuns,
     expired,
     flush_due,
     stagger_offset,
@@ -137,7 +140,7 @@ def merge(logic: FlushLogic, entry: Entry, rec: AggregatedRecord, now: int) -> i
 
 
 def test_a_record_schedules_one_aligned_flush_timer() -> None:
-    logic = FlushLogic(interval_ms=1_000)
+    logic = FlushLogic(interval_ms=1_000, stagger=False)
     entry = Entry(VinState())
     assert merge(logic, entry, record(speed=1.0), now=1_250) == 2_000
     # One pending timer per VIN: the next records register none.
@@ -150,27 +153,53 @@ def test_a_record_schedules_one_aligned_flush_timer() -> None:
 def test_a_staggered_flush_lands_on_the_vins_own_offset() -> None:
     logic = FlushLogic(interval_ms=120_000, stagger=True)
     offset = stagger_offset("V1", 120_000)
-    due = logic.on_record(Entry(VinState()), "V1", now_ms=10**12)
+    due = logic.on_record(Entry(VinState(), dirty=True), "V1", now_ms=10**12)
     assert due is not None and (due - offset) % 120_000 == 0
     assert 10**12 < due <= 10**12 + 120_000
 
 
 def test_a_timer_emits_a_changed_vin_once_then_nothing_until_it_changes() -> None:
-    logic = FlushLogic(interval_ms=1_000)
+    logic = FlushLogic(interval_ms=1_000, stagger=False)
     entry = Entry(VinState())
     merge(logic, entry, record(speed=1.0), now=500)
     flushed = logic.on_timer(entry, "V1", timestamp_ms=1_000, now_ms=1_003)
-    assert flushed.value is not None and not flushed.expired
+    assert flushed.value is not None and flushed.flushing and not flushed.expired
     vin, signals = decode_latest_signals(flushed.value)
     assert (vin, signals) == ("V1", {"speed": Signal(1.0, 5)})
     assert orjson.loads(flushed.value)["produced_at"] == 1_003
-    assert not entry.dirty and entry.next_flush == 2_000
-    # Nothing changed since: no emission, but the next timer.
-    assert logic.on_timer(entry, "V1", 2_000, 2_001) == Flushed(None)
-    assert entry.next_flush == 3_000
-    # A duplicate changes nothing either.
-    merge(logic, entry, record(speed=1.0), now=2_500)
-    assert logic.on_timer(entry, "V1", 3_000, 3_000).value is None
+    # Nothing to emit: no flush timer, only the VIN's census, at its own offset in the next
+    # census period (staggered even when the flushes are not).
+    census = 1_000 * CENSUS_EVERY
+    assert not entry.dirty and entry.next_flush == flush_due(
+        1_000, census, stagger_offset("V1", census)
+    )
+    assert 1_000 < entry.next_flush <= 1_000 + census
+    # A duplicate changes nothing: the census timer stays the one pending.
+    assert merge(logic, entry, record(speed=1.0), now=1_500) is None
+    census_at = entry.next_flush
+    assert logic.on_timer(entry, "V1", census_at, census_at) == Flushed(None)
+    assert entry.next_flush == census_at + census
+    # A change asks for the VIN's next flush slot, ahead of its census.
+    due = merge(logic, entry, record(speed=2.0, ts=6), now=census_at + 10)
+    assert due == (census_at // 1_000 + 1) * 1_000 and entry.next_flush == due
+    assert logic.on_timer(entry, "V1", due, due).value is not None
+
+
+def test_every_vin_is_counted_once_per_census_period() -> None:
+    tracker = Census(period_ms=5_000)
+    entries = [Entry(VinState()) for _ in range(3)]
+    # Period 0 (timers in (0, 5_000]): the VINs' timers, one VIN twice.
+    assert [
+        tracker.on_timer(e, t) for e, t in zip(entries, (1_000, 2_000, 5_000), strict=True)
+    ] == [None] * 3
+    assert tracker.on_timer(entries[0], 4_000) is None
+    # The first timer of the next period ends the count of the last one.
+    assert tracker.on_timer(entries[1], 5_500) == 3
+    assert tracker.on_timer(entries[1], 6_000) is None
+    assert tracker.on_timer(entries[2], 9_000) is None
+    assert tracker.on_timer(entries[0], 10_001) == 2
+    # A timer of an earlier period (a late one) ends nothing.
+    assert tracker.on_timer(entries[0], 9_999) is None
 
 
 def test_emit_all_emits_every_vin_on_every_timer() -> None:
@@ -182,12 +211,17 @@ def test_emit_all_emits_every_vin_on_every_timer() -> None:
 
 
 def test_a_vin_without_readings_for_its_ttl_expires_once() -> None:
-    logic = FlushLogic(interval_ms=1_000, ttl_ms=2_500)
+    logic = FlushLogic(interval_ms=1_000, stagger=False, ttl_ms=2_500)
     entry = Entry(VinState())
     merge(logic, entry, record(speed=1.0), now=500)
     assert entry.last_seen == 500
     assert logic.on_timer(entry, "V1", 1_000, 1_000).value is not None
-    assert logic.on_timer(entry, "V1", 2_000, 2_000) == Flushed(None)
+    # Nothing to emit: the next timer is its census or its expiry, whichever comes first.
+    census = flush_due(1_000, 5_000, stagger_offset("V1", 5_000))
+    assert entry.next_flush == min(census, 3_000)
+    if census < 3_000:
+        assert logic.on_timer(entry, "V1", census, census) == Flushed(None)
+    assert entry.next_flush == 3_000
     # 3_000 - 500 >= 2_500: a tombstone, no next timer (the caller forgets the VIN).
     assert logic.on_timer(entry, "V1", 3_000, 3_000) == EXPIRED
     assert entry.next_flush == 3_000
@@ -219,6 +253,7 @@ def test_tombstones_are_messages_but_not_emitted_records() -> None:
         "vin_count": 3,
         "message_count": 3,
         "emitted": 2,
+        "longest_timer_run_ms": summary.longest_run_ms,
     }
 
 
@@ -228,8 +263,18 @@ def test_a_merge_whose_messages_are_formed_downstream_leaves_out_message_count()
     tracker.on_emit()
     summary = tracker.finish()
     assert summary is not None and summary.message_count is None
-    assert list(summary.fields()) == ["flush_duration_ms", "vin_count", "emitted"]
-    assert tracker.empty().fields() == {"flush_duration_ms": 0, "vin_count": 0, "emitted": 0}
+    assert list(summary.fields()) == [
+        "flush_duration_ms",
+        "vin_count",
+        "emitted",
+        "longest_timer_run_ms",
+    ]
+    assert tracker.empty().fields() == {
+        "flush_duration_ms": 0,
+        "vin_count": 0,
+        "emitted": 0,
+        "longest_timer_run_ms": 0,
+    }
 
 
 def test_a_batcher_counts_its_batches_per_flush_interval() -> None:
@@ -267,3 +312,32 @@ def test_delivery_retries_back_off_within_bounds(failures: int, seed: int) -> No
     plan = DeliveryPlan(batch_size=10, linger_ms=200, max_retry_ms=10_000)
     delay = plan.retry_in(failures, random.Random(seed))
     assert 100 <= delay <= 10_000
+
+
+def test_timer_callbacks_of_one_timestamp_are_one_go_until_a_record_is_read() -> None:
+    runs = TimerRuns()
+    for i in range(300):  # an aligned flush: 300 timers of one timestamp, 0.5 ms each
+        runs.on_timer(1_000, 10.0 + i * 0.0005)
+    runs.on_timer(999, 10.2)  # an earlier timer still due: the same go
+    assert runs.take_ms() == 200
+    for i in range(300):  # staggered: a timestamp each, so a go each
+        runs.on_timer(2_000 + i, 20.0 + i * 0.0005)
+    assert runs.take_ms() == 0
+    runs.on_timer(3_000, 30.0)
+    runs.on_input()  # a record read between two callbacks of one timestamp: two goes
+    runs.on_timer(3_000, 30.1)
+    runs.on_timer(3_000, 30.15)
+    assert runs.take_ms() == 50
+    assert runs.take_ms() == 0
+
+
+def test_a_flush_reports_its_longest_run_of_timer_callbacks() -> None:
+    tracker = FlushTracker(interval_ms=1_000)
+    tracker.on_timer(1_000)
+    tracker.on_timer(1_000)
+    tracker.runs.longest_s = 0.25  # as if the callbacks had taken 250 ms in one go
+    summary = tracker.finish()
+    assert summary is not None and summary.fields()["longest_timer_run_ms"] == 250
+    tracker.on_timer(2_000)
+    later = tracker.finish()
+    assert later is not None and later.longest_run_ms < 250
