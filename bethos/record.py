@@ -9,8 +9,8 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal, NamedTuple
 
 import msgspec
@@ -66,13 +66,22 @@ class AggregatedRecord:
     produced_at: int
 
 
+def _slot_setter(name: str) -> Callable[[AggregatedRecord, object], None]:
+    setter: Callable[[AggregatedRecord, object], None] = AggregatedRecord.__dict__[name].__set__
+    return setter
+
+
 # The decoder builds its records without the frozen dataclass's __init__ (five object.__setattr__
-# calls in Python): it sets the slots through their descriptors, about half the cost.
+# calls in Python): it sets the slots through their descriptors, about half the cost. A field
+# added to AggregatedRecord must be set there too (test_record_fast_path.py would fail).
 _new_object = object.__new__
+_set_vin = _slot_setter("vin")
+_set_signals = _slot_setter("signals")
+_set_pod = _slot_setter("pod")
+_set_received_at = _slot_setter("received_at")
+_set_produced_at = _slot_setter("produced_at")
+# A NamedTuple's __new__ is a Python function; tuple.__new__ makes the same Signal in C.
 _new_tuple = tuple.__new__
-_set_vin, _set_signals, _set_pod, _set_received_at, _set_produced_at = (
-    AggregatedRecord.__dict__[field.name].__set__ for field in fields(AggregatedRecord)
-)
 
 
 def _is_int(value: object) -> bool:
@@ -178,7 +187,8 @@ def _big_int_literals(raw: bytes | str, names: list[str]) -> list[str]:
 # checks both against each other.
 _Int64 = Annotated[int, msgspec.Meta(ge=INT64_MIN, le=INT64_MAX)]
 _SmallFloat = Annotated[float, msgspec.Meta(gt=-_TWO_63, lt=_TWO_63)]
-"""A float that cannot be an integer literal beyond int64 (orjson reads those as floats)."""
+"""A float of magnitude 2**63 or more is left to the checks: they re-read its literal to tell
+a float from an integer beyond int64, which orjson reads as a float too."""
 _Text = Annotated[str, msgspec.Meta(max_length=MAX_STRING_VALUE_LENGTH)]
 _Time = Annotated[int, msgspec.Meta(ge=0, le=INT64_MAX)]
 _Name = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_NAME_LENGTH)]
@@ -197,12 +207,12 @@ class _CommonData(msgspec.Struct, forbid_unknown_fields=True, gc=False):
 
 class _CommonRecord(msgspec.Struct, forbid_unknown_fields=True, gc=False, kw_only=True):
     """The fields in the order `encode_aggregated` writes them (msgspec looks for the next
-    field first), and a latest record's `updated_at`, which the decoder ignores: any value
-    orjson can read will do, but an integer beyond int64 could be one it cannot (orjson reads a
-    float, and 1e400 is none), so such a one goes to the checks.
+    field first), and a latest record's `updated_at`, whose value the decoder ignores. That one
+    is held to int64 all the same: orjson reads a longer integer literal as a float, and fails
+    on one beyond a double's range (1e400), which msgspec would take.
 
-    Unknown fields are refused, not skipped: msgspec skips a value without checking it as it
-    checks one it decodes (UTF-8, numbers out of range)."""
+    Unknown fields are refused, not skipped: msgspec skips a value without the checks it makes
+    on one it decodes (UTF-8, numbers out of range)."""
 
     schema: Literal[1]  # SCHEMA_VERSION
     vin: _Vin
