@@ -9,10 +9,11 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Annotated, Any, Literal, NamedTuple
 
+import msgspec
 import orjson
 
 from bethos.exceptions import RecordError
@@ -63,6 +64,24 @@ class AggregatedRecord:
     pod: str
     received_at: int
     produced_at: int
+
+
+def _slot_setter(name: str) -> Callable[[AggregatedRecord, object], None]:
+    setter: Callable[[AggregatedRecord, object], None] = AggregatedRecord.__dict__[name].__set__
+    return setter
+
+
+# The decoder builds its records without the frozen dataclass's __init__ (five object.__setattr__
+# calls in Python): it sets the slots through their descriptors, about half the cost. A field
+# added to AggregatedRecord must be set there too (test_record_fast_path.py would fail).
+_new_object = object.__new__
+_set_vin = _slot_setter("vin")
+_set_signals = _slot_setter("signals")
+_set_pod = _slot_setter("pod")
+_set_received_at = _slot_setter("received_at")
+_set_produced_at = _slot_setter("produced_at")
+# A NamedTuple's __new__ is a Python function; tuple.__new__ makes the same Signal in C.
+_new_tuple = tuple.__new__
 
 
 def _is_int(value: object) -> bool:
@@ -160,12 +179,102 @@ def _big_int_literals(raw: bytes | str, names: list[str]) -> list[str]:
         return []
 
 
+# The fast path: msgspec decodes a record of the common shape and checks most of it as it parses.
+# It accepts a subset of what `_decode_checked` accepts, with the same values; anything it
+# refuses (an invalid record, or a valid one of an unusual shape: an unknown field, a float of
+# magnitude >= 2**63, a name that is not printable, ...) goes to `_decode_checked`, whose
+# answer, record or RecordError, is the decoder's. tests/unit/bethos/test_record_fast_path.py
+# checks both against each other.
+_Int64 = Annotated[int, msgspec.Meta(ge=INT64_MIN, le=INT64_MAX)]
+_SmallFloat = Annotated[float, msgspec.Meta(gt=-_TWO_63, lt=_TWO_63)]
+"""A float of magnitude 2**63 or more is left to the checks: they re-read its literal to tell
+a float from an integer beyond int64, which orjson reads as a float too."""
+_Text = Annotated[str, msgspec.Meta(max_length=MAX_STRING_VALUE_LENGTH)]
+_Time = Annotated[int, msgspec.Meta(ge=0, le=INT64_MAX)]
+_Name = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_NAME_LENGTH)]
+_Vin = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_VIN_LENGTH)]
+
+
+class _CommonSignal(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+    value: bool | _Int64 | _SmallFloat | _Text
+    ts: _Time
+
+
+class _CommonData(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+    id: str
+    signals: Annotated[dict[_Name, _CommonSignal], msgspec.Meta(max_length=MAX_SIGNALS)]
+
+
+class _CommonRecord(msgspec.Struct, forbid_unknown_fields=True, gc=False, kw_only=True):
+    """The fields in the order `encode_aggregated` writes them (msgspec looks for the next
+    field first), and a latest record's `updated_at`, whose value the decoder ignores. That one
+    is held to int64 all the same: orjson reads a longer integer literal as a float, and fails
+    on one beyond a double's range (1e400), which msgspec would take.
+
+    Unknown fields are refused, not skipped: msgspec skips a value without the checks it makes
+    on one it decodes (UTF-8, numbers out of range)."""
+
+    schema: Literal[1]  # SCHEMA_VERSION
+    vin: _Vin
+    data: _CommonData
+    pod: str = ""
+    received_at: _Time
+    produced_at: _Time
+    updated_at: _Int64 = 0
+
+
+_decode_common = msgspec.json.Decoder(_CommonRecord).decode
+
+
+def _no_control_chars(raw: bytes | str) -> bool:
+    """True if no string of this document (valid JSON in UTF-8) can hold a C0, DEL or C1
+    character; False says nothing.
+
+    JSON writes C0 characters escaped, with a backslash; DEL is the byte 0x7f; UTF-8 writes the
+    C1 characters U+0080..U+009F as 0xc2 0x80..0x9f, and 0xc2 is always a lead byte. Three
+    memchr calls (an int operand searches for the byte), far cheaper than looking at each name.
+    """
+    return type(raw) is bytes and 0x5C not in raw and 0x7F not in raw and 0xC2 not in raw
+
+
 def decode_aggregated(raw: bytes | str | None, *, now_ms: int | None = None) -> AggregatedRecord:
     """Parse and validate one aggregated record; raise RecordError with a reason code.
 
     With `now_ms` (epoch ms), a signal `ts` more than MAX_FUTURE_MS after it is `future_ts`.
-    Duplicate keys: orjson keeps the last occurrence.
+    Duplicate keys: the last occurrence counts.
     """
+    if (type(raw) is bytes or type(raw) is str) and len(raw) <= MAX_RECORD_BYTES:
+        try:
+            doc = _decode_common(raw)
+        except Exception:  # not of the common shape, or not valid: the checks decide
+            pass
+        else:
+            vin = doc.vin
+            data = doc.data
+            found = data.signals
+            if vin == data.id and (
+                _no_control_chars(raw) or (vin.isprintable() and "".join(found).isprintable())
+            ):
+                ts_limit = INT64_MAX if now_ms is None else now_ms + MAX_FUTURE_MS
+                signals: dict[str, Signal] = {}
+                for name, signal in found.items():
+                    ts = signal.ts
+                    if ts > ts_limit:
+                        break
+                    signals[name] = _new_tuple(Signal, (signal.value, ts))
+                else:
+                    record = _new_object(AggregatedRecord)
+                    _set_vin(record, vin)
+                    _set_signals(record, signals)
+                    _set_pod(record, doc.pod)
+                    _set_received_at(record, doc.received_at)
+                    _set_produced_at(record, doc.produced_at)
+                    return record
+    return _decode_checked(raw, now_ms)
+
+
+def _decode_checked(raw: bytes | str | None, now_ms: int | None) -> AggregatedRecord:
+    """The decoder, check by check, on orjson's parse: every record the fast path leaves."""
     if raw is None:
         raise RecordError("schema", "record has no value")
     if not isinstance(raw, bytes | str):
