@@ -265,6 +265,10 @@ def bench(
     stack = Stack()
     if not all(s.running for s in stack.status()):
         stack.up(progress=report)
+    elif not jobs.running_jobs(stack):
+        # A TaskManager's Python keeps the modules of the first code it ran (thread mode): the
+        # jobs measured here must run the current code, the floor's module included.
+        stack.flink.restart_taskmanagers(report)
     work = Path(tempfile.mkdtemp(prefix="bethos-bench-merger-"))
     tag = str(int(time.time()))
     total = vins * (rounds + 1)
