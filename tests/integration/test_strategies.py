@@ -402,6 +402,8 @@ def test_inline_batches_land_on_a_plain_topic_holding_every_vins_latest_record(
         "inline-batches",
         strategy="inline",
         flush_interval="2s",
+        # Aligned: every VIN of the first records flushes in one interval, the lines' first.
+        stagger=False,
         inline={"sink": "kafka", "topic": topic, "batch_size": batch_size, "linger": "100ms"},
     )
     first = records_for(30, "a", 1_000, received_at=1)
