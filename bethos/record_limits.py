@@ -83,21 +83,30 @@ def merge_bounded(
     they are taken back out and refused; the record's other updates stay.
     """
     known = state.signals
-    for name, signal in record.signals.items():
+    received_at = record.received_at
+    changed = False
+    rest: dict[str, Candidate] | None = None
+    for name, (value, ts) in record.signals.items():
         current = known.get(name)
-        if current is None or type(signal.value) is str or type(current[0]) is str:
-            break
-    else:
-        # The common case: numbers and booleans of known signals, which cannot grow the record
-        # (they are counted at their widest), so the merge rule alone.
-        return state.merge_record(record), []
-    if (record.received_at, record.pod) > (state.received_at, state.pod):
-        state.received_at, state.pod = record.received_at, record.pod
-    incoming = {
-        name: (signal.value, signal.ts, record.received_at)
-        for name, signal in record.signals.items()
-    }
-    return _merge_candidates(state, record.vin, incoming, limits)
+        if current is None or type(value) is str or type(current[0]) is str:
+            # What may grow the record (a new signal, a string): merged within the limits below.
+            if rest is None:
+                rest = {}
+            rest[name] = (value, ts, received_at)
+            continue
+        # Numbers and booleans of known signals cannot grow the record (they are counted at
+        # their widest): the merge rule alone. A later ts wins outright; a tie needs the key.
+        if ts > current[1] or (
+            ts == current[1] and candidate_key((value, ts, received_at)) > candidate_key(current)
+        ):
+            known[name] = (value, ts, received_at)
+            changed = True
+    if (received_at, record.pod) > (state.received_at, state.pod):
+        state.received_at, state.pod = received_at, record.pod
+    if rest is None:
+        return changed, []
+    grown, refused = _merge_candidates(state, record.vin, rest, limits)
+    return changed or grown, refused
 
 
 def merge_state_bounded(

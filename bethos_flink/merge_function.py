@@ -114,14 +114,12 @@ class MergeFunction(KeyedProcessFunction):  # type: ignore[misc]
             return
         entry = Entry.load(self.entry.value())
         changed, kept_out = merge_bounded(entry.state, record, self.limits)
-        if changed:
-            entry.dirty = True
         self.merged.inc()
         for part in kept_out:
             where = {"topic": topic, "partition": partition, "offset": offset}
             letter = refused_letter(self.limited, record.vin, part, where, now, record.pod)
             yield DEAD_LETTERS, Row(key, letter)
-        due = self.flush.on_record(entry, record.vin, now)
+        due = self.flush.on_record(entry, record.vin, now, changed)
         if due is not None:
             ctx.timer_service().register_processing_time_timer(due)
         self.entry.update(entry.saved())
@@ -144,7 +142,7 @@ class MergeFunction(KeyedProcessFunction):  # type: ignore[misc]
             return
         entry.state.merge_record(record)
         self.loaded.inc()
-        due = self.flush.on_record(entry, key, now)
+        due = self.flush.on_record(entry, key, now, changed=False)
         if due is not None:
             ctx.timer_service().register_processing_time_timer(due)
         self.entry.update(entry.saved())

@@ -97,13 +97,19 @@ class FlushLogic:
             due = min(due, max(last_seen_ms + self.ttl_ms, now_ms + 1))
         return due
 
-    def on_record(self, entry: Entry, vin: str, now_ms: int) -> int | None:
-        """Bookkeeping for a record merged into `entry` (its `dirty` already set): the time of a
-        timer to register, or None when the pending one comes soon enough. Per record: keep it
-        cheap."""
+    def on_record(self, entry: Entry, vin: str, now_ms: int, changed: bool) -> int | None:
+        """Bookkeeping for a record merged into `entry` (`changed`: a signal changed): the
+        time of a timer to register, or None when the pending one comes soon enough. Per
+        record: keep it cheap."""
         if self.ttl_ms is not None:
             entry.last_seen = now_ms
         pending = entry.next_flush
+        if pending is not None and (entry.dirty or self.emit_all):
+            # The VIN's flush timer is pending: it is its next flush slot, or an earlier one.
+            entry.dirty = entry.dirty or changed
+            return None
+        if changed:
+            entry.dirty = True
         if entry.dirty or self.emit_all:
             due = self.flush_slot(vin, now_ms)
         elif pending is None:

@@ -36,6 +36,35 @@ def test_within_the_limits_it_merges_like_the_merge_rule() -> None:
     assert bounded == plain
 
 
+@given(
+    st.lists(
+        st.tuples(
+            st.dictionaries(
+                st.text("abcde", min_size=1, max_size=2),
+                st.one_of(
+                    st.booleans(),
+                    st.integers(-5, 5),
+                    st.floats(-5, 5, allow_nan=False),
+                    st.text("xy", max_size=3),
+                ),
+                max_size=6,
+            ),
+            st.integers(0, 4),
+            st.integers(0, 3),
+        ),
+        max_size=15,
+    )
+)
+def test_within_the_limits_any_mix_of_records_merges_like_the_merge_rule(
+    updates: list[tuple[dict[str, SignalValue], int, int]],
+) -> None:
+    bounded, plain = VinState(), VinState()
+    for signals, ts, received_at in updates:
+        r = record(signals, ts=ts, received_at=received_at)
+        assert merge_bounded(bounded, r, RecordLimits()) == (plain.merge_record(r), [])
+        assert bounded == plain
+
+
 def test_new_signals_beyond_the_count_are_refused_in_name_order() -> None:
     state = VinState()
     limits = RecordLimits(max_signals=3)

@@ -134,9 +134,7 @@ def record(vin: str = "V1", ts: int = 5, **values: float) -> AggregatedRecord:
 
 def merge(logic: FlushLogic, entry: Entry, rec: AggregatedRecord, now: int) -> int | None:
     """What MergeFunction does with a record."""
-    if entry.state.merge_record(rec):
-        entry.dirty = True
-    return logic.on_record(entry, rec.vin, now)
+    return logic.on_record(entry, rec.vin, now, entry.state.merge_record(rec))
 
 
 def test_a_record_schedules_one_aligned_flush_timer() -> None:
@@ -153,7 +151,7 @@ def test_a_record_schedules_one_aligned_flush_timer() -> None:
 def test_a_staggered_flush_lands_on_the_vins_own_offset() -> None:
     logic = FlushLogic(interval_ms=120_000, stagger=True)
     offset = stagger_offset("V1", 120_000)
-    due = logic.on_record(Entry(VinState(), dirty=True), "V1", now_ms=10**12)
+    due = logic.on_record(Entry(VinState()), "V1", now_ms=10**12, changed=True)
     assert due is not None and (due - offset) % 120_000 == 0
     assert 10**12 < due <= 10**12 + 120_000
 
