@@ -11,6 +11,7 @@ import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Annotated, Any, Literal, NamedTuple
 
 import msgspec
@@ -375,6 +376,9 @@ def _decode_checked(raw: bytes | str | None, now_ms: int | None) -> AggregatedRe
 Timed = tuple[SignalValue, int] | tuple[SignalValue, int, int]
 
 
+_TS = itemgetter(1)
+
+
 def _signals_json(signals: Mapping[str, Timed]) -> dict[str, dict[str, SignalValue]]:
     return {name: {"value": s[0], "ts": s[1]} for name, s in sorted(signals.items())}
 
@@ -400,7 +404,8 @@ def encode_latest(
     produced_at: int,
 ) -> bytes:
     """The latest record: every known signal, `updated_at` = newest signal ts."""
-    updated_at = max((s[1] for s in signals.values()), default=0)
+    # A flush encodes every VIN it emits: max over a C-level key, not a generator.
+    updated_at = max(map(_TS, signals.values())) if signals else 0
     return orjson.dumps(
         {
             "schema": SCHEMA_VERSION,

@@ -17,6 +17,7 @@ from pyflink.datastream import KeyedProcessFunction, OutputTag, RuntimeContext
 from pyflink.datastream.state import ValueStateDescriptor
 
 from bethos.deadletter import dead_letter
+from bethos.durations import format_duration_ms
 from bethos.exceptions import DeadLettered
 from bethos.logevents import log_event
 from bethos.merge_rule import Entry
@@ -25,6 +26,7 @@ from bethos.record_limits import RecordLimits, Refused, merge_bounded
 from bethos.strategies.flushing import (
     NO_TURN,
     Census,
+    CensusCount,
     FlushLogic,
     FlushSummary,
     FlushTracker,
@@ -82,9 +84,15 @@ class MergeFunction(KeyedProcessFunction):  # type: ignore[misc]
         self.flushes = FlushTracker(
             self.flush.interval_ms, counts_messages=not self.messages_downstream
         )
-        self.census = Census(self.flush.census_ms)
+        self.census = Census(self.flush.census_ms, self.flush.silence_thresholds_ms)
         # Set when a census period ends.
         self.vins_held = CounterGauge(metrics.counter("vins_held"))
+        self.silence_labels = [format_duration_ms(t) for t in self.flush.silence_thresholds_ms]
+        # One series per threshold: `vins_silent` under the label `silent_for`.
+        self.vins_silent = []
+        for label in self.silence_labels:
+            threshold = metrics.add_group("silent_for", label)
+            self.vins_silent.append(CounterGauge(threshold.counter("vins_silent")))
         # Set when a flush ends (`_flush_done`).
         self.last_flush_duration = CounterGauge(metrics.counter("last_flush_duration_ms"))
         self.last_flush_at = CounterGauge(metrics.counter("last_flush_at_ms"))
@@ -162,9 +170,9 @@ class MergeFunction(KeyedProcessFunction):  # type: ignore[misc]
         vin = ctx.get_current_key()
         flushed = self.flush.on_timer(entry, vin, timestamp, int(time.time() * 1000))
         if not flushed.expired:
-            held = self.census.on_timer(entry, timestamp)
-            if held is not None:
-                self.vins_held.set(held)
+            counted = self.census.on_timer(entry, vin, timestamp, int(time.time() * 1000))
+            if counted is not None:
+                self._census_done(counted)
         if flushed.expired:
             self.entry.clear()
             self.expired.inc()
@@ -180,6 +188,19 @@ class MergeFunction(KeyedProcessFunction):  # type: ignore[misc]
             yield Row(vin, flushed.value.decode())
         ctx.timer_service().register_processing_time_timer(entry.next_flush)
         self.entry.update(entry.saved())
+
+    def _census_done(self, counted: CensusCount) -> None:
+        self.vins_held.set(counted.held)
+        for gauge, silent in zip(self.vins_silent, counted.silent, strict=True):
+            gauge.set(silent)
+        silent_fields = {
+            f"silent_{label}": silent
+            for label, silent in zip(self.silence_labels, counted.silent, strict=True)
+        }
+        most = ",".join(f"{vin}:{ms}" for vin, ms in counted.most_silent)
+        log_event(
+            log, COMPONENT, "census", vins_held=counted.held, **silent_fields, most_silent=most
+        )
 
     def _flush_done(self, finished: FlushSummary | None) -> None:
         if finished is not None:

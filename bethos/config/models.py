@@ -348,6 +348,8 @@ class MergerOptions(CheckedSection):
     vin_ttl: DurationMs | None = None
     # A merger starting without state first loads the `latest` topic.
     bootstrap_from_latest: bool = True
+    # The census counts the VINs whose newest reading is at least this old, per threshold.
+    silence_thresholds: tuple[DurationMs, ...] = (600_000, 3_600_000, 86_400_000)
 
     # A zero interval or time to live would fail the job after it started.
     def _flush_timing(self) -> Iterator[Broken]:
@@ -355,6 +357,11 @@ class MergerOptions(CheckedSection):
             yield Broken(("flush_interval",), "must be more than 0")
         if self.vin_ttl is not None and self.vin_ttl <= 0:
             yield Broken(("vin_ttl",), "must be more than 0 when set")
+        thresholds = self.silence_thresholds
+        if any(t <= 0 for t in thresholds) or list(thresholds) != sorted(set(thresholds)):
+            yield Broken(("silence_thresholds",), "must be more than 0, ascending, each once")
+        if len(thresholds) > 8:
+            yield Broken(("silence_thresholds",), "at most 8 thresholds")
 
     rules: ClassVar[tuple[Rule, ...]] = (_flush_timing,)
 

@@ -5,11 +5,13 @@ the Flink functions call these with the record, the VIN's `Entry` and the time.
 
 from __future__ import annotations
 
+import heapq
 import random
 import time
 import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import NamedTuple
 
 import orjson
@@ -50,6 +52,8 @@ NOTHING = Flushed(None)
 EXPIRED = Flushed(None, expired=True)
 
 
+_TS = itemgetter(1)
+
 # A VIN with nothing to emit still gets one timer every this many flush intervals: its census
 # (`Census`), which counts the VINs held and checks `vin_ttl`.
 CENSUS_EVERY = 5
@@ -69,6 +73,7 @@ class FlushLogic:
     emit_all: bool = False
     stagger: bool = False
     ttl_ms: int | None = None
+    silence_thresholds_ms: tuple[int, ...] = ()
 
     @classmethod
     def of(cls, options: MergerOptions) -> FlushLogic:
@@ -78,6 +83,7 @@ class FlushLogic:
             emit_all=options.emit == "all",
             stagger=options.stagger,
             ttl_ms=options.vin_ttl,
+            silence_thresholds_ms=tuple(options.silence_thresholds),
         )
 
     @property
@@ -137,29 +143,68 @@ class FlushLogic:
         return flushed
 
 
+@dataclass(frozen=True)
+class CensusCount:
+    """What one census period counted."""
+
+    held: int
+    """VINs in state."""
+    silent: tuple[int, ...]
+    """Per silence threshold (ascending): VINs whose newest reading (the newest signal `ts`)
+    was at least that long before their census timer."""
+    most_silent: tuple[tuple[str, int], ...]
+    """The longest-silent VINs, (VIN, silence in ms), longest first."""
+
+
 @dataclass
 class Census:
-    """Counts the VINs held: every VIN's timer fires at least once per census period
-    (`CENSUS_EVERY` flush intervals), and the first of its timers in a period counts it
-    (`Entry.census` keeps the period it was counted in). `on_timer` returns the count of the
-    period that ended when the first timer of the next one fires. It lives in memory: the
-    period under way at a restore counts only the VINs not counted before it."""
+    """Counts the VINs held and how long each has been silent: every VIN's timer fires at
+    least once per census period (`CENSUS_EVERY` flush intervals), and the first of its timers
+    in a period counts it (`Entry.census` keeps the period it was counted in). `on_timer`
+    returns the count of the period that ended when the first timer of the next one fires.
+    It lives in memory: the period under way at a restore counts only the VINs not counted
+    before it."""
 
     period_ms: int
+    thresholds_ms: tuple[int, ...] = ()
+    keep: int = 5
+    """How many of the longest-silent VINs a count names."""
     _period: int | None = None
     _count: int = 0
+    _silent: list[int] = field(default_factory=list)
+    _most: list[tuple[int, str]] = field(default_factory=list)
 
-    def on_timer(self, entry: Entry, timestamp_ms: int) -> int | None:
+    def on_timer(
+        self, entry: Entry, vin: str, timestamp_ms: int, now_ms: int
+    ) -> CensusCount | None:
         period = (timestamp_ms - 1) // self.period_ms
         finished = None
         if period != self._period:
             if self._period is not None and period > self._period:
-                finished = self._count
+                finished = self.count()
             self._period, self._count = period, 0
+            self._silent, self._most = [0] * len(self.thresholds_ms), []
         if entry.census != period:
             entry.census = period
             self._count += 1
+            signals = entry.state.signals
+            if signals:
+                self._note_silence(vin, now_ms - max(map(_TS, signals.values())))
         return finished
+
+    def _note_silence(self, vin: str, silence_ms: int) -> None:
+        for index, threshold in enumerate(self.thresholds_ms):
+            if silence_ms < threshold:
+                break
+            self._silent[index] += 1
+        if len(self._most) < self.keep:
+            heapq.heappush(self._most, (silence_ms, vin))
+        elif self.keep and silence_ms > self._most[0][0]:
+            heapq.heapreplace(self._most, (silence_ms, vin))
+
+    def count(self) -> CensusCount:
+        most = sorted(self._most, reverse=True)
+        return CensusCount(self._count, tuple(self._silent), tuple((vin, ms) for ms, vin in most))
 
 
 @dataclass

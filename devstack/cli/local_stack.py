@@ -43,7 +43,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     def take() -> snapshot.Status:
         services = [snapshot.ServiceLine(s.name, s.running, s.detail) for s in stack.status()]
-        return snapshot.collect(services, consumers, args.all)
+        silent_from = (merger.kafka, merger.topics.latest, args.most_silent)
+        return snapshot.collect(services, consumers, args.all, silent_from)
 
     current = take()
     if args.watch is None:
@@ -106,6 +107,14 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         "VINs held, flush age and Kafka consumer lag",
     )
     status.add_argument("--json", action="store_true", help="one JSON document (for scripts)")
+    status.add_argument(
+        "--most-silent",
+        type=int,
+        default=5,
+        metavar="N",
+        help="name the N VINs of the latest topic whose newest reading is oldest (0: skip; "
+        "reads the topic whole)",
+    )
     status.add_argument(
         "--watch",
         type=float,

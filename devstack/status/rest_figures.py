@@ -8,6 +8,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from bethos.durations import parse_duration_ms
+from bethos.exceptions import BethosError
+
 Rest = Callable[[str], Any]
 
 # Flink states in which a job is over; `status` shows the others unless asked for all.
@@ -17,7 +20,8 @@ _POD_METRIC = re.compile(
     r"^(?P<operator>[^.]+)\.pod\.(?P<pod>.+)\.(?P<name>lag_ms|last_poll_at_ms)$"
 )
 _MERGER_METRIC = re.compile(r"^(?P<operator>[^.]+)\.(?P<name>vins_held|last_flush_at_ms)$")
-_WANTED = (_POD_METRIC, _MERGER_METRIC)
+_SILENT_METRIC = re.compile(r"^(?P<operator>[^.]+)\.silent_for\.(?P<threshold>[^.]+)\.vins_silent$")
+_WANTED = (_POD_METRIC, _MERGER_METRIC, _SILENT_METRIC)
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,8 @@ class JobStatus:
     pods: list[PodStatus] = field(default_factory=list)
     vins_held: int | None = None
     last_flush_age_ms: int | None = None
+    vins_silent: dict[str, int] = field(default_factory=dict)
+    """Per silence threshold (`10m`, ...): VINs whose newest reading is at least that old."""
 
 
 # -- reading REST answers (pure) -------------------------------------------------------------
@@ -132,6 +138,25 @@ def merger_figures(
     return vins, _age(now_ms, flushed)
 
 
+def silent_figures(values: Mapping[str, Mapping[str, Any]]) -> dict[str, int]:
+    """Per threshold, the silent VINs summed over subtasks, shortest threshold first."""
+    found: dict[str, int] = {}
+    for metric_id, aggregate in values.items():
+        match = _SILENT_METRIC.match(metric_id)
+        if match:
+            found[match["threshold"]] = found.get(match["threshold"], 0) + (
+                _int(aggregate.get("sum")) or 0
+            )
+    return dict(sorted(found.items(), key=lambda item: _threshold_ms(item[0])))
+
+
+def _threshold_ms(label: str) -> int:
+    try:
+        return parse_duration_ms(label)
+    except BethosError:
+        return 0
+
+
 # -- gathering ---------------------------------------------------------------------------------
 
 
@@ -167,6 +192,7 @@ def job_status(rest: Rest, job: Mapping[str, Any], now_ms: int) -> JobStatus:
         pods=pod_statuses(values, now_ms),
         vins_held=vins,
         last_flush_age_ms=flush_age,
+        vins_silent=silent_figures(values),
     )
 
 

@@ -79,16 +79,25 @@ def render(status: Status) -> RenderableType:
     mergers = [job for job in status.jobs if job.vins_held is not None]
     if mergers:
         table = Table(title="mergers", title_justify="left")
-        for column in ("job", "VINs held", "last flush"):
+        thresholds = list(dict.fromkeys(t for job in mergers for t in job.vins_silent))
+        for column in ("job", "VINs held", *(f"silent {t}+" for t in thresholds), "last flush"):
             table.add_column(column)
         for job in mergers:
             table.add_row(
                 job.job_id[:8],
                 _count(job.vins_held),
+                *(_count(job.vins_silent.get(t)) for t in thresholds),
                 f"{duration_text(job.last_flush_age_ms)} ago"
                 if job.last_flush_age_ms is not None
                 else "-",
             )
+        parts.append(table)
+    if status.most_silent:
+        table = Table(title="longest-silent VINs (latest topic)", title_justify="left")
+        for column in ("VIN", "silent for", "newest reading (epoch ms)"):
+            table.add_column(column)
+        for silent in status.most_silent:
+            table.add_row(silent.vin, duration_text(silent.silent_ms), str(silent.updated_at))
         parts.append(table)
     if status.consumer_lag:
         table = Table(

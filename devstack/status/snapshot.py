@@ -9,10 +9,12 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from bethos.config import KafkaSettings
+from bethos.exceptions import BethosError
 from devstack.stack.flink import FLINK_REST_PORT
 from devstack.stack.health import http_json
 from devstack.status.consumer_lag import TopicLag, group_lag
 from devstack.status.rest_figures import JobStatus, gather_jobs
+from devstack.status.silent_vins import SilentVin, most_silent
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,7 @@ class Status:
     services: list[ServiceLine]
     jobs: list[JobStatus]
     consumer_lag: list[TopicLag] = field(default_factory=list)
+    most_silent: list[SilentVin] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -37,6 +40,7 @@ def collect(
     services: Sequence[ServiceLine],
     consumers: Sequence[tuple[KafkaSettings, str, str]],
     all_jobs: bool = False,
+    silent_from: tuple[KafkaSettings, str, int] | None = None,
 ) -> Status:
     """The status now: the cluster's REST API, and Kafka for each (settings, group, topic)."""
     now_ms = int(time.time() * 1000)
@@ -49,4 +53,18 @@ def collect(
         list(services),
         gather_jobs(rest, now_ms, all_jobs),
         [group_lag(kafka, group, topic) for kafka, group, topic in consumers],
+        _most_silent(silent_from, now_ms),
     )
+
+
+def _most_silent(
+    silent_from: tuple[KafkaSettings, str, int] | None, now_ms: int
+) -> list[SilentVin]:
+    """The longest-silent VINs of the latest topic; none when not asked or it cannot be read."""
+    if silent_from is None or silent_from[2] <= 0:
+        return []
+    kafka, topic, count = silent_from
+    try:
+        return most_silent(kafka, topic, now_ms, count)
+    except BethosError:
+        return []

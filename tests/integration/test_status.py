@@ -9,10 +9,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from bethos.config import EtlSettings, MergerSettings, load_settings
+from bethos.record import AggregatedRecord, Signal, encode_aggregated
 from devstack.cli import data
 from devstack.cli.main import main as bethos_main
+from devstack.stack import Stack
+from tests.integration.helpers import events
+from tests.integration.test_merger import produce
 
 pytestmark = pytest.mark.integration
 
@@ -69,3 +74,55 @@ def test_status_json_shows_both_jobs_with_their_figures(
     assert lag["topic"] == etl_settings.topics.aggregated
     assert lag["partitions"] == 2
     assert lag["records_behind"] is not None and lag["records_behind"] >= 0
+
+
+def test_vins_that_stop_reporting_are_counted_named_and_logged(
+    stack: Stack,
+    pipeline_configs: tuple[Path, Path],
+    etl_settings: EtlSettings,
+    unique: str,
+    submit: Callable[..., str],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Ten vehicles report, then five stop: the census (every 5 flush intervals: 5 s here)
+    counts them past the 4 s threshold, `bethos status --json` shows the counts and names the
+    five as the longest silent (from the latest topic), and the census line in the
+    TaskManager's log names them too."""
+    base = yaml.safe_load(pipeline_configs[1].read_text())
+    base["latest_merger"].update(flush_interval="1s", silence_thresholds=["4s", "1h"])
+    config = pipeline_configs[1].with_name("silent.yaml")
+    config.write_text(yaml.safe_dump(base))
+    vins = [f"SIL{i:02d}-{unique}" for i in range(10)]
+    reporting, silent = vins[:5], vins[5:]
+
+    def report(who: list[str]) -> None:
+        now = int(time.time() * 1000)
+        records = [AggregatedRecord(v, {"speed": Signal(1.0, now)}, "p", now, now) for v in who]
+        produce(etl_settings, [(r.vin.encode(), encode_aggregated(r)) for r in records])
+
+    report(vins)
+    merger_id = submit("latest_merger", config)
+
+    def counted(doc: dict[str, Any]) -> bool:
+        merger = {job["job_id"]: job for job in doc["jobs"]}.get(merger_id)
+        named = {entry["vin"] for entry in doc["most_silent"]}
+        return (
+            merger is not None
+            and merger["vins_held"] == 10
+            and merger["vins_silent"] == {"4s": 5, "1h": 0}
+            and named == set(silent)
+        )
+
+    deadline = time.monotonic() + 120
+    doc = status_json(capsys, config)
+    while not counted(doc) and time.monotonic() < deadline:
+        report(reporting)  # the five that still report, every second or so
+        time.sleep(1)
+        doc = status_json(capsys, config)
+    assert counted(doc), json.dumps(doc, indent=1)
+    assert all(entry["silent_ms"] >= 4_000 for entry in doc["most_silent"])
+    lines = [f for f in events(stack, "census") if f.get("silent_4s") == "5"]
+    lines = [f for f in lines if any(v in f["most_silent"] for v in silent)]
+    assert lines, "a census line of this merger"
+    named = {pair.rsplit(":", 1)[0] for pair in lines[-1]["most_silent"].split(",")}
+    assert named == set(silent) and lines[-1]["vins_held"] == "10"

@@ -27,8 +27,25 @@ class Metrics:
     def counter(self, name: str) -> Counter:
         return self.counters.setdefault(name, Counter())
 
+    def add_group(self, name: str, extra: str | None = None) -> Metrics:
+        """A group's counters are named `<name>.<extra>.<counter>` here."""
+        group = Metrics()
+        group.counters = _Prefixed(self.counters, f"{name}.{extra}." if extra else f"{name}.")
+        return group
+
     def gauge(self, name: str, read: Any) -> None:
         raise AssertionError(f"gauge {name!r}: a Python gauge can crash a TaskManager")
+
+
+class _Prefixed(dict):  # type: ignore[type-arg]
+    """A view of the parent's counters under a prefix."""
+
+    def __init__(self, parent: dict[str, Counter], prefix: str) -> None:
+        super().__init__()
+        self.parent, self.prefix = parent, prefix
+
+    def setdefault(self, name: str, default: Counter) -> Counter:  # type: ignore[override]
+        return self.parent.setdefault(self.prefix + name, default)
 
 
 class ValueState:

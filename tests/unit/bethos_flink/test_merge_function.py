@@ -286,3 +286,27 @@ def test_a_torn_down_merge_writes_the_shutdown_line_once(
         "emitted": "0",
         "longest_timer_run_ms": "0",
     }
+
+
+def test_a_census_counts_held_and_silent_vins_and_names_the_most_silent(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    # Census every 5 s; silent after 3 s or 8 s without a newer reading (event time).
+    run = merger(monkeypatch, FlushLogic(1_000, silence_thresholds_ms=(3_000, 8_000)))
+    run.element(*message("A", 50, speed=1.0))  # its reading from 50 ms
+    run.element(*message("B", 90, speed=1.0))
+    run.advance(4_000)
+    run.element(*message("B", 4_000, speed=2.0))  # B reports again, A does not
+    # Census timers (offsets in 5 s): A at 4_475 and 9_475, B at 8_513 after its flush at
+    # 5_000; the period (5_000, 10_000] is counted when the next one's first timer fires.
+    run.advance(15_000)
+    counts = events(caplog, "census")
+    assert counts, "a census line per census period"
+    last = counts[-1]
+    assert (last["vins_held"], last["silent_3s"], last["silent_8s"]) == ("2", "2", "1")
+    assert last["most_silent"].split(",")[0].startswith("A:")
+    metrics = run.context.metrics.counters
+    assert metrics["vins_held"].count == 2
+    assert metrics["silent_for.3s.vins_silent"].count == 2
+    assert metrics["silent_for.8s.vins_silent"].count == 1

@@ -187,17 +187,35 @@ def test_every_vin_is_counted_once_per_census_period() -> None:
     tracker = Census(period_ms=5_000)
     entries = [Entry(VinState()) for _ in range(3)]
     # Period 0 (timers in (0, 5_000]): the VINs' timers, one VIN twice.
-    assert [
-        tracker.on_timer(e, t) for e, t in zip(entries, (1_000, 2_000, 5_000), strict=True)
-    ] == [None] * 3
-    assert tracker.on_timer(entries[0], 4_000) is None
+    for entry, timestamp in zip(entries, (1_000, 2_000, 5_000), strict=True):
+        assert tracker.on_timer(entry, "V", timestamp, timestamp) is None
+    assert tracker.on_timer(entries[0], "V", 4_000, 4_000) is None
     # The first timer of the next period ends the count of the last one.
-    assert tracker.on_timer(entries[1], 5_500) == 3
-    assert tracker.on_timer(entries[1], 6_000) is None
-    assert tracker.on_timer(entries[2], 9_000) is None
-    assert tracker.on_timer(entries[0], 10_001) == 2
+    counted = tracker.on_timer(entries[1], "V", 5_500, 5_500)
+    assert counted is not None and counted.held == 3
+    assert tracker.on_timer(entries[1], "V", 6_000, 6_000) is None
+    assert tracker.on_timer(entries[2], "V", 9_000, 9_000) is None
+    counted = tracker.on_timer(entries[0], "V", 10_001, 10_001)
+    assert counted is not None and counted.held == 2
     # A timer of an earlier period (a late one) ends nothing.
-    assert tracker.on_timer(entries[0], 9_999) is None
+    assert tracker.on_timer(entries[0], "V", 9_999, 9_999) is None
+
+
+def test_the_census_counts_the_vins_silent_past_each_threshold() -> None:
+    tracker = Census(period_ms=1_000_000, thresholds_ms=(600_000, 3_600_000), keep=2)
+    now = 10_000_000
+    # Newest readings 1 min, 20 min, 2 h and 3 h before the census; one VIN without signals.
+    for vin, age in (("A", 60_000), ("B", 1_200_000), ("C", 7_200_000), ("D", 10_800_000)):
+        entry = Entry(VinState({"x": (1.0, now - age - 5, 0), "y": (2.0, now - age, 0)}))
+        assert tracker.on_timer(entry, vin, now - 1, now) is None
+    tracker.on_timer(Entry(VinState()), "E", now - 1, now)
+    counted = tracker.on_timer(Entry(VinState()), "F", now + 1_000_000, now)
+    assert counted is not None
+    assert (counted.held, counted.silent) == (5, (3, 2))
+    assert counted.most_silent == (("D", 10_800_000), ("C", 7_200_000))
+    # The next period starts from zero.
+    later = tracker.on_timer(Entry(VinState()), "G", now + 2_000_000, now)
+    assert later is not None and (later.held, later.silent, later.most_silent) == (1, (0, 0), ())
 
 
 def test_emit_all_emits_every_vin_on_every_timer() -> None:
