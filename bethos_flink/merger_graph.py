@@ -99,7 +99,8 @@ class MergerGraph:
         """Upsert (VIN, latest record) rows into the compacted `latest` topic; DELETE rows
         become tombstones."""
         topics, kafka = self.settings.topics, self.settings.kafka
-        self.t_env.execute_sql(upsert_sink_ddl("latest_out", topics.latest, kafka))
+        prefix = self.settings.transactional_id_prefix("latest")
+        self.t_env.execute_sql(upsert_sink_ddl("latest_out", topics.latest, kafka, prefix))
         add_sink(self.t_env, self.statements, stream, "latest_out", changelog=True)
 
 

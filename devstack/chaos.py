@@ -37,7 +37,7 @@ from connectors.influxdb.writer import InfluxWriter, Point
 from connectors.kafka.admin import create_topics
 from devstack.stack import REDIS_PORT, Stack, jobs, lifecycle
 from devstack.stack.pipeline import pipeline_docs
-from devstack.verify import verify
+from devstack.verify import history_regressions, verify
 
 FAULTS = ("taskmanager", "jobmanager", "broker", "influxdb")
 # The registered strategies a run knows how to set up: the default, and `state_store` with its
@@ -67,6 +67,9 @@ class RunResult:
     cells_checked: int = 0
     cells_wrong: int = 0
     differences: list[str] = field(default_factory=list)
+    history_messages: int = 0
+    history_regressions: int = 0
+    regressions: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
 
@@ -278,6 +281,14 @@ def one_run(
         _, truth_cells, differences = verify(settings)
     for _, job_id in jobs.running_jobs(stack):
         stack.flink.cancel(job_id)
+    # The whole history, as a read_committed consumer from the beginning saw it.
+    messages, taken_back = history_regressions(settings)
+    result.history_messages = messages
+    result.history_regressions = len(taken_back)
+    result.regressions = [
+        f"{r.vin}/{r.signal}: {r.kind}, published ts {r.published}, then {r.now}"
+        for r in taken_back[:10]
+    ]
     result.readings_written = writer.written
     result.cells_checked = truth_cells
     result.cells_wrong = len(differences)
@@ -321,5 +332,7 @@ def summary(results: list[RunResult], seed: int) -> dict[str, object]:
         "faults_injected": sum(len(r.faults) for r in results),
         "cells_checked": sum(r.cells_checked for r in results),
         "cells_wrong": sum(r.cells_wrong for r in results),
+        "history_messages": sum(r.history_messages for r in results),
+        "history_regressions": sum(r.history_regressions for r in results),
         "per_run": [{**asdict(r), "faults": [asdict(f) for f in r.faults]} for r in results],
     }

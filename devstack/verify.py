@@ -1,4 +1,5 @@
-"""Compare the latest topic with the ground truth: every VIN, every signal, newest value wins."""
+"""Compare the latest topic with the ground truth (every VIN, every signal, newest value wins),
+and check its whole history: no VIN's signal ever went back in time or vanished."""
 
 from __future__ import annotations
 
@@ -73,3 +74,52 @@ def verify(settings: EtlSettings) -> tuple[int, int, list[Difference]]:
     truth = ground_truth(settings)
     differences = compare(truth, latest_records(settings))
     return len(truth), sum(len(s) for s in truth.values()), differences
+
+
+@dataclass(frozen=True, slots=True)
+class Regression:
+    """A message of the latest topic that took something back from a VIN's earlier ones."""
+
+    vin: str
+    signal: str
+    kind: str
+    """`older`: the signal's ts is older than one already published; `vanished`: a signal
+    published before is missing (no tombstone in between)."""
+    published: int
+    """The newest ts published for the signal before this message."""
+    now: int | None
+    """This message's ts for it (None when it vanished)."""
+
+
+def regressions(messages: list[tuple[bytes | None, bytes | None]]) -> list[Regression]:
+    """Everything the latest topic took back, message by message: its history read from the
+    beginning (one VIN's messages are in one partition, in order). A tombstone forgets a VIN
+    (`vin_ttl`): what follows it starts afresh."""
+    newest: dict[str, dict[str, int]] = {}
+    found: list[Regression] = []
+    for key, value in messages:
+        if key is None:
+            continue
+        vin = key.decode("utf-8", "replace")
+        if value is None:
+            newest.pop(vin, None)
+            continue
+        _, signals = decode_latest_signals(value)
+        seen = newest.setdefault(vin, {})
+        for name, published in seen.items():
+            signal = signals.get(name)
+            if signal is None:
+                found.append(Regression(vin, name, "vanished", published, None))
+            elif signal.ts < published:
+                found.append(Regression(vin, name, "older", published, signal.ts))
+        for name, signal in signals.items():
+            if signal.ts > seen.get(name, -1):
+                seen[name] = signal.ts
+    return found
+
+
+def history_regressions(settings: EtlSettings) -> tuple[int, list[Regression]]:
+    """(messages read, regressions) of the latest topic's whole history, as a `read_committed`
+    reader sees it."""
+    messages = read_topic(settings.kafka, settings.topics.latest)
+    return len(messages), regressions(messages)

@@ -348,6 +348,11 @@ class MergerOptions(CheckedSection):
     vin_ttl: DurationMs | None = None
     # A merger starting without state first loads the `latest` topic.
     bootstrap_from_latest: bool = True
+    # How the latest topic is written: in Kafka transactions committed with each checkpoint
+    # (a `read_committed` reader never sees a VIN's values go back after a restore; records
+    # appear up to one checkpoint interval later), or at least once (at once; a restore may
+    # publish a VIN's older values again).
+    delivery: Literal["exactly_once", "at_least_once"] = "exactly_once"
     # The census counts the VINs whose newest reading is at least this old, per threshold.
     silence_thresholds: tuple[DurationMs, ...] = (600_000, 3_600_000, 86_400_000)
 
@@ -409,3 +414,11 @@ class MergerSettings(JobSettings):
             yield Broken(("latest_merger", *broken.loc), broken.message)
 
     rules: ClassVar[tuple[Rule, ...]] = (_strategy_topics,)
+
+    def transactional_id_prefix(self, writer: str) -> str | None:
+        """With `delivery: exactly_once`, the prefix of the transactional ids of one of this
+        merger's Kafka writers (`latest`, `publisher`, `inline`): stable across restarts and
+        savepoints, and unique per merger through its consumer group. None: at least once."""
+        if self.latest_merger.delivery != "exactly_once":
+            return None
+        return f"bethos-{self.consumer_group}-{writer}"

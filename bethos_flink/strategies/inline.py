@@ -133,7 +133,8 @@ def wire(graph: MergerGraph, options: Inline) -> None:
     if inline.sink == "kafka":
         settings = graph.settings
         topic = inline.kafka_topic(settings.topics.latest)
-        graph.t_env.execute_sql(append_sink_ddl("inline_out", topic, settings.kafka))
+        prefix = settings.transactional_id_prefix("inline")
+        graph.t_env.execute_sql(append_sink_ddl("inline_out", topic, settings.kafka, prefix))
         add_append_sink(graph.t_env, graph.statements, messages, "inline_out")
     else:
         messages.process(LineWriter(inline)).uid(LINE_WRITER_UID).name(f"write to {inline.sink}")

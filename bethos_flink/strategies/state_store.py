@@ -179,7 +179,8 @@ def build_publisher(settings: MergerSettings):  # type: ignore[no-untyped-def]
         "CREATE TEMPORARY TABLE ticks (n INT) WITH ("
         "'connector' = 'datagen', 'rows-per-second' = '1')"
     )
-    t_env.execute_sql(upsert_sink_ddl("latest_out", settings.topics.latest, settings.kafka))
+    prefix = settings.transactional_id_prefix("publisher")
+    t_env.execute_sql(upsert_sink_ddl("latest_out", settings.topics.latest, settings.kafka, prefix))
     store = options.state_store
     with planner_uids(t_env, "ticks"):
         ticks = t_env.to_data_stream(t_env.from_path("ticks"))

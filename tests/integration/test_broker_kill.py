@@ -23,6 +23,7 @@ from devstack.cli import data
 from devstack.stack import wait_until
 from devstack.stack.kafka import KafkaCluster
 from devstack.stack.process import Supervisor
+from devstack.verify import history_regressions
 from tests.integration.helpers import topic_configs, wait_for
 from tests.integration.helpers import wait_until as wait_until_done
 
@@ -132,3 +133,6 @@ def test_a_broker_killed_during_flushes_loses_nothing(
     writer.thread.join()
     assert writer.written > 100
     assert wait_for(lambda: data.verify(settings)[2], timeout=180) == []
+    # Read from the beginning (read_committed), the latest topic never took a value back.
+    messages, taken_back = history_regressions(settings)
+    assert messages > 0 and taken_back == []

@@ -1,5 +1,6 @@
 """A short `bethos chaos` run, part of `make test`: a JobManager SIGKILL while late and very late
-telemetry is written, and the latest topic equals InfluxDB's ground truth afterwards."""
+telemetry is written, and the latest topic equals InfluxDB's ground truth afterwards, its whole
+history without a value taken back."""
 
 from __future__ import annotations
 
@@ -22,3 +23,6 @@ def test_a_short_chaos_run_loses_nothing(stack: Stack) -> None:
     assert run.faults == planned  # the seed's schedule, as planned
     assert run.readings_written > 100 and run.cells_checked > 50
     assert run.cells_wrong == 0, run.differences
+    # Read from the beginning, the latest topic never took a VIN's value back.
+    assert run.history_messages > 0
+    assert run.history_regressions == 0, run.regressions
