@@ -1,5 +1,6 @@
 """`bethos bench latency`: the delay from a reading's write into InfluxDB to its value on the
-latest topic, at a steady load, for each flush interval asked (default 10 s and 2 min).
+latest topic, at a steady load, for each flush interval asked (default 10 s and 2 min) and each
+`latest_merger.delivery` asked (default both: `exactly_once`, then `at_least_once`).
 
 Each case gets its own topics and database, a fresh ETL and merger, and a writer that writes
 `rate` readings per second round-robin over `vins` VINs for `seconds`, each stamped with its
@@ -8,8 +9,10 @@ first record of its VIN carrying a `ts` at least its own (a newer reading of the
 delivers it too: the latest topic only ever holds the newest value). For each reading:
 - ETL: `produced_at` of the first aggregated record that delivers it, minus its ts;
 - flush wait: `produced_at` of the first latest record that delivers it, minus the above;
-- Kafka: that latest message's timestamp minus its `produced_at`;
-- total: the latest message's timestamp minus the reading's ts (the three summed).
+- Kafka: when a `read_committed` consumer, reading the latest topic all along, received that
+  message, minus its `produced_at` (with `exactly_once` this holds the wait for the checkpoint
+  that commits the message's transaction);
+- total: when that consumer received the message minus the reading's ts (the three summed).
 Readings written during the first `warmup` seconds (the jobs' start) are left out.
 """
 
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import statistics
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
@@ -48,11 +52,69 @@ class Reading:
 
 @dataclass(frozen=True, slots=True)
 class Seen:
-    """A record of a VIN as a topic carried it: its signal's ts, produced_at, message time."""
+    """A record of a VIN as a topic carried it: its signal's ts, produced_at, and when it
+    reached the reader (the message's timestamp, or when a live reader received it)."""
 
     ts: int
     produced_at: int
     message_ts: int
+
+
+class LiveReader:
+    """Reads a topic from the beginning as a `read_committed` consumer until stopped, noting
+    when each record arrived: when it became visible to such a reader."""
+
+    def __init__(self, kafka: KafkaSettings, topic: str) -> None:
+        self.kafka, self.topic = kafka, topic
+        self.seen: dict[str, list[Seen]] = {}
+        self.lock = threading.Lock()
+        self.stopping = threading.Event()
+        self.failure: Exception | None = None
+        self.thread = threading.Thread(target=self._run, name="latency-reader", daemon=True)
+
+    def _run(self) -> None:
+        consumer = Consumer(
+            {
+                **self.kafka.python_client_properties(),
+                "group.id": f"bethos-bench-latency-{uuid.uuid4()}",
+                "enable.auto.commit": False,
+                "auto.offset.reset": "earliest",
+                "isolation.level": "read_committed",
+            }
+        )
+        try:
+            consumer.subscribe([self.topic])
+            while not self.stopping.is_set():
+                message = consumer.poll(0.2)
+                value = None if message is None or message.error() else message.value()
+                if value is None:
+                    continue
+                arrived = int(time.time() * 1000)
+                doc = orjson.loads(value)
+                signal = doc.get("data", {}).get("signals", {}).get(SIGNAL)
+                if signal is not None:
+                    with self.lock:
+                        self.seen.setdefault(doc["vin"], []).append(
+                            Seen(int(signal["ts"]), int(doc["produced_at"]), arrived)
+                        )
+        except Exception as exc:  # reported by snapshot(), not lost with the thread
+            self.failure = exc
+        finally:
+            consumer.close()
+
+    def start(self) -> LiveReader:
+        self.thread.start()
+        return self
+
+    def snapshot(self) -> dict[str, list[Seen]]:
+        if self.failure is not None:
+            raise BethosError(f"reading {self.topic}: {self.failure}")
+        with self.lock:
+            return {vin: list(seen) for vin, seen in self.seen.items()}
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.thread.join(timeout=10)
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,7 +274,9 @@ def read_seen(kafka: KafkaSettings, topic: str, timeout: float = 30.0) -> dict[s
 
 
 # -- one case ----------------------------------------------------------------------------------
-def case_configs(work: Path, stack: Stack, tag: str, pods: int, flush_ms: int) -> tuple[Path, Path]:
+def case_configs(
+    work: Path, stack: Stack, tag: str, pods: int, flush_ms: int, delivery: str
+) -> tuple[Path, Path]:
     etl, merger = pipeline_docs(
         stack,
         f"bench.latency.{tag}",
@@ -228,7 +292,7 @@ def case_configs(work: Path, stack: Stack, tag: str, pods: int, flush_ms: int) -
         ingest_delay="2s",
         start_at=int(time.time() * 1000),
     )
-    merger["latest_merger"] = {"flush_interval": f"{flush_ms}ms"}
+    merger["latest_merger"] = {"flush_interval": f"{flush_ms}ms", "delivery": delivery}
     etl_path, merger_path = work / f"etl-{tag}.yaml", work / f"merger-{tag}.yaml"
     etl_path.write_text(yaml.safe_dump(etl))
     merger_path.write_text(yaml.safe_dump(merger))
@@ -239,6 +303,7 @@ def run_case(
     stack: Stack,
     work: Path,
     flush_ms: int,
+    delivery: str,
     rate: int,
     vins: int,
     pods: int,
@@ -247,8 +312,8 @@ def run_case(
     report: Report,
     advance: Advance,
 ) -> dict[str, Any]:
-    tag = f"{flush_ms // 1000}s-{uuid.uuid4().hex[:6]}"
-    etl_config, merger_config = case_configs(work, stack, tag, pods, flush_ms)
+    tag = f"{flush_ms // 1000}s-{delivery.split('_')[0]}-{uuid.uuid4().hex[:6]}"
+    etl_config, merger_config = case_configs(work, stack, tag, pods, flush_ms, delivery)
     etl_settings = load_settings(EtlSettings, etl_config)
     merger_settings = load_settings(MergerSettings, merger_config)
     report("creating the case's topics and database")
@@ -259,6 +324,7 @@ def run_case(
     finally:
         writer.close()
     report("submitting the ETL and the merger")
+    reader = LiveReader(merger_settings.kafka, merger_settings.topics.latest).start()
     started = [jobs.submit(stack, "etl", str(etl_config))]
     try:
         started.append(jobs.submit(stack, "latest_merger", str(merger_config)))
@@ -267,11 +333,13 @@ def run_case(
         measured_from = written[0].ts + int(warmup * 1000) if written else 0
         measured = [r for r in written if r.ts >= measured_from]
         newest = max((r.ts for r in measured), default=0)
-        # Until the newest reading is on the latest topic: a poll, a flush, and some slack.
-        deadline = time.monotonic() + 10 + 2 + flush_ms / 1000 + 60
+        # Until the newest reading is on the latest topic: a poll, a flush, a checkpoint, and
+        # some slack.
+        checkpoint_s = merger_settings.flink.checkpoint_interval / 1000
+        deadline = time.monotonic() + 10 + 2 + flush_ms / 1000 + checkpoint_s + 60
         latest: dict[str, list[Seen]] = {}
         while time.monotonic() < deadline:
-            latest = read_seen(merger_settings.kafka, merger_settings.topics.latest)
+            latest = reader.snapshot()
             newest_out = max((s.ts for seen in latest.values() for s in seen), default=0)
             report(
                 f"waiting for the newest reading on the latest topic "
@@ -283,6 +351,7 @@ def run_case(
             time.sleep(2)
         aggregated = read_seen(merger_settings.kafka, merger_settings.topics.aggregated)
     finally:
+        reader.stop()
         for job_id in started:
             jobs.stop(stack, job_id)
     found, missing = delays(measured, aggregated, latest)
@@ -290,6 +359,7 @@ def run_case(
         raise BethosError(f"flush {flush_ms} ms: no reading reached the latest topic")
     return {
         "flush_interval_ms": flush_ms,
+        "delivery": delivery,
         "readings_written": len(written),
         "readings_measured": len(measured),
         "readings_delivered": len(found),
@@ -301,6 +371,7 @@ def run_case(
 
 def bench(
     flush_intervals_ms: Sequence[int],
+    deliveries: Sequence[str],
     rate: int,
     vins: int,
     pods: int,
@@ -319,7 +390,7 @@ def bench(
     cases = []
     for flush_ms in flush_intervals_ms:
         length = seconds if seconds is not None else max(60.0, 3 * flush_ms / 1000)
-        cases.append(
-            run_case(stack, work, flush_ms, rate, vins, pods, length, warmup, report, advance)
-        )
+        for delivery in deliveries:
+            case = (flush_ms, delivery, rate, vins, pods, length, warmup, report, advance)
+            cases.append(run_case(stack, work, *case))
     return {"benchmark": "latency", "rate": rate, "vins": vins, "pods": pods, "cases": cases}

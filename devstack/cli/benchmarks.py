@@ -28,6 +28,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
         from devstack.bench.latency import bench as bench_latency
 
         flushes = [parse_duration_ms(text) for text in args.flush_intervals.split(",")]
+        deliveries = [text.strip() for text in args.deliveries.split(",")]
+        unknown = set(deliveries) - {"exactly_once", "at_least_once"}
+        if unknown:
+            raise BethosError(f"--deliveries: unknown {', '.join(sorted(unknown))}")
         with progress.bars() as bars:
             status = bars.add_task("starting", total=None)
             writes = bars.add_task("readings written", total=None, visible=False)
@@ -40,6 +44,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
             result = bench_latency(
                 flushes,
+                deliveries,
                 args.rate,
                 args.latency_vins,
                 args.latency_pods,
@@ -57,14 +62,16 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def latency_table(result: dict[str, object]) -> Table:
     table = Table(title="end-to-end latency, seconds (InfluxDB write -> latest topic)")
-    for column in ("flush", "part", "p50", "p95", "p99", "max", "readings"):
-        table.add_column(column, justify="left" if column in ("flush", "part") else "right")
+    for column in ("flush", "delivery", "part", "p50", "p95", "p99", "max", "readings"):
+        left = column in ("flush", "delivery", "part")
+        table.add_column(column, justify="left" if left else "right")
     cases = result.get("cases")
     for case in cases if isinstance(cases, list) else []:
         for part in ("etl_ms", "flush_wait_ms", "kafka_ms", "total_ms"):
             figures = case[part]
             table.add_row(
                 f"{case['flush_interval_ms'] / 1000:g}s",
+                str(case.get("delivery", "")),
                 part.removesuffix("_ms").replace("_", " "),
                 *(f"{figures[q] / 1000:.2f}" for q in ("p50", "p95", "p99", "max")),
                 str(case["readings_delivered"]),
@@ -84,6 +91,11 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     bench.add_argument("--parallelism", type=int, default=1, help="the job's parallelism")
     latency = bench.add_argument_group("latency")
     latency.add_argument("--flush-intervals", default="10s,2m", help="one case each")
+    latency.add_argument(
+        "--deliveries",
+        default="exactly_once,at_least_once",
+        help="latest_merger.delivery values: one case each per flush interval",
+    )
     latency.add_argument("--rate", type=int, default=200, help="readings written per second")
     latency.add_argument("--latency-vins", type=int, default=2_000, help="VINs written round-robin")
     latency.add_argument("--latency-pods", type=int, default=2)
