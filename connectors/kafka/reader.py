@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from confluent_kafka import TopicPartition
+from confluent_kafka import KafkaError, TopicPartition
 
 from bethos.config import KafkaSettings
 from bethos.exceptions import BethosError
@@ -14,7 +14,12 @@ from connectors.kafka import clients
 def read_topic(
     kafka: KafkaSettings, topic: str, timeout: float = 60.0
 ) -> list[tuple[bytes | None, bytes | None]]:
-    """Every (key, value) from the beginning up to the end offsets seen at the start."""
+    """Every committed (key, value) from the beginning up to the end offsets seen at the start.
+
+    A reader of committed records stops short of a partition's end offset: the last offsets
+    may be transaction markers (never delivered) or records of a transaction still open. So a
+    partition is read when a record at or past its end arrives, or the consumer reports that
+    it reached the partition's end (`enable.partition.eof`)."""
     consumer, refusals = clients.consumer(
         kafka,
         {
@@ -22,6 +27,7 @@ def read_topic(
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",
             "isolation.level": "read_committed",
+            "enable.partition.eof": True,
         },
     )
     try:
@@ -44,9 +50,14 @@ def read_topic(
             if message is None:
                 clients.check(refusals, kafka)
                 raise BethosError(f"timed out reading {topic}")
-            if message.error():
-                raise BethosError(f"reading {topic}: {message.error()}")
+            error = message.error()
             partition, offset = message.partition(), message.offset()
+            if error is not None and error.code() == KafkaError._PARTITION_EOF:
+                if partition is not None and partition in ends:
+                    done.add(partition)
+                continue
+            if error is not None:
+                raise BethosError(f"reading {topic}: {error}")
             if partition is None or offset is None:
                 continue
             if partition in ends and offset < ends[partition]:
