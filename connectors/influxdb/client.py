@@ -37,6 +37,12 @@ from connectors.influxdb.session import open_session
 
 log = logging.getLogger(__name__)
 
+# Bytes asked of a streamed response at a time. requests' default (512) costs a pass through
+# urllib3 and requests for every 512 compressed bytes, two thirds of the time the lines of a
+# response take; InfluxDB sends a chunked response in pieces of 2 KiB or less, and each is
+# handed on as it comes, whatever this size.
+READ_SIZE = 1 << 16
+
 # Signal(value, ts) without the NamedTuple's Python-level __new__: one call per signal read.
 _new_signal = tuple.__new__
 
@@ -283,6 +289,11 @@ def _parse_series(series: Mapping[str, Any], layout: SeriesLayout, result: Fetch
     result.readings += sum(len(row) - 1 - row.count(None) for row in rows)
 
 
+def response_lines(response: requests.Response) -> Iterator[bytes]:
+    """The lines of a streamed response, READ_SIZE bytes asked at a time."""
+    return response.iter_lines(chunk_size=READ_SIZE)
+
+
 def ends_partial(result: Mapping[str, Any]) -> bool:
     """True when the last result of a response says more was to come: chunked responses mark
     every chunk but the last `partial`, and a server's `max-row-limit` marks a cut series so."""
@@ -358,7 +369,7 @@ class InfluxClient:
                 raise SourceError(f"HTTP {response.status_code}: {response.text[:200]}")
             last: dict[str, Any] | None = None
             try:
-                for line in response.iter_lines():
+                for line in response_lines(response):
                     if not line:
                         continue
                     body = orjson.loads(line)
