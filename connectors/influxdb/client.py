@@ -14,7 +14,9 @@ import functools
 import logging
 import math
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from itertools import compress, repeat
+from operator import is_not
 from typing import Any, NamedTuple, Protocol
 
 import orjson
@@ -23,7 +25,14 @@ import requests
 from bethos.config import InfluxSettings
 from bethos.exceptions import ConfigError, RecordError, SourceError, TruncatedError
 from bethos.fetch_result import FetchResult, Reject, Tally, Window
-from bethos.record import INT64_MAX, INT64_MIN, MAX_NAME_LENGTH, Signal, check_signal_value
+from bethos.record import (
+    INT64_MAX,
+    INT64_MIN,
+    MAX_NAME_LENGTH,
+    RowSignals,
+    Signal,
+    check_signal_value,
+)
 from bethos.resource_map import ResourceMap
 from connectors.influxdb.influxql import (
     NS_PER_MS,
@@ -73,10 +82,37 @@ class WideLayout:
     """Each field is a signal: every column after `time` is one, named by the column."""
 
     vin_tag: str
+    # The columns of the last series and their signal names (see `plain_names`), replaced whole.
+    _last: list[tuple[list[Any], tuple[str, ...] | None]] = field(
+        default_factory=lambda: [([], None)], init=False, repr=False, compare=False
+    )
 
     def checked_columns(self, tags: Mapping[str, str], columns: Sequence[str]) -> CheckedColumns:
         # Every series of a response has the same columns: computed once, not once a series.
         return _wide_columns(tuple(columns))
+
+    def plain_names(self, columns: object) -> tuple[str, ...] | None:
+        """The signal names of `time` and signal columns with valid and distinct names, else
+        None.
+
+        Every series of a response has the same columns, so those of the last series are
+        kept and compared: one C call, where hashing them for a cache would hash each name.
+        """
+        last_columns, names = self._last[0]
+        if columns == last_columns:
+            return names
+        names = None
+        if (
+            type(columns) is list
+            and columns
+            and columns[0] == "time"
+            and all(type(column) is str for column in columns)
+        ):
+            good, bad = _wide_columns(tuple(columns))
+            if not bad and len({name for _, name in good}) == len(good):
+                names = tuple(name for _, name in good)
+        self._last[0] = (list(columns) if type(columns) is list else [], names)
+        return names
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,6 +226,50 @@ def _single_row(latest: dict[str, Signal], good: SignalColumns, row: Sequence[An
     return True
 
 
+def _one_plain_row(
+    series: object, layout: WideLayout, result: FetchResult, tally: Tally | None
+) -> bool:
+    """The common series, read with C-level calls: the wide layout, a new VIN, one row of valid
+    names and plain values (numbers, booleans, nulls). Returns False, having changed nothing,
+    for any other series: `_parse_series` reads those, and reads these to the same effect
+    (tests/unit/connectors/influxdb/test_plain_rows.py holds the two to each other).
+    """
+    if type(series) is not dict:
+        return False
+    rows = series.get("values")
+    if type(rows) is not list or len(rows) != 1:
+        return False
+    row = rows[0]
+    names = layout.plain_names(series.get("columns"))
+    if names is None or type(row) is not list or len(row) != len(names) + 1:
+        return False
+    tags = series.get("tags")
+    vin = tags.get(layout.vin_tag) if type(tags) is dict else None
+    at = row[0]
+    if type(vin) is not str or not vin or vin in result.latest or type(at) is not int:
+        return False
+    values = row[1:]
+    kinds = set(map(type, values))
+    if not _PLAIN_TYPES.issuperset(kinds):
+        return False
+    if _NULL in kinds:
+        present = list(map(is_not, values, repeat(None)))
+        values = list(compress(values, present))
+        names = tuple(compress(names, present))
+    if int in kinds and (min(values) < INT64_MIN or max(values) > INT64_MAX):
+        return False
+    if float in kinds and not math.isfinite(sum(values)):
+        return False  # a NaN or an infinity among them, or a sum beyond a float: a closer look
+    readings = len(values)
+    if tally is not None and at >= tally.since_ms * NS_PER_MS:
+        bucket = at // (tally.bucket_ms * NS_PER_MS) * tally.bucket_ms
+        counts = result.counts
+        counts[bucket] = counts.get(bucket, 0) + readings
+    result.latest[vin] = RowSignals(names, values, at // NS_PER_MS)
+    result.readings += readings
+    return True
+
+
 def parse_chunk(
     chunk: Mapping[str, Any],
     layout: SeriesLayout,
@@ -208,8 +288,11 @@ def parse_chunk(
     the values of every row (rejected or not, as InfluxDB counts them) are counted per bucket.
     """
     result = FetchResult() if into is None else into
+    wide = layout if type(layout) is WideLayout else None
     try:
         for series in chunk.get("series") or ():
+            if wide is not None and _one_plain_row(series, wide, result, tally):
+                continue
             if tally is not None:
                 _tally_rows(series.get("values") or (), tally, result.counts)
             _parse_series(series, layout, result)
@@ -253,6 +336,8 @@ def _parse_series(series: Mapping[str, Any], layout: SeriesLayout, result: Fetch
         if len(rows) == 1 and not bad and _single_row(latest, good, rows[0]):
             result.readings += len(rows[0]) - 1 - rows[0].count(None)
             return
+    elif not isinstance(latest, dict):
+        latest = result.signals_to_change(vin)  # read from a row of an earlier chunk
     # Rows come in time order, so a signal's newest reading is its last non-null value; older
     # values are superseded by it and need no further look. A value that is not a valid signal
     # value is dead-lettered and the next older one is taken instead. This loop runs once per
