@@ -13,8 +13,8 @@ from __future__ import annotations
 import functools
 import logging
 import math
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from itertools import compress, repeat
 from operator import is_not
 from typing import Any, NamedTuple, Protocol
@@ -82,10 +82,6 @@ class WideLayout:
     """Each field is a signal: every column after `time` is one, named by the column."""
 
     vin_tag: str
-    # The columns of the last series and their signal names (see `plain_names`), replaced whole.
-    _last: list[tuple[list[Any], tuple[str, ...] | None]] = field(
-        default_factory=lambda: [([], None)], init=False, repr=False, compare=False
-    )
 
     def checked_columns(self, tags: Mapping[str, str], columns: Sequence[str]) -> CheckedColumns:
         # Every series of a response has the same columns: computed once, not once a series.
@@ -93,26 +89,18 @@ class WideLayout:
 
     def plain_names(self, columns: object) -> tuple[str, ...] | None:
         """The signal names of `time` and signal columns with valid and distinct names, else
-        None.
-
-        Every series of a response has the same columns, so those of the last series are
-        kept and compared: one C call, where hashing them for a cache would hash each name.
-        """
-        last_columns, names = self._last[0]
-        if columns == last_columns:
-            return names
-        names = None
+        None."""
         if (
-            type(columns) is list
-            and columns
-            and columns[0] == "time"
-            and all(type(column) is str for column in columns)
+            type(columns) is not list
+            or not columns
+            or columns[0] != "time"
+            or not all(type(column) is str for column in columns)
         ):
-            good, bad = _wide_columns(tuple(columns))
-            if not bad and len({name for _, name in good}) == len(good):
-                names = tuple(name for _, name in good)
-        self._last[0] = (list(columns) if type(columns) is list else [], names)
-        return names
+            return None
+        good, bad = _wide_columns(tuple(columns))
+        if bad or len({name for _, name in good}) != len(good):
+            return None
+        return tuple(name for _, name in good)
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,48 +214,62 @@ def _single_row(latest: dict[str, Signal], good: SignalColumns, row: Sequence[An
     return True
 
 
-def _one_plain_row(
-    series: object, layout: WideLayout, result: FetchResult, tally: Tally | None
-) -> bool:
-    """The common series, read with C-level calls: the wide layout, a new VIN, one row of valid
-    names and plain values (numbers, booleans, nulls). Returns False, having changed nothing,
-    for any other series: `_parse_series` reads those, and reads these to the same effect
-    (tests/unit/connectors/influxdb/test_plain_rows.py holds the two to each other).
-    """
-    if type(series) is not dict:
-        return False
-    rows = series.get("values")
-    if type(rows) is not list or len(rows) != 1:
-        return False
-    row = rows[0]
-    names = layout.plain_names(series.get("columns"))
-    if names is None or type(row) is not list or len(row) != len(names) + 1:
-        return False
-    tags = series.get("tags")
-    vin = tags.get(layout.vin_tag) if type(tags) is dict else None
-    at = row[0]
-    if type(vin) is not str or not vin or vin in result.latest or type(at) is not int:
-        return False
-    values = row[1:]
-    kinds = set(map(type, values))
-    if not _PLAIN_TYPES.issuperset(kinds):
-        return False
-    if _NULL in kinds:
-        present = list(map(is_not, values, repeat(None)))
-        values = list(compress(values, present))
-        names = tuple(compress(names, present))
-    if int in kinds and (min(values) < INT64_MIN or max(values) > INT64_MAX):
-        return False
-    if float in kinds and not math.isfinite(sum(values)):
-        return False  # a NaN or an infinity among them, or a sum beyond a float: a closer look
-    readings = len(values)
-    if tally is not None and at >= tally.since_ms * NS_PER_MS:
-        bucket = at // (tally.bucket_ms * NS_PER_MS) * tally.bucket_ms
-        counts = result.counts
-        counts[bucket] = counts.get(bucket, 0) + readings
-    result.latest[vin] = RowSignals(names, values, at // NS_PER_MS)
-    result.readings += readings
-    return True
+def _plain_row_reader(
+    layout: WideLayout, result: FetchResult, tally: Tally | None
+) -> Callable[[object], bool]:
+    """What reads the common series of a response into `result`, with C-level calls: a new VIN,
+    one row of valid names and plain values (numbers, booleans, nulls). It returns False,
+    having changed nothing, for any other series: `_parse_series` reads those, and reads these
+    to the same effect (tests/unit/connectors/influxdb/test_plain_rows.py holds the two to
+    each other). Every series of a response has the same columns: the last ones are kept."""
+    latest, counts, vin_tag = result.latest, result.counts, layout.vin_tag
+    since_ns = -1 if tally is None else tally.since_ms * NS_PER_MS
+    bucket_ns = 0 if tally is None else tally.bucket_ms * NS_PER_MS
+    bucket_ms = 0 if tally is None else tally.bucket_ms
+    last_columns: list[Any] | None = None
+    last_names: tuple[str, ...] | None = None
+
+    def read(series: object) -> bool:
+        nonlocal last_columns, last_names
+        if type(series) is not dict:
+            return False
+        rows = series.get("values")
+        if type(rows) is not list or len(rows) != 1:
+            return False
+        row = rows[0]
+        columns = series.get("columns")
+        if columns != last_columns:
+            last_names = layout.plain_names(columns)
+            last_columns = None if last_names is None else list(columns or ())
+        names = last_names
+        if names is None or type(row) is not list or len(row) != len(names) + 1:
+            return False
+        tags = series.get("tags")
+        vin = tags.get(vin_tag) if type(tags) is dict else None
+        at = row[0]
+        if type(vin) is not str or not vin or vin in latest or type(at) is not int:
+            return False
+        values = row[1:]
+        kinds = set(map(type, values))
+        if not _PLAIN_TYPES.issuperset(kinds):
+            return False
+        if _NULL in kinds:
+            present = list(map(is_not, values, repeat(None)))
+            values = list(compress(values, present))
+            names = tuple(compress(names, present))
+        if int in kinds and (min(values) < INT64_MIN or max(values) > INT64_MAX):
+            return False
+        if float in kinds and not math.isfinite(sum(values)):
+            return False  # a NaN or an infinity among them, or a sum beyond a float
+        readings = len(values)
+        if tally is not None and at >= since_ns:
+            bucket = at // bucket_ns * bucket_ms
+            counts[bucket] = counts.get(bucket, 0) + readings
+        latest[vin] = RowSignals(names, values, at // NS_PER_MS)
+        result.readings += readings
+        return True
+
+    return read
 
 
 def parse_chunk(
@@ -287,17 +289,30 @@ def parse_chunk(
     which discards the window. Appends to `into` when given, and returns it. With a `tally`,
     the values of every row (rejected or not, as InfluxDB counts them) are counted per bucket.
     """
+    return parse_chunks((chunk,), layout, into, tally)
+
+
+def parse_chunks(
+    chunks: Iterable[Mapping[str, Any]],
+    layout: SeriesLayout,
+    into: FetchResult | None = None,
+    tally: Tally | None = None,
+) -> FetchResult:
+    """`parse_chunk` of each result object of a response, in order, into one result."""
     result = FetchResult() if into is None else into
-    wide = layout if type(layout) is WideLayout else None
-    try:
-        for series in chunk.get("series") or ():
-            if wide is not None and _one_plain_row(series, wide, result, tally):
-                continue
-            if tally is not None:
-                _tally_rows(series.get("values") or (), tally, result.counts)
-            _parse_series(series, layout, result)
-    except (TypeError, ValueError, KeyError, IndexError, AttributeError) as exc:
-        raise SourceError(f"response broken: {type(exc).__name__}: {exc}") from None
+    read_plain = (
+        None if type(layout) is not WideLayout else _plain_row_reader(layout, result, tally)
+    )
+    for chunk in chunks:
+        try:
+            for series in chunk.get("series") or ():
+                if read_plain is not None and read_plain(series):
+                    continue
+                if tally is not None:
+                    _tally_rows(series.get("values") or (), tally, result.counts)
+                _parse_series(series, layout, result)
+        except (TypeError, ValueError, KeyError, IndexError, AttributeError) as exc:
+            raise SourceError(f"response broken: {type(exc).__name__}: {exc}") from None
     return result
 
 
@@ -473,11 +488,8 @@ class InfluxClient:
     def fetch_window(self, pod: str, window: Window, tally: Tally | None = None) -> FetchResult:
         """Every reading of one pod in the window, in the configured layout (`parse_chunk`),
         with the values counted per bucket when a `tally` is asked for."""
-        result = FetchResult()
         params = window_params(pod, window.start, window.end)
-        for chunk in self.query_chunks(self._query, params):
-            parse_chunk(chunk, self._layout, result, tally)
-        return result
+        return parse_chunks(self.query_chunks(self._query, params), self._layout, None, tally)
 
     def count_buckets(self, pod: str, window: Window, bucket_ms: int) -> dict[int, int]:
         """InfluxDB's count of the pod's values in the window per epoch-aligned bucket (bucket

@@ -21,7 +21,7 @@ from bethos.record import MAX_NAME_LENGTH, AggregatedRecord, RowSignals, encode_
 from bethos.source.poller import aggregate
 from bethos.source.window_reads import read_window
 from connectors.influxdb import client as influx_client
-from connectors.influxdb.client import WideLayout, parse_chunk
+from connectors.influxdb.client import WideLayout, parse_chunk, parse_chunks
 from devstack.bench.etl_profile import START_MS, http_response, influx_lines, offline_client
 
 T0 = 1_764_111_600_000_000_000  # ns
@@ -30,7 +30,7 @@ T0 = 1_764_111_600_000_000_000  # ns
 @contextmanager
 def general_path_only() -> Iterator[None]:
     """The reads as they were before the fast path: every series through `_parse_series`."""
-    with mock.patch.object(influx_client, "_one_plain_row", return_value=False):
+    with mock.patch.object(influx_client, "_plain_row_reader", return_value=lambda series: False):
         yield
 
 
@@ -43,13 +43,9 @@ def plain(result: FetchResult) -> dict[str, list[tuple[str, type, Any, int]]]:
 
 
 def both_ways(chunks: list[dict[str, Any]], tally: Tally | None) -> tuple[FetchResult, FetchResult]:
-    fast, general = FetchResult(), FetchResult()
-    layout = WideLayout("vin")
-    for chunk in chunks:
-        parse_chunk(chunk, layout, fast, tally)
+    fast = parse_chunks(chunks, WideLayout("vin"), None, tally)
     with general_path_only():
-        for chunk in chunks:
-            parse_chunk(chunk, layout, general, tally)
+        general = parse_chunks(chunks, WideLayout("vin"), None, tally)
     return fast, general
 
 
@@ -113,26 +109,32 @@ def chunks(draw: st.DrawFn) -> list[dict[str, Any]]:
     return [{"statement_id": 0, "series": [s]} for s in many]
 
 
-def read_all(chunks: list[dict[str, Any]], tally: Tally | None) -> FetchResult | str:
-    """What reading the chunks gives: the result, or the error of a broken response."""
-    result, layout = FetchResult(), WideLayout("vin")
+def read_all(
+    chunks: list[dict[str, Any]], tally: Tally | None, by_chunk: bool
+) -> FetchResult | str:
+    """What reading the chunks gives: the result, or the error of a broken response; chunk by
+    chunk (`parse_chunk`), or as one response (`parse_chunks`)."""
+    result = FetchResult()
     try:
-        for chunk in chunks:
-            parse_chunk(chunk, layout, result, tally)
+        if by_chunk:
+            for chunk in chunks:
+                parse_chunk(chunk, WideLayout("vin"), result, tally)
+        else:
+            parse_chunks(chunks, WideLayout("vin"), result, tally)
     except SourceError as exc:
         return str(exc)
     return result
 
 
 @settings(max_examples=400)
-@given(chunks(), st.booleans())
+@given(chunks(), st.booleans(), st.booleans())
 def test_any_wide_series_reads_the_same_both_ways(
-    chunks: list[dict[str, Any]], tally: bool
+    chunks: list[dict[str, Any]], tally: bool, by_chunk: bool
 ) -> None:
     counted = Tally(1_000, T0 // 1_000_000) if tally else None
-    fast = read_all(chunks, counted)
+    fast = read_all(chunks, counted, by_chunk)
     with general_path_only():
-        general = read_all(chunks, counted)
+        general = read_all(chunks, counted, by_chunk)
     if isinstance(fast, str) or isinstance(general, str):
         assert fast == general
     else:
