@@ -436,15 +436,21 @@ def _signals_json(signals: Mapping[str, Timed]) -> dict[str, dict[str, SignalVal
 
 
 # Per names of a RowSignals: the order that sorts them (None: sorted already, as InfluxDB sorts
-# its columns), and the record's text around its values (holes for the envelope's values and
-# each signal's value, `_TS_HOLE` for its time); None when the names are not distinct strings.
-# Made for names met a second time: rows with nulls lack some names, and names met once (say,
-# a random subset of fields per VIN) are written as cheaply by the generic encoding.
+# its columns), and the text of the signals object with a hole (%s) for each value and
+# `_TS_HOLE` for their time; None when the names are not distinct strings. Made for names met
+# a second time: rows with nulls lack some names, and names met once (say, a random subset of
+# fields per VIN) are written as cheaply by the generic encoding. Bounded.
 _ROW_SHAPES: dict[tuple[str, ...], tuple[list[int] | None, bytes] | None] = {}
 _NAMES_MET: set[tuple[str, ...]] = set()
 _MAX_ROW_SHAPES = 256
 # Never in JSON text: orjson writes U+0000 escaped.
 _TS_HOLE = b"\x00"
+_HEAD = b'{"schema":' + orjson.dumps(SCHEMA_VERSION) + b',"vin":'
+# The last record's names and their shape, and its envelope (pod, received_at, produced_at) and
+# the text that ends its record: one window's records share both, as the very same objects.
+_UNSEEN = object()
+_last_shape: list[tuple[object, tuple[list[int] | None, bytes] | None]] = [(_UNSEEN, None)]
+_last_tail: list[tuple[object, object, object, bytes]] = [(_UNSEEN, _UNSEEN, _UNSEEN, b"")]
 
 
 def _row_shape(names: tuple[str, ...]) -> tuple[list[int] | None, bytes] | None:
@@ -455,31 +461,51 @@ def _row_shape(names: tuple[str, ...]) -> tuple[list[int] | None, bytes] | None:
         orjson.dumps(names[i]).replace(b"%", b"%%") + b':{"value":%s,"ts":' + _TS_HOLE + b"}"
         for i in order
     )
-    text = (
-        b'{"schema":'
-        + orjson.dumps(SCHEMA_VERSION)
-        + b',"vin":%s,"data":{"id":%s,"signals":{'
-        + signals
-        + b'}},"pod":%s,"received_at":%s,"produced_at":%s}'
-    )
-    return (None if order == sorted(order) else order), text
+    return (None if order == sorted(order) else order), signals
 
 
 def _known_row_shape(names: tuple[str, ...]) -> tuple[list[int] | None, bytes] | None:
     """The shape of the names, once they were met before; None the first time."""
+    last_names, shape = _last_shape[0]
+    if names is last_names:
+        return shape
     try:
-        return _ROW_SHAPES[names]
+        shape = _ROW_SHAPES[names]
     except KeyError:
-        pass
-    if names not in _NAMES_MET:
-        if len(_NAMES_MET) >= _MAX_ROW_SHAPES:
-            _NAMES_MET.clear()
-        _NAMES_MET.add(names)
-        return None
-    if len(_ROW_SHAPES) >= _MAX_ROW_SHAPES:
-        _ROW_SHAPES.clear()
-    shape = _ROW_SHAPES[names] = _row_shape(names)
+        if names not in _NAMES_MET:
+            if len(_NAMES_MET) >= _MAX_ROW_SHAPES:
+                _NAMES_MET.clear()
+            _NAMES_MET.add(names)
+            return None
+        if len(_ROW_SHAPES) >= _MAX_ROW_SHAPES:
+            _ROW_SHAPES.clear()
+        shape = _ROW_SHAPES[names] = _row_shape(names)
+    _last_shape[0] = (names, shape)
     return shape
+
+
+def _tail(record: AggregatedRecord) -> bytes:
+    """The text after a record's signals, the same for every record of a window."""
+    pod, received_at, produced_at, tail = _last_tail[0]
+    if (
+        record.pod is pod
+        and record.received_at is received_at
+        and record.produced_at is produced_at
+    ):
+        return tail
+    tail = b"".join(
+        (
+            b'}},"pod":',
+            orjson.dumps(record.pod),
+            b',"received_at":',
+            orjson.dumps(record.received_at),
+            b',"produced_at":',
+            orjson.dumps(record.produced_at),
+            b"}",
+        )
+    )
+    _last_tail[0] = (record.pod, record.received_at, record.produced_at, tail)
+    return tail
 
 
 def _encode_row(record: AggregatedRecord, signals: RowSignals) -> bytes | None:
@@ -497,13 +523,16 @@ def _encode_row(record: AggregatedRecord, signals: RowSignals) -> bytes | None:
     if len(pieces) != len(values):
         return None
     vin = orjson.dumps(record.vin)
-    return text.replace(_TS_HOLE, orjson.dumps(signals.ts)) % (
-        vin,
-        vin,
-        *pieces,
-        orjson.dumps(record.pod),
-        orjson.dumps(record.received_at),
-        orjson.dumps(record.produced_at),
+    return b"".join(
+        (
+            _HEAD,
+            vin,
+            b',"data":{"id":',
+            vin,
+            b',"signals":{',
+            text.replace(_TS_HOLE, orjson.dumps(signals.ts)) % (*pieces,),
+            _tail(record),
+        )
     )
 
 

@@ -46,6 +46,7 @@ from bethos_flink.rows import (
     CounterGauge,
     add_dead_letter_sink,
     add_sink,
+    key_value_row,
 )
 from bethos_flink.uids import SinkStatements, planner_uids
 from connectors.influxdb.client import InfluxClient
@@ -100,7 +101,7 @@ class PodMetrics:
 def record_rows(records: list[AggregatedRecord]) -> Iterator[Row]:
     """The rows of the aggregated topic's sink: the VIN as key, the encoded record as value."""
     for record in records:
-        yield Row(record.vin, encode_aggregated(record).decode())
+        yield key_value_row(record.vin, encode_aggregated(record).decode())
 
 
 def log_error(pod: str, err: str, window: Window, lag_ms: int) -> None:

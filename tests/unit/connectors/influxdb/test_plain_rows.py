@@ -17,7 +17,13 @@ from hypothesis import strategies as st
 
 from bethos.exceptions import SourceError
 from bethos.fetch_result import FetchResult, Tally, Window
-from bethos.record import MAX_NAME_LENGTH, AggregatedRecord, RowSignals, encode_aggregated
+from bethos.record import (
+    MAX_NAME_LENGTH,
+    AggregatedRecord,
+    RowSignals,
+    aggregated_record,
+    encode_aggregated,
+)
 from bethos.source.poller import aggregate
 from bethos.source.window_reads import read_window
 from connectors.influxdb import client as influx_client
@@ -299,3 +305,24 @@ def test_merging_reads_of_rows_keeps_the_newest_of_each_signal() -> None:
     empty = FetchResult()
     empty.merge(first)
     assert empty.latest is first.latest and empty.readings == 2
+
+
+def test_records_of_windows_in_turn_encode_as_the_generic_encoding() -> None:
+    """The encoder keeps the last names and envelope it wrote; records of other windows, pods
+    and names in turn are written as the generic encoding writes them."""
+    names, other = ("a", "b"), ("b", "c%")
+    records = []
+    for window in range(4):
+        pod, now = f"pod-{window % 2}", 10**12 + window
+        for vin in ("V1", 'V"2'):
+            row = RowSignals(names if vin == "V1" else other, [window, vin == "V1"], now - 5)
+            records.append(aggregated_record(vin, row, pod, now, now + window))
+    expected = [
+        encode_aggregated(
+            AggregatedRecord(r.vin, dict(r.signals.items()), r.pod, r.received_at, r.produced_at)
+        )
+        for r in records
+    ]
+    for _ in range(2):
+        assert [encode_aggregated(r) for r in records] == expected
+        assert [encode_aggregated(r) for r in reversed(records)] == expected[::-1]
