@@ -29,6 +29,7 @@ from bethos.record import (
     INT64_MAX,
     INT64_MIN,
     MAX_NAME_LENGTH,
+    MAX_STRING_VALUE_LENGTH,
     RowSignals,
     Signal,
     check_signal_value,
@@ -272,6 +273,76 @@ def _plain_row_reader(
     return read
 
 
+def _narrow_row_reader(
+    layout: NarrowLayout, result: FetchResult, tally: Tally | None
+) -> Callable[[object], bool] | None:
+    """What reads the common series of a narrow response into `result`: one row with a valid
+    value, of a resource whose signal is known, for a VIN without that signal yet. It returns
+    False, having changed nothing, for any other series, which `_parse_series` reads; it reads
+    these to the same effect (tests/unit/connectors/influxdb/test_plain_rows.py)."""
+    if layout.value_field == "time":
+        return None  # `time` would be the value's column: left to the general path
+    latest, counts = result.latest, result.counts
+    vin_tag, resource_tag = layout.vin_tag, layout.resource_tag
+    columns = ["time", layout.value_field]
+    since_ns = -1 if tally is None else tally.since_ms * NS_PER_MS
+    bucket_ns = 0 if tally is None else tally.bucket_ms * NS_PER_MS
+    bucket_ms = 0 if tally is None else tally.bucket_ms
+    # Per resource: its signal's name, or None when the general path decides (unmapped,
+    # refused name): the series of a response name few resources, each many times.
+    signal_names: dict[str, str | None] = {}
+
+    def signal_name(resource: str) -> str | None:
+        try:
+            (_, name), *_ = layout.checked_columns({resource_tag: resource}, columns).good
+        except (RecordError, ValueError):
+            return None
+        return name
+
+    def read(series: object) -> bool:
+        if type(series) is not dict:
+            return False
+        rows = series.get("values")
+        if type(rows) is not list or len(rows) != 1 or series.get("columns") != columns:
+            return False
+        row = rows[0]
+        tags = series.get("tags")
+        if type(row) is not list or len(row) != 2 or type(tags) is not dict:
+            return False
+        vin, resource = tags.get(vin_tag), tags.get(resource_tag)
+        if type(vin) is not str or not vin or type(resource) is not str:
+            return False
+        try:
+            name = signal_names[resource]
+        except KeyError:
+            name = signal_names[resource] = signal_name(resource)
+        at, value = row
+        kind = type(value)
+        if name is None or type(at) is not int:
+            return False
+        if not (
+            (kind is float and value - value == 0)
+            or (kind is int and INT64_MIN <= value <= INT64_MAX)
+            or kind is bool
+            or (kind is str and len(value) <= MAX_STRING_VALUE_LENGTH)
+        ):
+            return False
+        signals = latest.get(vin)
+        if signals is None:
+            latest[vin] = {name: _new_signal(Signal, (value, at // NS_PER_MS))}
+        elif type(signals) is dict and name not in signals:
+            signals[name] = _new_signal(Signal, (value, at // NS_PER_MS))
+        else:
+            return False
+        if tally is not None and at >= since_ns:
+            bucket = at // bucket_ns * bucket_ms
+            counts[bucket] = counts.get(bucket, 0) + 1
+        result.readings += 1
+        return True
+
+    return read
+
+
 def parse_chunk(
     chunk: Mapping[str, Any],
     layout: SeriesLayout,
@@ -300,9 +371,11 @@ def parse_chunks(
 ) -> FetchResult:
     """`parse_chunk` of each result object of a response, in order, into one result."""
     result = FetchResult() if into is None else into
-    read_plain = (
-        None if type(layout) is not WideLayout else _plain_row_reader(layout, result, tally)
-    )
+    read_plain: Callable[[object], bool] | None = None
+    if type(layout) is WideLayout:
+        read_plain = _plain_row_reader(layout, result, tally)
+    elif type(layout) is NarrowLayout:
+        read_plain = _narrow_row_reader(layout, result, tally)
     for chunk in chunks:
         try:
             for series in chunk.get("series") or ():

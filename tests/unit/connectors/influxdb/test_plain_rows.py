@@ -1,6 +1,7 @@
-"""The common series (wide layout, a new VIN, one row of plain values) is read by a fast path into
-RowSignals and encoded around one orjson call; everything it gives must equal what the general
-path (`_parse_series`, dicts of Signals, the generic encoding) gives for the same input."""
+"""The common series is read by a fast path: in the wide layout, a new VIN's one row of plain
+values into RowSignals, encoded around one orjson call; in the narrow layout, one valid value of
+a known resource. Everything it gives must equal what the general path (`_parse_series`, dicts
+of Signals, the generic encoding) gives for the same input."""
 
 from __future__ import annotations
 
@@ -24,10 +25,11 @@ from bethos.record import (
     aggregated_record,
     encode_aggregated,
 )
+from bethos.resource_map import ResourceMap
 from bethos.source.poller import aggregate
 from bethos.source.window_reads import read_window
 from connectors.influxdb import client as influx_client
-from connectors.influxdb.client import WideLayout, parse_chunk, parse_chunks
+from connectors.influxdb.client import NarrowLayout, WideLayout, parse_chunk, parse_chunks
 from devstack.bench.etl_profile import START_MS, http_response, influx_lines, offline_client
 
 T0 = 1_764_111_600_000_000_000  # ns
@@ -36,7 +38,10 @@ T0 = 1_764_111_600_000_000_000  # ns
 @contextmanager
 def general_path_only() -> Iterator[None]:
     """The reads as they were before the fast path: every series through `_parse_series`."""
-    with mock.patch.object(influx_client, "_plain_row_reader", return_value=lambda series: False):
+    with (
+        mock.patch.object(influx_client, "_plain_row_reader", return_value=lambda series: False),
+        mock.patch.object(influx_client, "_narrow_row_reader", return_value=None),
+    ):
         yield
 
 
@@ -326,3 +331,52 @@ def test_records_of_windows_in_turn_encode_as_the_generic_encoding() -> None:
     for _ in range(2):
         assert [encode_aggregated(r) for r in records] == expected
         assert [encode_aggregated(r) for r in reversed(records)] == expected[::-1]
+
+
+RMAP = ResourceMap({"engine.rpm": "rpm", "vehicle.speed": "speed", "long": "n" * 300}, "map.yaml")
+
+
+@st.composite
+def narrow_chunks(draw: st.DrawFn) -> list[dict[str, Any]]:
+    series = []
+    for _ in range(draw(st.integers(1, 12))):
+        rows = draw(st.sampled_from([1, 1, 1, 0, 2]))
+        times = draw(st.lists(st.integers(T0 - 10**10, T0 + 10**10), min_size=rows, max_size=rows))
+        kinds = draw(st.sampled_from([plain_values, plain_values, values]))
+        series.append(
+            {
+                "name": "m",
+                "tags": {
+                    "vin": draw(st.sampled_from(["V1", "V2", ""])),
+                    "resource": draw(
+                        st.sampled_from(["engine.rpm", "vehicle.speed", "x", "", "long"])
+                    ),
+                },
+                "columns": draw(st.sampled_from([["time", "value"]] * 4 + [["time", "other"]])),
+                "values": [[t, draw(kinds)] for t in sorted(times)],
+            }
+        )
+    return [{"statement_id": 0, "series": [s]} for s in series]
+
+
+@settings(max_examples=300)
+@given(narrow_chunks(), st.booleans(), st.booleans())
+def test_any_narrow_series_reads_the_same_both_ways(
+    chunks: list[dict[str, Any]], keep: bool, tally: bool
+) -> None:
+    layout = NarrowLayout("vin", "resource", "value", RMAP, keep_unmapped=keep)
+    counted = Tally(1_000, T0 // 1_000_000) if tally else None
+
+    def read() -> FetchResult | str:
+        try:
+            return parse_chunks(chunks, layout, None, counted)
+        except SourceError as exc:
+            return str(exc)
+
+    fast = read()
+    with general_path_only():
+        general = read()
+    if isinstance(fast, str) or isinstance(general, str):
+        assert fast == general
+    else:
+        assert_same(fast, general)
