@@ -32,7 +32,7 @@ from bethos.deadletter import dead_letter
 from bethos.exceptions import ProgressFileError
 from bethos.fetch_result import Reject, Window
 from bethos.logevents import log_event
-from bethos.record import encode_aggregated
+from bethos.record import AggregatedRecord, encode_aggregated
 from bethos.source import progress_file
 from bethos.source.layout import resource_map_for
 from bethos.source.poller import PodProgress, PollDriver, ReconcileState, TickResult
@@ -46,6 +46,7 @@ from bethos_flink.rows import (
     CounterGauge,
     add_dead_letter_sink,
     add_sink,
+    key_value_row,
 )
 from bethos_flink.uids import SinkStatements, planner_uids
 from connectors.influxdb.client import InfluxClient
@@ -95,6 +96,12 @@ class PodMetrics:
     @property
     def lag_ms(self) -> int:
         return self.lag.value
+
+
+def record_rows(records: list[AggregatedRecord]) -> Iterator[Row]:
+    """The rows of the aggregated topic's sink: the VIN as key, the encoded record as value."""
+    for record in records:
+        yield key_value_row(record.vin, encode_aggregated(record).decode())
 
 
 def log_error(pod: str, err: str, window: Window, lag_ms: int) -> None:
@@ -297,8 +304,7 @@ class PodPollFunction(KeyedProcessFunction):  # type: ignore[misc]
         found = read.result
         assert found is not None
         window = read.window
-        for record in result.records:
-            yield Row(record.vin, encode_aggregated(record).decode())
+        yield from record_rows(result.records)
         metrics.records_out.inc(len(result.records))
         rejects = self._first_sent(found.rejects, result, metrics)
         for reject in rejects:

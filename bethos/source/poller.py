@@ -43,7 +43,7 @@ from typing import NamedTuple
 
 from bethos.config import EtlSettings
 from bethos.fetch_result import FetchResult, Tally, Window
-from bethos.record import AggregatedRecord
+from bethos.record import AggregatedRecord, aggregated_record
 from bethos.retry import backoff_delay
 from bethos.source import progress_file
 from bethos.source.window_reads import BackgroundReads, Client, FinishedRead
@@ -296,7 +296,7 @@ def aggregate(
 ) -> list[AggregatedRecord]:
     """One record per VIN of a whole window, with each signal's newest reading."""
     return [
-        AggregatedRecord(vin, signals, pod, received_at, produced_at)
+        aggregated_record(vin, signals, pod, received_at, produced_at)
         for vin, signals in result.latest.items()
         if signals
     ]

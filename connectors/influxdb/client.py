@@ -13,8 +13,10 @@ from __future__ import annotations
 import functools
 import logging
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import compress, repeat
+from operator import is_not
 from typing import Any, NamedTuple, Protocol
 
 import orjson
@@ -23,7 +25,15 @@ import requests
 from bethos.config import InfluxSettings
 from bethos.exceptions import ConfigError, RecordError, SourceError, TruncatedError
 from bethos.fetch_result import FetchResult, Reject, Tally, Window
-from bethos.record import INT64_MAX, INT64_MIN, MAX_NAME_LENGTH, Signal, check_signal_value
+from bethos.record import (
+    INT64_MAX,
+    INT64_MIN,
+    MAX_NAME_LENGTH,
+    MAX_STRING_VALUE_LENGTH,
+    RowSignals,
+    Signal,
+    check_signal_value,
+)
 from bethos.resource_map import ResourceMap
 from connectors.influxdb.influxql import (
     NS_PER_MS,
@@ -36,6 +46,12 @@ from connectors.influxdb.influxql import (
 from connectors.influxdb.session import open_session
 
 log = logging.getLogger(__name__)
+
+# Bytes asked of a streamed response at a time. requests' default (512) costs a pass through
+# urllib3 and requests for every 512 compressed bytes, two thirds of the time the lines of a
+# response take; InfluxDB sends a chunked response in pieces of 2 KiB or less, and each is
+# handed on as it comes, whatever this size.
+READ_SIZE = 1 << 16
 
 # Signal(value, ts) without the NamedTuple's Python-level __new__: one call per signal read.
 _new_signal = tuple.__new__
@@ -71,6 +87,21 @@ class WideLayout:
     def checked_columns(self, tags: Mapping[str, str], columns: Sequence[str]) -> CheckedColumns:
         # Every series of a response has the same columns: computed once, not once a series.
         return _wide_columns(tuple(columns))
+
+    def plain_names(self, columns: object) -> tuple[str, ...] | None:
+        """The signal names of `time` and signal columns with valid and distinct names, else
+        None."""
+        if (
+            type(columns) is not list
+            or not columns
+            or columns[0] != "time"
+            or not all(type(column) is str for column in columns)
+        ):
+            return None
+        good, bad = _wide_columns(tuple(columns))
+        if bad or len({name for _, name in good}) != len(good):
+            return None
+        return tuple(name for _, name in good)
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,6 +215,134 @@ def _single_row(latest: dict[str, Signal], good: SignalColumns, row: Sequence[An
     return True
 
 
+def _plain_row_reader(
+    layout: WideLayout, result: FetchResult, tally: Tally | None
+) -> Callable[[object], bool]:
+    """What reads the common series of a response into `result`, with C-level calls: a new VIN,
+    one row of valid names and plain values (numbers, booleans, nulls). It returns False,
+    having changed nothing, for any other series: `_parse_series` reads those, and reads these
+    to the same effect (tests/unit/connectors/influxdb/test_plain_rows.py holds the two to
+    each other). Every series of a response has the same columns: the last ones are kept."""
+    latest, counts, vin_tag = result.latest, result.counts, layout.vin_tag
+    since_ns = -1 if tally is None else tally.since_ms * NS_PER_MS
+    bucket_ns = 0 if tally is None else tally.bucket_ms * NS_PER_MS
+    bucket_ms = 0 if tally is None else tally.bucket_ms
+    last_columns: list[Any] | None = None
+    last_names: tuple[str, ...] | None = None
+
+    def read(series: object) -> bool:
+        nonlocal last_columns, last_names
+        if type(series) is not dict:
+            return False
+        rows = series.get("values")
+        if type(rows) is not list or len(rows) != 1:
+            return False
+        row = rows[0]
+        columns = series.get("columns")
+        if columns != last_columns:
+            last_names = layout.plain_names(columns)
+            last_columns = None if last_names is None else list(columns or ())
+        names = last_names
+        if names is None or type(row) is not list or len(row) != len(names) + 1:
+            return False
+        tags = series.get("tags")
+        vin = tags.get(vin_tag) if type(tags) is dict else None
+        at = row[0]
+        if type(vin) is not str or not vin or vin in latest or type(at) is not int:
+            return False
+        values = row[1:]
+        kinds = set(map(type, values))
+        if not _PLAIN_TYPES.issuperset(kinds):
+            return False
+        if _NULL in kinds:
+            present = list(map(is_not, values, repeat(None)))
+            values = list(compress(values, present))
+            names = tuple(compress(names, present))
+        if int in kinds and (min(values) < INT64_MIN or max(values) > INT64_MAX):
+            return False
+        if float in kinds and not math.isfinite(sum(values)):
+            return False  # a NaN or an infinity among them, or a sum beyond a float
+        readings = len(values)
+        if tally is not None and at >= since_ns:
+            bucket = at // bucket_ns * bucket_ms
+            counts[bucket] = counts.get(bucket, 0) + readings
+        latest[vin] = RowSignals(names, values, at // NS_PER_MS)
+        result.readings += readings
+        return True
+
+    return read
+
+
+def _narrow_row_reader(
+    layout: NarrowLayout, result: FetchResult, tally: Tally | None
+) -> Callable[[object], bool] | None:
+    """What reads the common series of a narrow response into `result`: one row with a valid
+    value, of a resource whose signal is known, for a VIN without that signal yet. It returns
+    False, having changed nothing, for any other series, which `_parse_series` reads; it reads
+    these to the same effect (tests/unit/connectors/influxdb/test_plain_rows.py)."""
+    if layout.value_field == "time":
+        return None  # `time` would be the value's column: left to the general path
+    latest, counts = result.latest, result.counts
+    vin_tag, resource_tag = layout.vin_tag, layout.resource_tag
+    columns = ["time", layout.value_field]
+    since_ns = -1 if tally is None else tally.since_ms * NS_PER_MS
+    bucket_ns = 0 if tally is None else tally.bucket_ms * NS_PER_MS
+    bucket_ms = 0 if tally is None else tally.bucket_ms
+    # Per resource: its signal's name, or None when the general path decides (unmapped,
+    # refused name): the series of a response name few resources, each many times.
+    signal_names: dict[str, str | None] = {}
+
+    def signal_name(resource: str) -> str | None:
+        try:
+            (_, name), *_ = layout.checked_columns({resource_tag: resource}, columns).good
+        except (RecordError, ValueError):
+            return None
+        return name
+
+    def read(series: object) -> bool:
+        if type(series) is not dict:
+            return False
+        rows = series.get("values")
+        if type(rows) is not list or len(rows) != 1 or series.get("columns") != columns:
+            return False
+        row = rows[0]
+        tags = series.get("tags")
+        if type(row) is not list or len(row) != 2 or type(tags) is not dict:
+            return False
+        vin, resource = tags.get(vin_tag), tags.get(resource_tag)
+        if type(vin) is not str or not vin or type(resource) is not str:
+            return False
+        try:
+            name = signal_names[resource]
+        except KeyError:
+            name = signal_names[resource] = signal_name(resource)
+        at, value = row
+        kind = type(value)
+        if name is None or type(at) is not int:
+            return False
+        if not (
+            (kind is float and value - value == 0)
+            or (kind is int and INT64_MIN <= value <= INT64_MAX)
+            or kind is bool
+            or (kind is str and len(value) <= MAX_STRING_VALUE_LENGTH)
+        ):
+            return False
+        signals = latest.get(vin)
+        if signals is None:
+            latest[vin] = {name: _new_signal(Signal, (value, at // NS_PER_MS))}
+        elif type(signals) is dict and name not in signals:
+            signals[name] = _new_signal(Signal, (value, at // NS_PER_MS))
+        else:
+            return False
+        if tally is not None and at >= since_ns:
+            bucket = at // bucket_ns * bucket_ms
+            counts[bucket] = counts.get(bucket, 0) + 1
+        result.readings += 1
+        return True
+
+    return read
+
+
 def parse_chunk(
     chunk: Mapping[str, Any],
     layout: SeriesLayout,
@@ -201,14 +360,32 @@ def parse_chunk(
     which discards the window. Appends to `into` when given, and returns it. With a `tally`,
     the values of every row (rejected or not, as InfluxDB counts them) are counted per bucket.
     """
+    return parse_chunks((chunk,), layout, into, tally)
+
+
+def parse_chunks(
+    chunks: Iterable[Mapping[str, Any]],
+    layout: SeriesLayout,
+    into: FetchResult | None = None,
+    tally: Tally | None = None,
+) -> FetchResult:
+    """`parse_chunk` of each result object of a response, in order, into one result."""
     result = FetchResult() if into is None else into
-    try:
-        for series in chunk.get("series") or ():
-            if tally is not None:
-                _tally_rows(series.get("values") or (), tally, result.counts)
-            _parse_series(series, layout, result)
-    except (TypeError, ValueError, KeyError, IndexError, AttributeError) as exc:
-        raise SourceError(f"response broken: {type(exc).__name__}: {exc}") from None
+    read_plain: Callable[[object], bool] | None = None
+    if type(layout) is WideLayout:
+        read_plain = _plain_row_reader(layout, result, tally)
+    elif type(layout) is NarrowLayout:
+        read_plain = _narrow_row_reader(layout, result, tally)
+    for chunk in chunks:
+        try:
+            for series in chunk.get("series") or ():
+                if read_plain is not None and read_plain(series):
+                    continue
+                if tally is not None:
+                    _tally_rows(series.get("values") or (), tally, result.counts)
+                _parse_series(series, layout, result)
+        except (TypeError, ValueError, KeyError, IndexError, AttributeError) as exc:
+            raise SourceError(f"response broken: {type(exc).__name__}: {exc}") from None
     return result
 
 
@@ -247,6 +424,8 @@ def _parse_series(series: Mapping[str, Any], layout: SeriesLayout, result: Fetch
         if len(rows) == 1 and not bad and _single_row(latest, good, rows[0]):
             result.readings += len(rows[0]) - 1 - rows[0].count(None)
             return
+    elif not isinstance(latest, dict):
+        latest = result.signals_to_change(vin)  # read from a row of an earlier chunk
     # Rows come in time order, so a signal's newest reading is its last non-null value; older
     # values are superseded by it and need no further look. A value that is not a valid signal
     # value is dead-lettered and the next older one is taken instead. This loop runs once per
@@ -281,6 +460,11 @@ def _parse_series(series: Mapping[str, Any], layout: SeriesLayout, result: Fetch
                 original = _original(series, tags, {"time": row[0], name: row[index]})
                 rejects.append(Reject(error.reason, error.detail, original, row[0] // NS_PER_MS))
     result.readings += sum(len(row) - 1 - row.count(None) for row in rows)
+
+
+def response_lines(response: requests.Response) -> Iterator[bytes]:
+    """The lines of a streamed response, READ_SIZE bytes asked at a time."""
+    return response.iter_lines(chunk_size=READ_SIZE)
 
 
 def ends_partial(result: Mapping[str, Any]) -> bool:
@@ -358,7 +542,7 @@ class InfluxClient:
                 raise SourceError(f"HTTP {response.status_code}: {response.text[:200]}")
             last: dict[str, Any] | None = None
             try:
-                for line in response.iter_lines():
+                for line in response_lines(response):
                     if not line:
                         continue
                     body = orjson.loads(line)
@@ -377,11 +561,8 @@ class InfluxClient:
     def fetch_window(self, pod: str, window: Window, tally: Tally | None = None) -> FetchResult:
         """Every reading of one pod in the window, in the configured layout (`parse_chunk`),
         with the values counted per bucket when a `tally` is asked for."""
-        result = FetchResult()
         params = window_params(pod, window.start, window.end)
-        for chunk in self.query_chunks(self._query, params):
-            parse_chunk(chunk, self._layout, result, tally)
-        return result
+        return parse_chunks(self.query_chunks(self._query, params), self._layout, None, tally)
 
     def count_buckets(self, pod: str, window: Window, bucket_ms: int) -> dict[int, int]:
         """InfluxDB's count of the pod's values in the window per epoch-aligned bucket (bucket
