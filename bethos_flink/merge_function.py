@@ -168,11 +168,8 @@ class MergeFunction(KeyedProcessFunction):  # type: ignore[misc]
             if turn.close_at is not None:
                 ctx.timer_service().register_processing_time_timer(turn.close_at)
         vin = ctx.get_current_key()
-        flushed = self.flush.on_timer(entry, vin, timestamp, int(time.time() * 1000))
-        if not flushed.expired:
-            counted = self.census.on_timer(entry, vin, timestamp, int(time.time() * 1000))
-            if counted is not None:
-                self._census_done(counted)
+        now = int(time.time() * 1000)
+        flushed = self.flush.on_timer(entry, vin, timestamp, now)
         if flushed.expired:
             self.entry.clear()
             self.expired.inc()
@@ -182,6 +179,9 @@ class MergeFunction(KeyedProcessFunction):  # type: ignore[misc]
                 tombstone.set_row_kind(RowKind.DELETE)
             yield tombstone
             return
+        counted = self.census.on_timer(entry, vin, timestamp, now)
+        if counted is not None:
+            self._census_done(counted)
         if flushed.value is not None:
             self.emitted.inc()
             self.flushes.on_emit()

@@ -44,8 +44,6 @@ class Flushed(NamedTuple):
     """The VIN's latest record to emit; None when there is nothing to emit."""
     expired: bool = False
     """Emit a tombstone and forget the VIN: no record, no next timer."""
-    flushing: bool = False
-    """The timer was a flush of the VIN (it had something to emit), not its census."""
 
 
 NOTHING = Flushed(None)
@@ -134,7 +132,7 @@ class FlushLogic:
             return EXPIRED
         flushed = NOTHING
         if self.emit_all or entry.dirty:
-            flushed = Flushed(entry.state.encode_latest(vin, produced_at=now_ms), flushing=True)
+            flushed = Flushed(entry.state.encode_latest(vin, produced_at=now_ms))
             entry.dirty = False
         if self.emit_all:
             entry.next_flush = timestamp_ms + self.interval_ms

@@ -161,7 +161,7 @@ def test_a_timer_emits_a_changed_vin_once_then_nothing_until_it_changes() -> Non
     entry = Entry(VinState())
     merge(logic, entry, record(speed=1.0), now=500)
     flushed = logic.on_timer(entry, "V1", timestamp_ms=1_000, now_ms=1_003)
-    assert flushed.value is not None and flushed.flushing and not flushed.expired
+    assert flushed.value is not None and not flushed.expired
     vin, signals = decode_latest_signals(flushed.value)
     assert (vin, signals) == ("V1", {"speed": Signal(1.0, 5)})
     assert orjson.loads(flushed.value)["produced_at"] == 1_003
