@@ -5,17 +5,12 @@ KeyedProcessFunction that does nothing, then a sink that discards."""
 from __future__ import annotations
 
 from pyflink.common import Types
-from pyflink.datastream import KeyedProcessFunction
 from pyflink.table import StreamTableEnvironment
 
 from bethos.config import MergerSettings
+from bethos_flink.merge_function import DoNothing
 from bethos_flink.merger_graph import merger_inputs
 from bethos_flink.rows import ROW_INPUT, ROW_KEY_VALUE, keyed_by_first_column
-
-
-class DoNothing(KeyedProcessFunction):  # type: ignore[misc]
-    def process_element(self, value, ctx):  # type: ignore[no-untyped-def]
-        return None
 
 
 def run_floor(t_env: StreamTableEnvironment, settings: MergerSettings) -> None:

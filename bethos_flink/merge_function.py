@@ -212,6 +212,17 @@ class MergeFunction(KeyedProcessFunction):  # type: ignore[misc]
             log_flush(finished)
 
 
+class DoNothing(KeyedProcessFunction):  # type: ignore[misc]
+    """The floor `bethos bench merger` holds `MergeFunction` against (`floor_graph`): keyed
+    as the merge is, it does nothing. It lives here, not in `floor_graph`, because a
+    TaskManager's Python keeps the modules the first job on it imported (thread mode), and a
+    module no earlier job imported cannot be found once that job's files are gone: every
+    merger job imports this one."""
+
+    def process_element(self, value, ctx):  # type: ignore[no-untyped-def]
+        return None
+
+
 def refused_letter(
     counter: Any, vin: str, part: Refused, origin: dict[str, object], now: int, pod: str = ""
 ) -> str:
