@@ -234,7 +234,11 @@ def test_flush_lines_count_the_records_and_tombstones_sent(
     tombstone included."""
     doc = yaml.safe_load(pipeline_configs[1].read_text())
     # Aligned: the first flush emits every record (staggered ones may fall in two intervals).
-    doc["latest_merger"].update({"flush_interval": "2s", "vin_ttl": "6s", "stagger": False})
+    # At least once: the lines are held to the topic at one instant, and exactly once a
+    # flush's records become visible only at the next checkpoint.
+    doc["latest_merger"].update(
+        {"flush_interval": "2s", "vin_ttl": "6s", "stagger": False, "delivery": "at_least_once"}
+    )
     config = pipeline_configs[1].with_name("merger-flush-lines.yaml")
     config.write_text(yaml.safe_dump(doc))
     records = records_for(5, "a", 1_000, received_at=1)
