@@ -320,13 +320,9 @@ def decode_aggregated(raw: bytes | str | None, *, now_ms: int | None = None) -> 
                         break
                     signals[name] = _new_tuple(Signal, (signal.value, ts))
                 else:
-                    record = _new_object(AggregatedRecord)
-                    _set_vin(record, vin)
-                    _set_signals(record, signals)
-                    _set_pod(record, doc.pod)
-                    _set_received_at(record, doc.received_at)
-                    _set_produced_at(record, doc.produced_at)
-                    return record
+                    return aggregated_record(
+                        vin, signals, doc.pod, doc.received_at, doc.produced_at
+                    )
     return _decode_checked(raw, now_ms)
 
 
@@ -433,6 +429,12 @@ Timed = tuple[SignalValue, int] | tuple[SignalValue, int, int]
 
 
 _TS = itemgetter(1)
+
+
+def newest_ts(signals: Mapping[str, Timed]) -> int:
+    """The newest `ts` among the signals; 0 when there are none. A flush asks it of every VIN
+    it emits: a max over a C-level key, not a generator."""
+    return max(map(_TS, signals.values())) if signals else 0
 
 
 def _signals_json(signals: Mapping[str, Timed]) -> dict[str, dict[str, SignalValue]]:
@@ -580,8 +582,7 @@ def encode_latest(
     produced_at: int,
 ) -> bytes:
     """The latest record: every known signal, `updated_at` = newest signal ts."""
-    # A flush encodes every VIN it emits: max over a C-level key, not a generator.
-    updated_at = max(map(_TS, signals.values())) if signals else 0
+    updated_at = newest_ts(signals)
     return orjson.dumps(
         {
             "schema": SCHEMA_VERSION,

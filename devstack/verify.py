@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from bethos.config import EtlSettings
 from bethos.record import Signal, SignalValue, decode_latest_signals
 from bethos.source.layout import resource_map_for
-from connectors.kafka.reader import latest_by_key, read_topic
+from connectors.kafka.reader import keyed, latest_by_key, read_topic
 from devstack.ground_truth import newest_values
 
 
@@ -97,10 +97,7 @@ def regressions(messages: list[tuple[bytes | None, bytes | None]]) -> list[Regre
     (`vin_ttl`): what follows it starts afresh."""
     newest: dict[str, dict[str, int]] = {}
     found: list[Regression] = []
-    for key, value in messages:
-        if key is None:
-            continue
-        vin = key.decode("utf-8", "replace")
+    for vin, value in keyed(messages):
         if value is None:
             newest.pop(vin, None)
             continue

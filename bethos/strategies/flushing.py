@@ -11,14 +11,13 @@ import time
 import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from operator import itemgetter
 from typing import NamedTuple
 
 import orjson
 
 from bethos.config import MergerOptions
 from bethos.merge_rule import Entry
-from bethos.record import SCHEMA_VERSION
+from bethos.record import SCHEMA_VERSION, newest_ts
 from bethos.retry import backoff_delay
 
 
@@ -49,8 +48,6 @@ class Flushed(NamedTuple):
 NOTHING = Flushed(None)
 EXPIRED = Flushed(None, expired=True)
 
-
-_TS = itemgetter(1)
 
 # A VIN with nothing to emit still gets one timer every this many flush intervals: its census
 # (`Census`), which counts the VINs held and checks `vin_ttl`.
@@ -108,12 +105,13 @@ class FlushLogic:
         if self.ttl_ms is not None:
             entry.last_seen = now_ms
         pending = entry.next_flush
-        if pending is not None and (entry.dirty or self.emit_all):
-            # The VIN's flush timer is pending: it is its next flush slot, or an earlier one.
-            entry.dirty = entry.dirty or changed
-            return None
+        # A flush timer is pending (the VIN's next flush slot, or an earlier one) when the VIN
+        # was already to be emitted.
+        flush_pending = pending is not None and (entry.dirty or self.emit_all)
         if changed:
             entry.dirty = True
+        if flush_pending:
+            return None
         if entry.dirty or self.emit_all:
             due = self.flush_slot(vin, now_ms)
         elif pending is None:
@@ -187,7 +185,7 @@ class Census:
             self._count += 1
             signals = entry.state.signals
             if signals:
-                self._note_silence(vin, now_ms - max(map(_TS, signals.values())))
+                self._note_silence(vin, now_ms - newest_ts(signals))
         return finished
 
     def _note_silence(self, vin: str, silence_ms: int) -> None:

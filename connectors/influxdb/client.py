@@ -224,9 +224,7 @@ def _plain_row_reader(
     to the same effect (tests/unit/connectors/influxdb/test_plain_rows.py holds the two to
     each other). Every series of a response has the same columns: the last ones are kept."""
     latest, counts, vin_tag = result.latest, result.counts, layout.vin_tag
-    since_ns = -1 if tally is None else tally.since_ms * NS_PER_MS
-    bucket_ns = 0 if tally is None else tally.bucket_ms * NS_PER_MS
-    bucket_ms = 0 if tally is None else tally.bucket_ms
+    since_ns, bucket_ns, bucket_ms = _tally_bounds(tally)
     last_columns: list[Any] | None = None
     last_names: tuple[str, ...] | None = None
 
@@ -285,9 +283,7 @@ def _narrow_row_reader(
     latest, counts = result.latest, result.counts
     vin_tag, resource_tag = layout.vin_tag, layout.resource_tag
     columns = ["time", layout.value_field]
-    since_ns = -1 if tally is None else tally.since_ms * NS_PER_MS
-    bucket_ns = 0 if tally is None else tally.bucket_ms * NS_PER_MS
-    bucket_ms = 0 if tally is None else tally.bucket_ms
+    since_ns, bucket_ns, bucket_ms = _tally_bounds(tally)
     # Per resource: its signal's name, or None when the general path decides (unmapped,
     # refused name): the series of a response name few resources, each many times.
     signal_names: dict[str, str | None] = {}
@@ -389,12 +385,20 @@ def parse_chunks(
     return result
 
 
+def _tally_bounds(tally: Tally | None) -> tuple[int, int, int]:
+    """(since, bucket width) in ns and the bucket width in ms; placeholders without a tally
+    (the readers ask for one before they count)."""
+    if tally is None:
+        return -1, 0, 0
+    return tally.since_ms * NS_PER_MS, tally.bucket_ms * NS_PER_MS, tally.bucket_ms
+
+
 def _tally_rows(rows: Sequence[Sequence[Any]], tally: Tally, counts: dict[int, int]) -> None:
-    bucket_ns, since_ns = tally.bucket_ms * NS_PER_MS, tally.since_ms * NS_PER_MS
+    since_ns, bucket_ns, bucket_ms = _tally_bounds(tally)
     for row in rows:
         at = row[0]
         if at >= since_ns:
-            bucket = at // bucket_ns * tally.bucket_ms
+            bucket = at // bucket_ns * bucket_ms
             counts[bucket] = counts.get(bucket, 0) + len(row) - 1 - row.count(None)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable, Iterator
 
 from confluent_kafka import KafkaError, TopicPartition
 
@@ -69,13 +70,19 @@ def read_topic(
         consumer.close()
 
 
+def keyed(
+    messages: Iterable[tuple[bytes | None, bytes | None]],
+) -> Iterator[tuple[str, bytes | None]]:
+    """The messages that have a key, the key as text; a None value is a tombstone."""
+    for key, value in messages:
+        if key is not None:
+            yield key.decode("utf-8", "replace"), value
+
+
 def latest_by_key(messages: list[tuple[bytes | None, bytes | None]]) -> dict[str, bytes]:
     """The compacted view: the last value per key; a tombstone removes the key."""
     latest: dict[str, bytes] = {}
-    for key, value in messages:
-        if key is None:
-            continue
-        name = key.decode("utf-8", "replace")
+    for name, value in keyed(messages):
         if value is None:
             latest.pop(name, None)
         else:

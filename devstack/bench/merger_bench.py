@@ -170,16 +170,25 @@ def _sleep_past_boundary() -> None:
     time.sleep((flush_due(now_ms, FLUSH_INTERVAL_MS) - now_ms) / 1000 + 1)
 
 
+def _update_every_vin(
+    settings: MergerSettings, vins: int, signals: int, seed: int, job_id: str, total: int
+) -> int:
+    """Once the latest topic is still, one more update round touching every VIN, merged by the
+    job (which has read `total` records before it); the latest topic's count before it."""
+    _wait_stable(settings)
+    before = latest_count(settings)
+    produce(settings, update_round(vins, signals, int(time.time() * 1000) - 60_000, seed, 1))
+    consume_rate(job_id, total + vins)
+    return before
+
+
 def measure_flush(
     settings: MergerSettings, vins: int, signals: int, seed: int, job_id: str, total: int
 ) -> float:
     """Seconds from a flush's timer until Kafka acknowledged all `vins` latest records."""
     # Start right after a flush, so every VIN's update lands in the same next flush.
     _sleep_past_boundary()
-    _wait_stable(settings)
-    before = latest_count(settings)
-    produce(settings, update_round(vins, signals, int(time.time() * 1000) - 60_000, seed, 1))
-    consume_rate(job_id, total + vins)
+    before = _update_every_vin(settings, vins, signals, seed, job_id, total)
     due_ms = flush_due(int(time.time() * 1000), FLUSH_INTERVAL_MS)
     deadline = time.monotonic() + FLUSH_INTERVAL_MS / 1000 + 300
     while time.monotonic() < deadline:
@@ -193,21 +202,18 @@ def measure_stall(
     settings: MergerSettings, vins: int, signals: int, seed: int, job_id: str, total: int
 ) -> int:
     """The longest go of timer callbacks (ms) while an update round of every VIN flushes."""
-    _wait_stable(settings)
-    before = latest_count(settings)
-    produce(settings, update_round(vins, signals, int(time.time() * 1000) - 60_000, seed, 1))
-    consume_rate(job_id, total + vins)
+    before = _update_every_vin(settings, vins, signals, seed, job_id, total)
     longest = 0
     deadline = time.monotonic() + 2 * FLUSH_INTERVAL_MS / 1000 + 300
-    while latest_count(settings) - before < vins:
-        if time.monotonic() > deadline:
+    # The gauge holds a flush's figure once the flush's interval has ended: read it until the
+    # interval in which the last VIN was emitted is over.
+    closed: float | None = None
+    while closed is None or time.time() < closed:
+        longest = max(longest, operator_metric(job_id, "longest_timer_run_ms"))
+        if closed is None and latest_count(settings) - before >= vins:
+            closed = flush_due(int(time.time() * 1000), FLUSH_INTERVAL_MS) / 1000 + 3
+        elif closed is None and time.monotonic() > deadline:
             raise RuntimeError(f"the flush emitted {latest_count(settings) - before} of {vins}")
-        longest = max(longest, operator_metric(job_id, "longest_timer_run_ms"))
-        time.sleep(1)
-    # The gauge holds a flush's figure once the flush's interval has ended.
-    closed = flush_due(int(time.time() * 1000), FLUSH_INTERVAL_MS) / 1000 + 3
-    while time.time() < closed:
-        longest = max(longest, operator_metric(job_id, "longest_timer_run_ms"))
         time.sleep(1)
     return max(longest, operator_metric(job_id, "longest_timer_run_ms"))
 
@@ -226,14 +232,10 @@ def directory_bytes(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
-def run_sql(stack: Stack, config: Path, group: str, form: str) -> str:
-    env = {"BETHOS_CONFIG": str(config), "BETHOS_BENCH_GROUP": group, "BETHOS_BENCH_SQL": form}
-    return jobs.run_script(stack, SQL_JOB, [], env)
-
-
-def run_floor(stack: Stack, config: Path, group: str) -> str:
-    env = {"BETHOS_CONFIG": str(config), "BETHOS_BENCH_GROUP": group}
-    return jobs.run_script(stack, FLOOR_JOB, [], env)
+def run_baseline(stack: Stack, script: Path, config: Path, group: str, **env: str) -> str:
+    """Submit one of the baselines (SQL_JOB, FLOOR_JOB) on the run's config and a group."""
+    env = {"BETHOS_CONFIG": str(config), "BETHOS_BENCH_GROUP": group, **env}
+    return jobs.run_script(stack, script, [], env)
 
 
 def rate_of(job_id: str, total: int, stack: Stack) -> float:
@@ -327,8 +329,6 @@ def bench(
         aligned_settings = load_settings(MergerSettings, aligned)
         create_topics(aligned_settings.kafka, aligned_settings.topics)
         report(f"{label}: a flush of {vins} VINs at one instant until Kafka acknowledges it ...")
-        # Start just after a flush, so that the whole input is merged before the next one.
-        _sleep_past_boundary()
         aligned_id = jobs.submit(stack, "latest_merger", str(aligned))
         try:
             consume_rate(aligned_id, total + vins)
@@ -338,14 +338,24 @@ def bench(
         finally:
             jobs.stop(stack, aligned_id)
         report(f"{label}: the floor (a keyed function doing nothing) consumes {total} ...")
-        floor_rate = rate_of(run_floor(stack, config, f"bench-floor-{tag}-{run}"), total, stack)
+        floor_rate = rate_of(
+            run_baseline(stack, FLOOR_JOB, config, f"bench-floor-{tag}-{run}"), total, stack
+        )
         report(f"{label}: Flink SQL, newest by event time, consumes {total} records ...")
         event_sql = rate_of(
-            run_sql(stack, config, f"bench-sql-et-{tag}-{run}", "event_time"), total, stack
+            run_baseline(
+                stack, SQL_JOB, config, f"bench-sql-et-{tag}-{run}", BETHOS_BENCH_SQL="event_time"
+            ),
+            total,
+            stack,
         )
         report(f"{label}: Flink SQL, LAST_VALUE, consumes {total} records ...")
         last_sql = rate_of(
-            run_sql(stack, config, f"bench-sql-lv-{tag}-{run}", "last_value"), total, stack
+            run_baseline(
+                stack, SQL_JOB, config, f"bench-sql-lv-{tag}-{run}", BETHOS_BENCH_SQL="last_value"
+            ),
+            total,
+            stack,
         )
         result = {
             "run": run,
