@@ -28,9 +28,12 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         KAFKA_PORT_BASE,
         REDIS_PORT,
         Stack,
+        flink_client,
         port_open,
     )
 
+    # The warm Flink client stops when its socket goes (its JVM with it).
+    flink_client.socket_path(TEST_STATE).unlink(missing_ok=True)
     Stack(state=TEST_STATE, brokers=1).down(lambda _: None)
     stack_lock.forget_started(TEST_STATE)
     ports = [KAFKA_PORT_BASE + 1, INFLUXDB_PORT, REDIS_PORT, FLINK_REST_PORT]

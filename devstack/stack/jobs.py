@@ -13,6 +13,7 @@ from pathlib import Path
 from bethos.exceptions import BethosError
 from devstack import paths
 from devstack.package import build_package
+from devstack.stack import flink_client
 from devstack.stack.local import Stack
 
 # The job's name in Flink (its dashboard, REST API and metrics) and its entry point.
@@ -34,16 +35,20 @@ def _flink(stack: Stack, *args: str, extra_env: dict[str, str] | None = None) ->
     stack.write_flink_conf()
     env = stack.flink_env()
     env.update(extra_env or {})
-    result = subprocess.run(
-        [stack.flink_bin("flink"), *args],
-        env=env,
-        # Not the repository: the job must find bethos in the zip it brings, nowhere else.
-        cwd=stack.state,
-        capture_output=True,
-        text=True,
-    )
-    output = result.stdout + result.stderr
-    if result.returncode != 0:
+    warm = os.environ.get(flink_client.ENV_VAR)
+    if warm and flink_client.available(Path(warm)):
+        returncode, output = flink_client.run(Path(warm), list(args), env)
+    else:
+        result = subprocess.run(
+            [stack.flink_bin("flink"), *args],
+            env=env,
+            # Not the repository: the job must find bethos in the zip it brings, nowhere else.
+            cwd=stack.state,
+            capture_output=True,
+            text=True,
+        )
+        returncode, output = result.returncode, result.stdout + result.stderr
+    if returncode != 0:
         lines = [line for line in output.splitlines() if not line.lstrip().startswith("at ")]
         raise BethosError(f"flink {args[0]} failed:\n" + "\n".join(lines[-25:]))
     return output

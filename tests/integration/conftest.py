@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -11,7 +15,7 @@ import yaml
 
 from bethos.config import EtlSettings, MergerSettings, load_settings
 from connectors.kafka.admin import create_topics
-from devstack.stack import Stack, jobs
+from devstack.stack import Stack, flink_client, jobs
 from devstack.stack.pipeline import pipeline_docs
 from tests import stack_lock
 from tests.stack_lock import TEST_STATE
@@ -31,7 +35,28 @@ def stack() -> Iterator[Stack]:
         if not all(status.running for status in started.status()):
             started.up()
             stack_lock.mark_started(TEST_STATE)
+        os.environ[flink_client.ENV_VAR] = str(warm_flink_client(started))
     yield started
+
+
+def warm_flink_client(stack: Stack) -> Path:
+    """The warm Flink client of the tests' stack (devstack/stack/flink_client.py), started once
+    for the run: the tests' `flink` commands skip a JVM's start and a cold JIT each."""
+    socket_file = flink_client.socket_path(stack.state)
+    if flink_client.available(socket_file):
+        return socket_file
+    log = (stack.log_dir / "flink-client-server.log").open("ab")
+    subprocess.Popen(
+        [sys.executable, "-m", "devstack.stack.flink_client", str(stack.state)],
+        stdout=log,
+        stderr=log,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 120
+    while not flink_client.available(socket_file):
+        assert time.monotonic() < deadline, f"the warm Flink client did not start: {log.name}"
+        time.sleep(0.2)
+    return socket_file
 
 
 @pytest.fixture(autouse=True)

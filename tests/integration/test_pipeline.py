@@ -14,6 +14,7 @@ from bethos.config import EtlSettings
 from connectors.kafka.reader import read_topic
 from devstack.cli import data
 from devstack.cli.main import main as bethos_main
+from devstack.stack import flink_client
 from devstack.verify import Difference
 from tests.integration.helpers import assert_schema_valid, read_checked, wait_for
 
@@ -28,7 +29,11 @@ def test_generate_etl_merge_verify(
     pipeline_configs: tuple[Path, Path],
     etl_settings: EtlSettings,
     submit: Callable[..., str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # Submitted by bin/flink, as users do, not by the tests' warm client (tests/integration/
+    # conftest.py): the one path of devstack's `flink` commands the other tests skip.
+    monkeypatch.delenv(flink_client.ENV_VAR, raising=False)
     etl_config, merger_config = pipeline_configs
     written = data.generate(etl_settings, vins=10, rounds=6, round_interval_ms=10_000)
     assert written == 60
