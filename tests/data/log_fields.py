@@ -21,3 +21,7 @@ PUBLISH_FIELDS = ["published", "tombstones", "cursor", "duration_ms"]
 RETRY_FIELDS = ["pod", "attempt", "err", "retry_in_ms"]
 
 GIVEN_UP_FIELDS = ["pod", "err", "window_start", "lag_ms"]
+
+RECONCILE_ERROR_FIELDS = ["pod", "err", "window_start", "window_end"]
+
+PROGRESS_FILE_ERROR_FIELDS = ["pod", "err"]

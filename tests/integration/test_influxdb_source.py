@@ -17,7 +17,7 @@ from connectors.influxdb.client import InfluxClient
 from connectors.influxdb.writer import InfluxWriter, Point
 from devstack.stack import Stack, jobs, wait_until, write_influxdb_config
 from tests import stack_lock
-from tests.data.log_fields import GIVEN_UP_FIELDS, RETRY_FIELDS
+from tests.data.log_fields import GIVEN_UP_FIELDS, RECONCILE_ERROR_FIELDS, RETRY_FIELDS
 from tests.integration.helpers import (
     aggregated_equals_truth,
     events,
@@ -48,7 +48,14 @@ def with_overrides(path: Path, **overrides: object) -> Path:
 def test_an_influxdb_outage_loses_no_point(
     stack: Stack, pipeline_configs: tuple[Path, Path], submit: Callable[..., str]
 ) -> None:
-    etl_config = with_overrides(pipeline_configs[0], lookback="60s", retry_max_interval="2s")
+    # A reconcile pass every 5 s: the passes that fall in the outage fail too.
+    etl_config = with_overrides(
+        pipeline_configs[0],
+        lookback="60s",
+        retry_max_interval="2s",
+        reconcile_interval="5s",
+        reconcile_window="5m",
+    )
     settings = load_settings(EtlSettings, etl_config)
     pods = settings.influxdb.pods
     write_points(settings, [])
@@ -101,6 +108,10 @@ def test_an_influxdb_outage_loses_no_point(
     assert retries and all(list(e) == RETRY_FIELDS for e in retries)
     given_up = [e for e in events(stack, "error") if e.get("pod") in pods]
     assert given_up and all(list(e) == GIVEN_UP_FIELDS for e in given_up)
+    # A reconcile pass that could not count its buckets (`event=reconcile_error`); the next
+    # pass tries again.
+    failed = [e for e in events(stack, "reconcile_error") if e["pod"] in pods]
+    assert failed and all(list(e) == RECONCILE_ERROR_FIELDS for e in failed)
 
 
 def test_late_points_inside_the_lookback_are_picked_up(

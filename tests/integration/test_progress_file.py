@@ -22,8 +22,10 @@ import yaml
 from bethos.config import EtlSettings, load_settings
 from bethos.source import progress_file
 from devstack.stack import Stack
+from tests.data.log_fields import PROGRESS_FILE_ERROR_FIELDS
 from tests.integration.helpers import (
     aggregated_equals_truth,
+    events,
     point,
     poll_windows,
     wait_for,
@@ -104,3 +106,42 @@ def test_the_progress_file_records_a_window_only_after_kafka_acknowledged_it(
     assert wait_for(aggregated_equals_truth(settings), timeout=180) == []
     wait_until(lambda: all(progress_file.load(progress)[pod] > written for pod in pods), 60)
     assert all(progress_file.load(progress)[pod] > written for pod in pods)
+
+
+def test_a_damaged_progress_file_is_logged_and_the_polls_go_on(
+    stack: Stack,
+    pipeline_configs: tuple[Path, Path],
+    tmp_path: Path,
+    submit: Callable[..., str],
+) -> None:
+    """A progress file damaged under a running ETL: each fold of the journal into it fails
+    with `[influxdb_source] event=error pod=... err=...` naming the file, and the polls, whose
+    progress is in Flink's state, go on."""
+    etl_config = pipeline_configs[0]
+    progress = tmp_path / "damaged-progress.json"
+    doc = yaml.safe_load(etl_config.read_text())
+    doc.update(checkpoint_path=str(progress))
+    etl_config.write_text(yaml.safe_dump(doc))
+    settings = load_settings(EtlSettings, etl_config)
+    pods = list(settings.influxdb.pods)
+    now = int(time.time() * 1000)
+    write_points(settings, [point(settings, pod, f"A-{pod}", {"speed": 1.0}, now) for pod in pods])
+    submit("etl", etl_config)
+    wait_until(lambda: set(progress_file.load(progress)) == set(pods), timeout=120, interval=0.5)
+
+    progress.write_text("{damaged")
+
+    def logged() -> list[dict[str, str]]:
+        return [
+            e
+            for e in events(stack, "error")
+            if e.get("pod") in pods and str(progress) in e.get("err", "")
+        ]
+
+    # Folds come once a minute per subtask.
+    wait_until(lambda: bool(logged()), timeout=100, interval=1)
+    assert logged() and all(list(e) == PROGRESS_FILE_ERROR_FIELDS for e in logged())
+    later = int(time.time() * 1000)
+    newer = [point(settings, pod, f"B-{pod}", {"speed": 2.0}, later) for pod in pods]
+    write_points(settings, newer)
+    assert wait_for(aggregated_equals_truth(settings), timeout=60) == []

@@ -11,6 +11,7 @@ from typing import Any
 
 import orjson
 import pytest
+import redis
 import yaml
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -26,7 +27,7 @@ from bethos.record import (
 from bethos.strategies.flushing import stagger_offset
 from connectors.kafka.admin import create_topics
 from connectors.kafka.reader import read_topic
-from connectors.store.redis import RedisStore
+from connectors.store.redis import RedisStore, tagged_keys
 from devstack.cli import data
 from devstack.stack import REDIS_PORT, Stack, jobs
 from tests.data.log_fields import LATE_FIELDS, PUBLISH_FIELDS
@@ -106,6 +107,19 @@ def test_state_store_publisher_restarts_while_the_merger_runs(
 
     submit("state_store_publisher", config, savepoint=savepoint)
     assert wait_for(latest_equals(etl_settings, first + second), timeout=120) == []
+
+    # The store wiped under the running jobs: the publisher sees a new epoch, says so
+    # (`event=store_reset`) and publishes the store again from its start.
+    resets_before = len(events(stack, "store_reset"))
+    wiped = redis.Redis.from_url(REDIS_URL)
+    wiped.delete(*tagged_keys(prefix))
+    wiped.close()
+    third = records_for(50, "c", 3_000_000, received_at=3)
+    produce(etl_settings, keyed(third))
+    assert wait_for(latest_equals(etl_settings, first + second + third), timeout=120) == []
+    wait_until(lambda: len(events(stack, "store_reset")) > resets_before, timeout=30, interval=1)
+    resets = events(stack, "store_reset")[resets_before:]
+    assert resets and all(list(e) == ["cursor", "head"] for e in resets)
     store.close()
 
 
