@@ -17,7 +17,7 @@ from bethos.merge_rule import VinState
 from bethos.record import AggregatedRecord, Signal, decode_aggregated, encode_aggregated
 from connectors.kafka.reader import latest_by_key, read_topic
 from devstack.cli import data
-from devstack.stack import Stack, jobs
+from devstack.stack import Stack
 from devstack.verify import compare, history_regressions
 from tests.data.bad_records import BAD_RECORDS, GOOD_RECORDS
 from tests.integration.helpers import events, read_checked, wait_for, wait_until
@@ -145,26 +145,6 @@ def test_an_unreadable_latest_record_at_a_stateless_start_is_dead_lettered(
 
     wait_until(garbage_gone, timeout=60, interval=1)
     assert wait_for(latest_equals(etl_settings, kept + newer), timeout=120) == []
-
-
-def test_stop_with_savepoint_and_resume_with_two_subtasks_keeps_every_vin(
-    stack: Stack,
-    pipeline_configs: tuple[Path, Path],
-    etl_settings: EtlSettings,
-    submit: Callable[..., str],
-) -> None:
-    first = records_for(200, "a", 1_000_000, received_at=1)
-    produce(etl_settings, [(r.vin.encode(), encode_aggregated(r)) for r in first])
-    job_id = submit("latest_merger", pipeline_configs[1])
-    assert wait_for(latest_equals(etl_settings, first), timeout=120) == []
-
-    savepoint = jobs.stop(stack, job_id, str(stack.state / "flink" / "savepoints"))
-    assert savepoint
-    # Only signal "b" arrives after the restart: "a" must come from the restored state.
-    second = records_for(200, "b", 2_000_000, received_at=2)
-    produce(etl_settings, [(r.vin.encode(), encode_aggregated(r)) for r in second])
-    submit("latest_merger", pipeline_configs[1], savepoint=savepoint, parallelism=2)
-    assert wait_for(latest_equals(etl_settings, first + second), timeout=120) == []
 
 
 @pytest.mark.exclusive
