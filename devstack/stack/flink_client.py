@@ -16,6 +16,7 @@ swapped for a buffer per command).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -39,7 +40,10 @@ ENV_VAR = "BETHOS_FLINK_CLIENT"
 
 
 def socket_path(state: Path) -> Path:
-    return state / "run" / SOCKET_NAME
+    """In the temporary directory, named after the stack's: a Unix socket's path may not be
+    longer than 107 bytes, which a state directory deep in a checkout can exceed."""
+    digest = hashlib.sha1(str(state.resolve()).encode()).hexdigest()[:12]
+    return Path(tempfile.gettempdir()) / f"bethos-{digest}-{SOCKET_NAME}"
 
 
 def run(socket_file: Path, args: list[str], env: dict[str, str]) -> tuple[int, str]:
@@ -238,7 +242,8 @@ def serve(state: Path) -> None:
 
     with socketserver.UnixStreamServer(str(path), Handler) as server:
         server.timeout = 1.0
-        while path.exists():
+        # Until the tests remove the socket, or `down --purge` the stack.
+        while path.exists() and state.exists():
             server.handle_request()
 
 

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 import uuid
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -35,11 +36,13 @@ def stack() -> Iterator[Stack]:
         if not all(status.running for status in started.status()):
             started.up()
             stack_lock.mark_started(TEST_STATE)
-        os.environ[flink_client.ENV_VAR] = str(warm_flink_client(started))
+        warm = warm_flink_client(started)
+        if warm is not None:
+            os.environ[flink_client.ENV_VAR] = str(warm)
     yield started
 
 
-def warm_flink_client(stack: Stack) -> Path:
+def warm_flink_client(stack: Stack) -> Path | None:
     """The warm Flink client of the tests' stack (devstack/stack/flink_client.py), started once
     for the run: the tests' `flink` commands skip a JVM's start and a cold JIT each."""
     socket_file = flink_client.socket_path(stack.state)
@@ -54,7 +57,10 @@ def warm_flink_client(stack: Stack) -> Path:
     )
     deadline = time.monotonic() + 120
     while not flink_client.available(socket_file):
-        assert time.monotonic() < deadline, f"the warm Flink client did not start: {log.name}"
+        if time.monotonic() > deadline:
+            # The tests then run `bin/flink` for each command: slower, as correct.
+            warnings.warn(f"the warm Flink client did not start: see {log.name}", stacklevel=1)
+            return None
         time.sleep(0.2)
     return socket_file
 
