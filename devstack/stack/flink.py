@@ -182,6 +182,15 @@ class FlinkCluster:
         running = len(self.processes.listed_pids(TASKMANAGER, self.conf_dir()))
         return running >= self.taskmanagers and self.registered_taskmanagers() >= self.taskmanagers
 
+    def healthy_again(self) -> bool:
+        """`healthy`, first starting the TaskManagers missing while the JobManager answers: `up`
+        waits with it, since a TaskManager can end itself meanwhile (seen: a task's Kafka
+        transaction abort timed out while the JobManager came back, a fatal error to Flink)."""
+        running = len(self.processes.listed_pids(TASKMANAGER, self.conf_dir()))
+        if running < self.taskmanagers and port_open(FLINK_REST_PORT):
+            self.start_taskmanagers()
+        return self.healthy()
+
     def _pids(self) -> list[int]:
         """The running JobManager and TaskManagers of this stack's conf dir."""
         return [

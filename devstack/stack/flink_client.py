@@ -2,11 +2,12 @@
 long-lived JVM, which `flink` commands of the local stack go through while it runs.
 
 Every `flink run` starts a JVM that loads Flink's classes, plans the job's SQL with a cold JIT
-and exits: about 12 core-seconds for the merger on a 2-core machine, most of an integration
-test's submission. The warm client runs the very same `CliFrontend.parseAndRun` with the very
-same arguments, configuration directory and environment, in a JVM that stays up, so only the
-first command pays for the JVM. It is for the test suite, which submits jobs some seventy
-times (`tests/conftest.py` starts it): `bin/flink` stays the way users and `bethos` submit.
+and exits: 7-8 s and as many core-seconds for the merger on a 2-core machine, 2.5-3 s warm
+(docs/DECISIONS.md, "Testing"). The warm client runs the very same `CliFrontend.parseAndRun`
+with the same arguments, configuration directory and environment, in a JVM that stays up, so
+only the first command pays for the JVM. It is for the test suite, which submits jobs some
+seventy times (`tests/integration/conftest.py` starts it): `bin/flink` stays the way users and
+`bethos` submit.
 
     python -m devstack.stack.flink_client STATE_DIR     # serve until the socket is removed
 

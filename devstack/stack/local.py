@@ -83,7 +83,8 @@ class Stack:
                 raise StackError(f"{service.name}: {exc}\n{exc.stderr!r}") from None
             waits_for = WAITS_FOR.get(service.name, "its health check")
             progress(f"{service.name}: waiting up to {HEALTHY_WITHIN_S}s for {waits_for}")
-            wait_until(service.healthy, HEALTHY_WITHIN_S, service.name, service.log_file)
+            check = self.flink.healthy_again if service is self.flink else service.healthy
+            wait_until(check, HEALTHY_WITHIN_S, service.name, service.log_file)
             progress(f"  {service.name} healthy ({time.monotonic() - started:.1f}s)")
 
     def down(self, progress: Progress = print, purge: bool = False) -> None:

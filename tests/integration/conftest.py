@@ -48,18 +48,19 @@ def warm_flink_client(stack: Stack) -> Path | None:
     socket_file = flink_client.socket_path(stack.state)
     if flink_client.available(socket_file):
         return socket_file
-    log = (stack.log_dir / "flink-client-server.log").open("ab")
-    subprocess.Popen(
-        [sys.executable, "-m", "devstack.stack.flink_client", str(stack.state)],
-        stdout=log,
-        stderr=log,
-        start_new_session=True,
-    )
+    log = stack.log_dir / "flink-client-server.log"
+    with log.open("ab") as out:
+        subprocess.Popen(
+            [sys.executable, "-m", "devstack.stack.flink_client", str(stack.state)],
+            stdout=out,
+            stderr=out,
+            start_new_session=True,
+        )
     deadline = time.monotonic() + 120
     while not flink_client.available(socket_file):
         if time.monotonic() > deadline:
             # The tests then run `bin/flink` for each command: slower, as correct.
-            warnings.warn(f"the warm Flink client did not start: see {log.name}", stacklevel=1)
+            warnings.warn(f"the warm Flink client did not start: see {log}", stacklevel=1)
             return None
         time.sleep(0.2)
     return socket_file
