@@ -411,3 +411,19 @@ def test_up_with_the_jobmanager_running_starts_a_missing_taskmanager(
     assert not stack.flink.healthy()
     stack.flink.start()
     assert quiet_flink == [("taskmanager.sh", "start")]
+
+
+def test_waiting_for_flink_starts_a_taskmanager_that_died_meanwhile(
+    tmp_path: Path, quiet_flink: list[tuple[str, ...]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`up` waits with `healthy_again`: a TaskManager that ends after `start` checked it (a
+    fatal task error while the JobManager comes back) is started again, not waited for."""
+    monkeypatch.setattr(flink, "port_open", lambda port: True)
+    monkeypatch.setattr(flink.FlinkCluster, "registered_taskmanagers", lambda self: 1)
+    stack = Stack(state=tmp_path)
+    stack.write_flink_conf()
+    assert not stack.flink.healthy_again()
+    assert quiet_flink == [("taskmanager.sh", "start")]
+    monkeypatch.setattr(flink, "port_open", lambda port: False)
+    assert not stack.flink.healthy_again()  # no JobManager answers: nothing to start yet
+    assert quiet_flink == [("taskmanager.sh", "start")]
