@@ -186,8 +186,7 @@ class FlinkCluster:
         """`healthy`, first starting the TaskManagers missing while the JobManager answers: `up`
         waits with it, since a TaskManager can end itself meanwhile (seen: a task's Kafka
         transaction abort timed out while the JobManager came back, a fatal error to Flink)."""
-        running = len(self.processes.listed_pids(TASKMANAGER, self.conf_dir()))
-        if running < self.taskmanagers and port_open(FLINK_REST_PORT):
+        if port_open(FLINK_REST_PORT):
             self.start_taskmanagers()
         return self.healthy()
 

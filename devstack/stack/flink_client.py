@@ -214,8 +214,7 @@ def serve(state: Path) -> None:
     """Serve `flink` commands for the stack in `state` until the socket file is removed."""
     from devstack.stack.local import Stack
 
-    stack = Stack(state)
-    stack.write_flink_conf()
+    stack = Stack(state)  # up: its Flink conf dir is written (and again before each command)
     flink_home = paths.flink_home()
     # What bin/flink's config.sh adds to the environment of the CLI it starts.
     flink_dirs = {
