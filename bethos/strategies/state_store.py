@@ -13,7 +13,7 @@ from pydantic import Field, SecretStr
 
 from bethos.config import MergerOptions
 from bethos.sections import Broken, CheckedSection, DurationMs, Rule
-from bethos.strategies.flushing import DeliveryPlan, FlushLogic, Pending
+from bethos.strategies.flushing import DELIVERY_BUCKETS, DeliveryPlan, FlushLogic, Pending
 from bethos.urls import mask_url, url_password
 
 
@@ -23,6 +23,10 @@ class StateStoreSettings(CheckedSection):
     key_prefix: str = "bethos:latest"
     # redis_url names one node of a Redis Cluster; the client finds the others.
     redis_cluster: bool = False
+    # The store in this many shards, each with its keys, versions and change log: the
+    # publisher's subtasks share the shards, a Redis Cluster spreads them over its masters. Part
+    # of the keys' names: another count is another (new) store.
+    shards: int = 16
     # VINs per pipelined (one round trip, atomic) write.
     batch_size: int = Field(default=2_000, ge=1, le=5_000)
     linger: DurationMs = 200
@@ -46,7 +50,16 @@ class StateStoreSettings(CheckedSection):
                 "(redis://host:port/db, rediss:// or unix://)",
             )
 
-    rules: ClassVar[tuple[Rule, ...]] = (_url_and_publish_interval,)
+    def _shards_divide_the_delivery_buckets(self) -> Iterator[Broken]:
+        # A delivery bucket's batch then lies in one shard: one write, atomic.
+        if self.shards < 1 or DELIVERY_BUCKETS % self.shards:
+            choices = ", ".join(str(2**n) for n in range(DELIVERY_BUCKETS.bit_length()))
+            yield Broken(("shards",), f"must be one of {choices}, got {self.shards}")
+
+    rules: ClassVar[tuple[Rule, ...]] = (
+        _url_and_publish_interval,
+        _shards_divide_the_delivery_buckets,
+    )
 
 
 class StateStore(MergerOptions):

@@ -73,14 +73,11 @@ def tagged_keys(key_prefix: str) -> tuple[str, str, str, str]:
     return (f"{tag}:records", f"{tag}:changes", f"{tag}:version", f"{tag}:epoch")
 
 
-class RedisStore:
-    """`LatestStore` on Redis: hash `{P}:records`, sorted set `{P}:changes`, counter
-    `{P}:version`, string `{P}:epoch`; on one server, or on a Redis Cluster (`cluster`)."""
+class RedisConnection:
+    """One client of a Redis server or Redis Cluster, shared by the stores (shards) on it."""
 
-    def __init__(
-        self, url: str, key_prefix: str, password: str | None = None, cluster: bool = False
-    ) -> None:
-        self._secrets = [password] if password else []
+    def __init__(self, url: str, password: str | None = None, cluster: bool = False) -> None:
+        self.secrets = [password] if password else []
         kind: type[redis.Redis] | type[redis.cluster.RedisCluster]
         kind = redis.cluster.RedisCluster if cluster else redis.Redis
         try:
@@ -88,25 +85,55 @@ class RedisStore:
                 url, password=password, socket_timeout=5, socket_connect_timeout=5
             )
         except ValueError as exc:
-            raise StoreError(self._redact(f"redis url is invalid: {exc}")) from None
+            raise StoreError(self.redact(f"redis url is invalid: {exc}")) from None
         except redis.RedisError as exc:
-            raise StoreError(self._redact(f"redis cluster at {url}: {exc}")) from None
-        self._client = client
+            raise StoreError(self.redact(f"redis cluster at {url}: {exc}")) from None
+        self.client = client
+        self.cluster = cluster
         if isinstance(client, redis.cluster.RedisCluster):
             node = client.get_default_node()
             options = node.redis_connection.connection_pool.connection_kwargs
         else:
             options = client.connection_pool.connection_kwargs
         if options.get("password"):  # one given in the URL wins over `password`
-            self._secrets.append(str(options["password"]))
+            self.secrets.append(str(options["password"]))
         where = options.get("path") or f"{options.get('host')}:{options.get('port')}"
-        self._where = f"redis{' cluster' if cluster else ''} at {where}"
+        self.where = f"redis{' cluster' if cluster else ''} at {where}"
+
+    def redact(self, message: str) -> str:
+        for secret in self.secrets:
+            message = message.replace(secret, "***")
+        return message
+
+    @contextlib.contextmanager
+    def failing(self, what: str) -> Iterator[None]:
+        try:
+            yield
+        except redis.RedisError as exc:
+            raise StoreError(self.redact(f"{self.where}: {what} failed: {exc}")) from None
+
+    def close(self) -> None:
+        with self.failing("close"):
+            self.client.close()
+
+
+class RedisStore:
+    """`LatestStore` on Redis: hash `{P}:records`, sorted set `{P}:changes`, counter
+    `{P}:version`, string `{P}:epoch`; on one server, or on a Redis Cluster (`cluster`).
+    Its shards share one connection; `connect` opens a store of its own."""
+
+    def __init__(
+        self, connection: RedisConnection, key_prefix: str, adopt_untagged: bool = True
+    ) -> None:
+        self._connection = connection
+        self._client = client = connection.client
+        self._failing = connection.failing
         self._records, self._changes, self._version, self._epoch = tagged_keys(key_prefix)
         # Before hash tags the keys were `P:records`, `P:changes`, `P:version` (one server only:
         # a cluster refused them); the first call renames a store of that layout.
         self._untagged = (
             None
-            if cluster
+            if connection.cluster or not adopt_untagged
             else [f"{key_prefix}:{name}" for name in ("records", "changes", "version")]
         )
         # Script objects run EVALSHA and load the script again on NOSCRIPT; redis-py's cluster
@@ -114,6 +141,12 @@ class RedisStore:
         scripts = cast("redis.Redis", client)
         self._write_script = scripts.register_script(WRITE_SCRIPT)
         self._changes_script = scripts.register_script(CHANGES_SCRIPT)
+
+    @classmethod
+    def connect(
+        cls, url: str, key_prefix: str, password: str | None = None, cluster: bool = False
+    ) -> RedisStore:
+        return cls(RedisConnection(url, password, cluster), key_prefix)
 
     def _adopt_untagged(self) -> None:
         """Rename a store of the untagged layout, once; call it inside `_failing`."""
@@ -172,17 +205,4 @@ class RedisStore:
             return (cast("bytes | None", self._client.get(self._epoch)) or b"").decode()
 
     def close(self) -> None:
-        with self._failing("close"):
-            self._client.close()
-
-    @contextlib.contextmanager
-    def _failing(self, what: str) -> Iterator[None]:
-        try:
-            yield
-        except redis.RedisError as exc:
-            raise StoreError(self._redact(f"{self._where}: {what} failed: {exc}")) from None
-
-    def _redact(self, message: str) -> str:
-        for secret in self._secrets:
-            message = message.replace(secret, "***")
-        return message
+        self._connection.close()

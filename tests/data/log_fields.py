@@ -16,7 +16,7 @@ POLL_FIELDS = [
 
 LATE_FIELDS = ["vin", "window_end", "watermark", "topic", "partition", "offset"]
 
-PUBLISH_FIELDS = ["published", "tombstones", "cursor", "duration_ms"]
+PUBLISH_FIELDS = ["shard", "published", "tombstones", "cursor", "duration_ms"]
 
 RETRY_FIELDS = ["pod", "attempt", "err", "retry_in_ms"]
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import functools
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import jsonschema
 from confluent_kafka import KafkaException
@@ -20,7 +21,8 @@ from connectors.influxdb.writer import InfluxWriter, Point
 from connectors.kafka.reader import read_topic
 from devstack import schemas
 from devstack.cli import data
-from devstack.stack import Stack
+from devstack.stack import FLINK_REST_PORT, Stack
+from devstack.stack.health import http_json
 from devstack.verify import Difference, compare
 
 
@@ -145,3 +147,25 @@ def poll_windows(stack: Stack, pod: str) -> list[tuple[int, int]]:
         for fields in events(stack, "poll")
         if fields.get("pod") == pod
     ]
+
+
+def subtask_metrics(job_id: str, *names: str) -> dict[str, Mapping[str, Any]]:
+    """A job's operator metrics of these names (`<operator>.<name>`), each aggregated over its
+    subtasks (`min`, `max`, `sum`) by Flink's REST API."""
+    found: dict[str, Mapping[str, Any]] = {}
+    flink_rest = f"http://127.0.0.1:{FLINK_REST_PORT}"
+    job = http_json(f"{flink_rest}/jobs/{job_id}")
+    for vertex in job.get("vertices", []) if isinstance(job, dict) else []:
+        path = f"{flink_rest}/jobs/{job_id}/vertices/{vertex['id']}/subtasks/metrics"
+        listing = http_json(path)
+        assert isinstance(listing, list)
+        ids = [
+            str(item["id"])
+            for item in listing
+            for name in names
+            if str(item["id"]).endswith(f".{name}")
+        ]
+        answer = http_json(f"{path}?get={','.join(ids)}") if ids else []
+        for item in answer if isinstance(answer, list) else []:
+            found[str(item["id"]).rsplit(".", 1)[-1]] = item
+    return found

@@ -1,5 +1,7 @@
-"""The latest store on a real Redis Cluster of three masters on loopback: its hash-tagged keys
-live in one slot, so its scripts run; the same semantics as on one server; a wipe is noticed."""
+"""The latest store on a real Redis Cluster of three masters on loopback: each store's (each
+shard's) hash-tagged keys live in one slot, so its scripts run; the same semantics as on one
+server; a wipe is noticed; and the `state_store` jobs run on it, the shards spread over the
+masters."""
 
 from __future__ import annotations
 
@@ -7,16 +9,24 @@ import shutil
 import subprocess
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
 import redis.cluster
 
-from connectors.store import RedisStore
+from bethos.config import EtlSettings, MergerSettings, load_settings
+from bethos.strategies.state_store import StateStore
+from connectors.store import RedisStore, shard_prefix
 from connectors.store.base import StoreEntry
 from connectors.store.redis import WRITE_SCRIPT, tagged_keys
+from devstack.stack import Stack
 from tests import stack_lock
+from tests.integration.helpers import subtask_metrics, wait_for, wait_until
+from tests.integration.test_merger import latest_equals, produce, records_for
+from tests.integration.test_strategies import keyed, redis_store_config
 from tests.unit.connectors.store.test_latest_store import SEMANTIC_CHECKS
 
 pytestmark = pytest.mark.integration
@@ -109,7 +119,7 @@ def stores(cluster_url: str) -> Iterator[Callable[[], tuple[RedisStore, str]]]:
 
     def new() -> tuple[RedisStore, str]:
         prefix = f"test-{uuid.uuid4().hex[:10]}:latest"
-        opened.append(RedisStore(cluster_url, prefix, cluster=True))
+        opened.append(RedisStore.connect(cluster_url, prefix, cluster=True))
         return opened[-1], prefix
 
     yield new
@@ -162,3 +172,49 @@ def test_stores_spread_over_the_masters_and_a_wipe_is_noticed(
         client.close()
     store.write([StoreEntry(f"VIN{i}", b"y") for i in range(10)])
     assert store.head() > cursor and store.epoch() not in ("", seen)
+
+
+def test_a_running_job_spreads_its_store_over_the_masters_and_each_subtask_publishes(
+    cluster_url: str,
+    stack: Stack,
+    pipeline_configs: tuple[Path, Path],
+    etl_settings: EtlSettings,
+    submit: Callable[..., str],
+    unique: str,
+) -> None:
+    """The merger and its publisher, two subtasks each, on the three-master cluster: the
+    store's shards land on every master, and both publisher subtasks publish their share."""
+    prefix = f"test:{unique}"
+    config = redis_store_config(
+        pipeline_configs[1], "cluster-store", prefix, redis_url=cluster_url, redis_cluster=True
+    )
+    options = load_settings(MergerSettings, config).latest_merger
+    assert isinstance(options, StateStore)
+    shards = options.state_store.shards
+    records = records_for(400, "a", 1_000_000, received_at=1)
+    produce(etl_settings, keyed(records))
+    submit("latest_merger", config, parallelism=2)
+    publisher = submit("state_store_publisher", config, parallelism=2)
+    assert wait_for(latest_equals(etl_settings, records), timeout=180) == []
+
+    client = redis.cluster.RedisCluster.from_url(cluster_url)
+    try:
+        masters: dict[int, int] = {}
+        for shard in range(shards):
+            records_key = tagged_keys(shard_prefix(prefix, shard, shards))[0]
+            assert client.hlen(records_key) > 0, shard
+            port = client.get_node_from_key(records_key).port
+            masters[port] = masters.get(port, 0) + 1
+    finally:
+        client.close()
+    assert sorted(masters) == list(PORTS), masters
+
+    def published() -> dict[str, Mapping[str, Any]]:
+        return subtask_metrics(publisher, "published", "shards")
+
+    wait_until(lambda: int(published().get("published", {}).get("sum", 0)) >= 400, 60, 1)
+    figures = published()
+    # Each subtask holds some of the shards, and together all; each published some VINs.
+    assert int(figures["shards"]["sum"]) == shards and int(figures["shards"]["min"]) > 0
+    assert int(figures["published"]["min"]) > 0
+    assert int(figures["published"]["sum"]) >= 400

@@ -65,7 +65,7 @@ def prefix(prefixes: Callable[[], str]) -> str:
 
 @pytest.fixture
 def store(redis_url: str, prefix: str) -> Iterator[RedisStore]:
-    opened = RedisStore(redis_url, prefix)
+    opened = RedisStore.connect(redis_url, prefix)
     yield opened
     opened.close()
 
@@ -96,7 +96,7 @@ def test_a_reader_between_writes_misses_no_change(
     redis_url: str, raw: redis.Redis, operations: list[list[StoreEntry] | int]
 ) -> None:
     prefix = f"test-{uuid.uuid4().hex[:10]}:latest"
-    store = RedisStore(redis_url, prefix)
+    store = RedisStore.connect(redis_url, prefix)
     try:
         check_interleaved_reader_misses_nothing(store, operations)
     finally:
@@ -131,7 +131,7 @@ def test_a_store_of_the_untagged_layout_is_taken_over(
     raw.hset(f"{prefix}:records", mapping={"VIN1": b"a", "VIN2": b"b"})
     raw.zadd(f"{prefix}:changes", {"VIN1": 1, "VIN2": 2})
     raw.set(f"{prefix}:version", 2)
-    store = RedisStore(redis_url, prefix)
+    store = RedisStore.connect(redis_url, prefix)
     try:
         assert store.changes_since(0, 10) == [Change("VIN1", 1, b"a"), Change("VIN2", 2, b"b")]
         assert store.write([StoreEntry("VIN3", b"c")]) == 3
@@ -193,7 +193,10 @@ def test_a_large_write_is_split_into_atomic_calls_in_order(
 def test_stores_with_other_prefixes_do_not_see_each_other(
     redis_url: str, prefixes: Callable[[], str]
 ) -> None:
-    one, other = RedisStore(redis_url, prefixes()), RedisStore(redis_url, prefixes())
+    one, other = (
+        RedisStore.connect(redis_url, prefixes()),
+        RedisStore.connect(redis_url, prefixes()),
+    )
     try:
         one.write([StoreEntry("VIN1", b"one")])
         assert (other.get("VIN1"), other.count(), other.changes_since(0, 10)) == (None, 0, [])
@@ -230,7 +233,7 @@ def test_a_flushed_script_cache_is_reloaded(store: RedisStore, raw: redis.Redis)
     ids=["plain", "url-password"],
 )
 def test_nothing_listening_is_a_store_error_without_the_password(url: str) -> None:
-    store = RedisStore(url, "bethos:latest", password="kw-secret-7")
+    store = RedisStore.connect(url, "bethos:latest", password="kw-secret-7")
     calls: list[Callable[[], object]] = [
         lambda: store.write([StoreEntry("VIN1", b"a")]),
         lambda: store.changes_since(0, 10),
@@ -250,7 +253,7 @@ def test_nothing_listening_is_a_store_error_without_the_password(url: str) -> No
 def test_a_rejected_password_is_a_store_error_without_the_password(redis_url: str) -> None:
     if urlparse(redis_url).password:
         pytest.skip("the URL's password wins over the one given")
-    store = RedisStore(redis_url, "bethos:latest", password="wrong-secret-3")
+    store = RedisStore.connect(redis_url, "bethos:latest", password="wrong-secret-3")
     with pytest.raises(StoreError, match=r"^redis at .*: count failed: ") as failure:
         store.count()
     assert "wrong-secret-3" not in str(failure.value)

@@ -7,21 +7,23 @@ source offsets come back too, or a batch would be read twice or not at all."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
 from bethos.config import EtlSettings, MergerSettings, load_settings
 from bethos.record import AggregatedRecord, Signal, decode_latest_signals
+from bethos.strategies.state_store import StateStoreSettings
 from connectors.kafka.admin import create_topics
 from connectors.kafka.reader import latest_by_key, read_topic
 from devstack.stack import FLINK_REST_PORT, Stack, jobs
 from devstack.stack.health import http_json
 from devstack.verify import Difference, compare
-from tests.integration.helpers import wait_for, wait_until
+from tests.integration.helpers import subtask_metrics, wait_for, wait_until
 from tests.integration.test_merger import expected_latest, produce
 from tests.integration.test_strategies import keyed, merger_config, redis_store_config
 
@@ -124,6 +126,23 @@ def records_read(stack: Stack, job_id: str) -> int:
     )
 
 
+def publishes_its_share(publisher: str) -> None:
+    """Each subtask of the `state_store` publisher holds some of the store's shards, together
+    all of them, and has published some of this run's VINs."""
+
+    def figures() -> dict[str, Mapping[str, Any]]:
+        return subtask_metrics(publisher, "published", "shards")
+
+    def each_published() -> bool:
+        return int(figures().get("published", {}).get("min", 0)) > 0
+
+    wait_until(each_published, timeout=60, interval=1)
+    shards = StateStoreSettings().shards
+    found = figures()
+    assert int(found["published"]["min"]) > 0
+    assert int(found["shards"]["sum"]) == shards and int(found["shards"]["min"]) > 0
+
+
 @pytest.mark.parametrize("strategy", STRATEGIES)
 def test_a_strategy_rescales_from_one_subtask_to_two_and_back(
     strategy: str,
@@ -164,6 +183,8 @@ def test_a_strategy_rescales_from_one_subtask_to_two_and_back(
 
         wait_until(all_read, timeout=30, interval=1)
         assert records_read(stack, merger) == produced
+        if PUBLISHER in running:
+            publishes_its_share(running[PUBLISHER])
         if run < len(PARALLELISMS) - 1:
             for job in case.jobs:
                 point = jobs.stop(stack, running[job], str(savepoints))

@@ -25,9 +25,11 @@ from bethos.record import (
     encode_latest,
 )
 from bethos.strategies.flushing import stagger_offset
+from bethos.strategies.state_store import StateStoreSettings
 from connectors.kafka.admin import create_topics
 from connectors.kafka.reader import read_topic
-from connectors.store.redis import RedisStore, tagged_keys
+from connectors.store import ShardedStore, open_store, shard_prefix
+from connectors.store.redis import tagged_keys
 from devstack.cli import data
 from devstack.stack import REDIS_PORT, Stack, jobs
 from tests.data.log_fields import LATE_FIELDS, PUBLISH_FIELDS
@@ -93,7 +95,8 @@ def test_state_store_publisher_restarts_while_the_merger_runs(
 ) -> None:
     prefix = f"test:{unique}"
     config = redis_store_config(pipeline_configs[1], "state-store", prefix, batch_size=50)
-    store = RedisStore(REDIS_URL, prefix)
+    shards = StateStoreSettings().shards
+    store = open_store("redis", REDIS_URL, prefix, shards=shards)
     first = records_for(300, "a", 1_000_000, received_at=1)
     publisher = start_state_store(etl_settings, submit, config, first)
 
@@ -112,18 +115,19 @@ def test_state_store_publisher_restarts_while_the_merger_runs(
     # (`event=store_reset`) and publishes the store again from its start.
     resets_before = len(events(stack, "store_reset"))
     wiped = redis.Redis.from_url(REDIS_URL)
-    wiped.delete(*tagged_keys(prefix))
+    for shard in range(shards):
+        wiped.delete(*tagged_keys(shard_prefix(prefix, shard, shards)))
     wiped.close()
     third = records_for(50, "c", 3_000_000, received_at=3)
     produce(etl_settings, keyed(third))
     assert wait_for(latest_equals(etl_settings, first + second + third), timeout=120) == []
     wait_until(lambda: len(events(stack, "store_reset")) > resets_before, timeout=30, interval=1)
     resets = events(stack, "store_reset")[resets_before:]
-    assert resets and all(list(e) == ["cursor", "head"] for e in resets)
+    assert resets and all(list(e) == ["shard", "cursor", "head"] for e in resets)
     store.close()
 
 
-def _missing(store: RedisStore, records: list[AggregatedRecord]) -> list[str]:
+def _missing(store: ShardedStore, records: list[AggregatedRecord]) -> list[str]:
     missing = []
     for record in records:
         raw = store.get(record.vin)
@@ -367,8 +371,8 @@ def test_state_store_keeps_its_writes_while_redis_is_down(
 
 
 def publisher_errors(stack: Stack) -> list[dict[str, str]]:
-    """The publisher's `event=error` lines (a store it cannot read: `err`, `cursor`)."""
-    return [e for e in events(stack, "error") if list(e) == ["err", "cursor"]]
+    """The publisher's `event=error` lines (a shard it cannot read: `shard`, `err`, `cursor`)."""
+    return [e for e in events(stack, "error") if list(e) == ["shard", "err", "cursor"]]
 
 
 def create_plain_topic(settings: EtlSettings, topic: str, partitions: int = 3) -> None:

@@ -180,4 +180,6 @@ def test_publisher_graph_compiles() -> None:
     found: set[str] = set()
     plan = operator_names(plan_of(build_publisher, settings, found))
     assert "publish the redis store" in plan and "latest_out" in plan
-    assert {"state-store-publisher", *sql_uids("ticks", "latest_out")} <= found
+    assert "tick each of 16 shards" in plan
+    uids = {"state-store-publisher", "state-store-publisher-shard-ticks"}
+    assert {*uids, *sql_uids("ticks", "latest_out")} <= found

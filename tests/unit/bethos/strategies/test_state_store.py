@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from bethos.strategies.state_store import PublishPlan, StateStore
 from connectors.store import MemoryStore
@@ -68,3 +70,12 @@ def test_pages_hold_every_change_after_the_cursor_once(vins: int, page: int, cur
     assert all(1 <= len(p) <= page for p in pages)
     versions = [change.version for p in pages for change in p]
     assert versions == list(range(cursor + 1, vins + 1))
+
+
+def test_the_shard_count_divides_the_delivery_buckets() -> None:
+    assert StateStore().state_store.shards == 16
+    for shards in (1, 2, 64, 128):
+        assert StateStore.model_validate({"state_store": {"shards": shards}}).state_store.shards
+    for shards in (0, 3, 24, 256):
+        with pytest.raises(ValidationError, match=r"state_store\.shards\n  must be one of 1, 2"):
+            StateStore.model_validate({"state_store": {"shards": shards}})

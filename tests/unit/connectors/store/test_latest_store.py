@@ -185,7 +185,7 @@ def test_concurrent_writers_get_distinct_versions() -> None:
 
 
 def test_open_store_knows_two_backends() -> None:
-    assert isinstance(open_store("memory", "redis://unused", "p"), MemoryStore)
+    assert isinstance(open_store("memory", "redis://unused", "p").shard(0), MemoryStore)
     with pytest.raises(ValueError, match="unknown store backend 'sqlite'"):
         open_store("sqlite", "redis://unused", "p")
 
