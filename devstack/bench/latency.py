@@ -129,6 +129,20 @@ class Delay:
 
 
 # -- the arithmetic (pure) ---------------------------------------------------------------------
+def newest_per_vin(readings: Iterable[Reading]) -> dict[str, int]:
+    newest: dict[str, int] = {}
+    for reading in readings:
+        newest[reading.vin] = max(reading.ts, newest.get(reading.vin, reading.ts))
+    return newest
+
+
+def vins_behind(newest: dict[str, int], latest: dict[str, list[Seen]]) -> int:
+    """The VINs whose newest reading no record of the latest topic delivers yet."""
+    return sum(
+        1 for vin, ts in newest.items() if not any(seen.ts >= ts for seen in latest.get(vin, []))
+    )
+
+
 def first_delivering(seen: Sequence[Seen], ts: int) -> Seen | None:
     """The earliest record (by produced_at) whose ts is at least `ts`."""
     found = [s for s in seen if s.ts >= ts]
@@ -332,21 +346,20 @@ def run_case(
         written = write_steady(etl_settings, rate, vins, seconds + warmup, advance)
         measured_from = written[0].ts + int(warmup * 1000) if written else 0
         measured = [r for r in written if r.ts >= measured_from]
-        newest = max((r.ts for r in measured), default=0)
-        # Until the newest reading is on the latest topic: a poll, a flush, a checkpoint, and
-        # some slack.
+        newest = newest_per_vin(measured)
+        # Until every VIN's newest reading is on the latest topic (then every reading is): a
+        # poll, a flush (each VIN at its own offset), a checkpoint, and some slack.
         checkpoint_s = merger_settings.flink.checkpoint_interval / 1000
         deadline = time.monotonic() + 10 + 2 + flush_ms / 1000 + checkpoint_s + 60
         latest: dict[str, list[Seen]] = {}
         while time.monotonic() < deadline:
             latest = reader.snapshot()
-            newest_out = max((s.ts for seen in latest.values() for s in seen), default=0)
+            behind = vins_behind(newest, latest)
             report(
-                f"waiting for the newest reading on the latest topic "
-                f"({max(0, newest - newest_out) / 1000:.0f}s of readings to go, "
-                f"{deadline - time.monotonic():.0f}s left)"
+                f"waiting for every VIN's newest reading on the latest topic "
+                f"({behind} VINs to go, {deadline - time.monotonic():.0f}s left)"
             )
-            if newest_out >= newest:
+            if not behind:
                 break
             time.sleep(2)
         aggregated = read_seen(merger_settings.kafka, merger_settings.topics.aggregated)

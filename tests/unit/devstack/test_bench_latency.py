@@ -5,7 +5,16 @@ from __future__ import annotations
 import pytest
 
 from bethos.exceptions import BethosError
-from devstack.bench.latency import Delay, Reading, Seen, delays, percentile, summarize
+from devstack.bench.latency import (
+    Delay,
+    Reading,
+    Seen,
+    delays,
+    newest_per_vin,
+    percentile,
+    summarize,
+    vins_behind,
+)
 
 
 def test_a_reading_is_delivered_by_the_first_record_at_least_as_new() -> None:
@@ -49,3 +58,17 @@ def test_summary_per_part() -> None:
     figures = summarize([Delay(1, 2, 3), Delay(10, 20, 30)])
     assert figures["total_ms"] == {"p50": 6, "p95": 60, "p99": 60, "max": 60}
     assert figures["flush_wait_ms"]["p50"] == 2
+
+
+def test_the_wait_ends_when_every_vins_newest_reading_is_delivered() -> None:
+    newest = newest_per_vin([Reading("V1", 1_000), Reading("V2", 2_000), Reading("V1", 3_000)])
+    assert newest == {"V1": 3_000, "V2": 2_000}
+    # V2's newest is out, V1's is not (an older record of it is): one VIN to go, however new
+    # V2's record is.
+    latest = {
+        "V1": [Seen(ts=1_000, produced_at=1, message_ts=1)],
+        "V2": [Seen(ts=9_000, produced_at=1, message_ts=1)],
+    }
+    assert vins_behind(newest, latest) == 1
+    latest["V1"].append(Seen(ts=3_000, produced_at=2, message_ts=2))
+    assert vins_behind(newest, latest) == 0
