@@ -91,6 +91,13 @@ def source_table_ddl(
 # A transaction open longer than this is aborted by the broker; Flink's sink asks for an hour
 # by default, which brokers refuse (their `transaction.max.timeout.ms` defaults to 15 min).
 TRANSACTION_TIMEOUT_MS = 900_000
+# How long a transactional producer waits for the transaction coordinator (`max.block.ms`,
+# 60 s by default). When the brokers stop answering, a failed writer's task aborts its open
+# transaction while it closes, and a timeout there is fatal to the whole TaskManager (Flink
+# treats an exception in a task's failure handling so). Waiting longer lets the brokers come
+# back first; it stays under Flink's `task.cancellation.timeout` (180 s), past which a task
+# that does not stop when cancelled is fatal too.
+COORDINATOR_WAIT_MS = 150_000
 
 
 def delivery_options(transactional_id_prefix: str | None) -> dict[str, str]:
@@ -104,6 +111,7 @@ def delivery_options(transactional_id_prefix: str | None) -> dict[str, str]:
         "sink.delivery-guarantee": "exactly-once",
         "sink.transactional-id-prefix": transactional_id_prefix,
         "properties.transaction.timeout.ms": str(TRANSACTION_TIMEOUT_MS),
+        "properties.max.block.ms": str(COORDINATOR_WAIT_MS),
     }
 
 

@@ -25,3 +25,5 @@ GIVEN_UP_FIELDS = ["pod", "err", "window_start", "lag_ms"]
 RECONCILE_ERROR_FIELDS = ["pod", "err", "window_start", "window_end"]
 
 PROGRESS_FILE_ERROR_FIELDS = ["pod", "err"]
+
+TRUNCATED_FIELDS = ["pod", "window_start", "window_end", "action"]

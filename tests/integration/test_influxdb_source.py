@@ -1,10 +1,14 @@
-"""The InfluxDB source under faults: outages, late points, savepoints, row limits, hostile names."""
+"""The InfluxDB source under faults: outages, late points, savepoints, row limits, cut
+responses, hostile names."""
 
 from __future__ import annotations
 
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -16,8 +20,14 @@ from bethos.fetch_result import Window
 from connectors.influxdb.client import InfluxClient
 from connectors.influxdb.writer import InfluxWriter, Point
 from devstack.stack import Stack, jobs, wait_until, write_influxdb_config
+from devstack.stack.influxdb import InfluxDB
 from tests import stack_lock
-from tests.data.log_fields import GIVEN_UP_FIELDS, RECONCILE_ERROR_FIELDS, RETRY_FIELDS
+from tests.data.log_fields import (
+    GIVEN_UP_FIELDS,
+    RECONCILE_ERROR_FIELDS,
+    RETRY_FIELDS,
+    TRUNCATED_FIELDS,
+)
 from tests.integration.helpers import (
     aggregated_equals_truth,
     events,
@@ -26,6 +36,7 @@ from tests.integration.helpers import (
     wait_for,
     write_points,
 )
+from tests.integration.own_services import OwnService, own_service
 
 pytestmark = pytest.mark.integration
 
@@ -36,26 +47,36 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def with_overrides(path: Path, **overrides: object) -> Path:
-    doc = yaml.safe_load(path.read_text())
-    doc.update(overrides)
-    out = path.with_name("etl-override.yaml")
-    out.write_text(yaml.safe_dump(doc))
-    return out
+# The outage test's own InfluxDB (its RPC port is this + 2), beside the stack's (8086).
+OUTAGE_INFLUXDB_PORT = 18090
 
 
-@pytest.mark.exclusive
+@pytest.fixture
+def own_influxdb(tmp_path: Path) -> Iterator[OwnService]:
+    with own_service(InfluxDB, tmp_path / "own-influxdb", OUTAGE_INFLUXDB_PORT) as influxdb:
+        yield influxdb
+
+
 def test_an_influxdb_outage_loses_no_point(
-    stack: Stack, pipeline_configs: tuple[Path, Path], submit: Callable[..., str]
+    stack: Stack,
+    pipeline_configs: tuple[Path, Path],
+    submit: Callable[..., str],
+    own_influxdb: OwnService,
 ) -> None:
+    """The ETL reads an InfluxDB of this test's own, stopped for 30 s while points are
+    written (the other tests go on with the stack's)."""
+    influxdb = own_influxdb
     # A reconcile pass every 5 s: the passes that fall in the outage fail too.
-    etl_config = with_overrides(
-        pipeline_configs[0],
+    doc = yaml.safe_load(pipeline_configs[0].read_text())
+    doc["influxdb"]["url"] = f"http://127.0.0.1:{influxdb.port}"
+    doc.update(
         lookback="60s",
         retry_max_interval="2s",
         reconcile_interval="5s",
         reconcile_window="5m",
     )
+    etl_config = pipeline_configs[0].with_name("etl-outage.yaml")
+    etl_config.write_text(yaml.safe_dump(doc))
     settings = load_settings(EtlSettings, etl_config)
     pods = settings.influxdb.pods
     write_points(settings, [])
@@ -92,9 +113,9 @@ def test_an_influxdb_outage_loses_no_point(
     thread.start()
     try:
         time.sleep(8)
-        stack.stop_service("influxdb")
+        influxdb.stop()
         time.sleep(30)
-        stack.start_service("influxdb")
+        influxdb.start()
         thread.join(timeout=120)
     finally:
         stop.set()
@@ -270,3 +291,121 @@ def test_hostile_pod_names_read_exactly_their_own_points(etl_settings: EtlSettin
             assert result.latest == {f"V{i}": {"speed": (float(i), base + i)}}
     finally:
         client.close()
+
+
+class CuttingProxy(ThreadingHTTPServer):
+    """An HTTP proxy in front of the real InfluxDB that cuts the next `cuts` responses which
+    end inside a partial result after their first piece, the way a server's row limit or a
+    proxy's size limit ends a chunked response early; everything else passes as it is."""
+
+    daemon_threads = True
+
+    def __init__(self, upstream: str, cuts: int) -> None:
+        self.upstream = upstream.rstrip("/")
+        self.cuts = cuts
+        self.cut: list[str] = []
+        self.lock = threading.Lock()
+        super().__init__(("127.0.0.1", 0), _CuttingHandler)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+    def take_cut(self) -> bool:
+        with self.lock:
+            if self.cuts <= 0:
+                return False
+            self.cuts -= 1
+            return True
+
+
+class _CuttingHandler(BaseHTTPRequestHandler):
+    server: CuttingProxy
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:
+        self._forward(None)
+
+    def do_POST(self) -> None:
+        self._forward(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
+
+    def _forward(self, body: bytes | None) -> None:
+        headers = {
+            name: value
+            for name, value in self.headers.items()
+            if name.lower() in ("content-type", "authorization")
+        }
+        request = urllib.request.Request(
+            self.server.upstream + self.path, data=body, headers=headers, method=self.command
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=30) as answer:
+                status, content_type, payload = answer.status, answer.headers, answer.read()
+        except urllib.error.HTTPError as refused:
+            status, content_type, payload = refused.code, refused.headers, refused.read()
+        pieces = payload.split(b"\n")
+        if (
+            self.path.startswith("/query")
+            and len([p for p in pieces if p]) > 1
+            and b'"partial":true' in pieces[0]
+            and self.server.take_cut()
+        ):
+            payload = pieces[0] + b"\n"
+            self.server.cut.append(pieces[0][:120].decode(errors="replace"))
+        self.send_response(status)
+        self.send_header("Content-Type", content_type.get("Content-Type") or "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def cutting_proxy(etl_settings: EtlSettings) -> Iterator[CuttingProxy]:
+    proxy = CuttingProxy(etl_settings.influxdb.url, cuts=1)
+    thread = threading.Thread(target=proxy.serve_forever, daemon=True)
+    thread.start()
+    yield proxy
+    proxy.shutdown()
+    proxy.server_close()
+
+
+def test_a_cut_response_is_split_read_again_and_loses_no_point(
+    stack: Stack,
+    pipeline_configs: tuple[Path, Path],
+    etl_settings: EtlSettings,
+    submit: Callable[..., str],
+    cutting_proxy: CuttingProxy,
+) -> None:
+    """The ETL reads InfluxDB through a proxy that cuts one response inside a partial result:
+    it says so (`event=truncated`), reads the chunk again in halves, and every point arrives."""
+    doc = yaml.safe_load(pipeline_configs[0].read_text())
+    doc["influxdb"]["url"] = cutting_proxy.url
+    # Five rows per piece of the response: a chunk of the 40 points below comes in several.
+    doc["batch_size"] = 5
+    config = pipeline_configs[0].with_name("etl-cut.yaml")
+    config.write_text(yaml.safe_dump(doc))
+    pods = etl_settings.influxdb.pods
+    ts = now_ms() - 3_000
+    write_points(
+        etl_settings,
+        [
+            point(etl_settings, pods[0], vin, {f"s{n}": float(n)}, ts + n)
+            for vin in VINS
+            for n in range(8)
+        ],
+    )
+    submit("etl", config)
+    assert wait_for(aggregated_equals_truth(etl_settings), timeout=90) == []
+    assert len(cutting_proxy.cut) == 1, cutting_proxy.cut
+    wait_until(lambda: bool(truncations(stack, pods[0])), 30, "the truncated line", None)
+    (truncated,) = truncations(stack, pods[0])
+    assert list(truncated) == TRUNCATED_FIELDS
+    assert truncated["action"] == "split_and_reread"
+    assert int(truncated["window_start"]) <= ts < int(truncated["window_end"])
+
+
+def truncations(stack: Stack, pod: str) -> list[dict[str, str]]:
+    return [e for e in events(stack, "truncated") if e.get("pod") == pod]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ from connectors.store import ShardedStore, open_store, shard_prefix
 from connectors.store.redis import tagged_keys
 from devstack.cli import data
 from devstack.stack import REDIS_PORT, Stack, jobs
+from devstack.stack.redis import Redis
 from tests.data.log_fields import LATE_FIELDS, PUBLISH_FIELDS
 from tests.integration.helpers import (
     events,
@@ -40,6 +41,7 @@ from tests.integration.helpers import (
     wait_for,
     wait_until,
 )
+from tests.integration.own_services import OwnService, own_service
 from tests.integration.test_merger import (
     expected_latest,
     flush_lines_from_now,
@@ -339,33 +341,50 @@ def test_state_store_in_memory_with_its_publisher(
     assert sum(int(e["published"]) for e in published) >= 50
 
 
-@pytest.mark.exclusive
+# The Redis outage test's own Redis, beside the stack's (6379).
+OUTAGE_REDIS_PORT = 16390
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[OwnService]:
+    with own_service(Redis, tmp_path / "own-redis", OUTAGE_REDIS_PORT) as redis_server:
+        yield redis_server
+
+
 def test_state_store_keeps_its_writes_while_redis_is_down(
     stack: Stack,
     pipeline_configs: tuple[Path, Path],
     etl_settings: EtlSettings,
     submit: Callable[..., str],
     unique: str,
+    own_redis: OwnService,
 ) -> None:
+    """The store on a Redis of this test's own, stopped under the running jobs (the other
+    tests go on with the stack's)."""
+    url = f"redis://127.0.0.1:{own_redis.port}/0"
     config = redis_store_config(
-        pipeline_configs[1], "store-outage", f"test:{unique}", linger="100ms"
+        pipeline_configs[1], "store-outage", f"test:{unique}", linger="100ms", redis_url=url
     )
     first = records_for(40, "a", 1_000, received_at=1)
     start_state_store(etl_settings, submit, config, first)
 
-    errors_before = len(events(stack, "flush_error"))
-    publisher_errors_before = len(publisher_errors(stack))
-    stack.stop_service("redis")
+    def flush_errors() -> list[dict[str, str]]:
+        return [e for e in events(stack, "flush_error") if f":{own_redis.port}" in e["err"]]
+
+    def own_publisher_errors() -> list[dict[str, str]]:
+        return [e for e in publisher_errors(stack) if f":{own_redis.port}" in e["err"]]
+
+    own_redis.stop()
     try:
         second = records_for(40, "b", 2_000, received_at=2)
         produce(etl_settings, keyed(second))
-        wait_until(lambda: len(events(stack, "flush_error")) > errors_before, 60, interval=1)
-        assert len(events(stack, "flush_error")) > errors_before, "no flush_error logged"
+        wait_until(lambda: bool(flush_errors()), 60, interval=1)
+        assert flush_errors(), "no flush_error logged"
         # The publisher cannot read the store either: `[state_store_publisher] event=error`.
-        wait_until(lambda: len(publisher_errors(stack)) > publisher_errors_before, 60, 1)
-        assert len(publisher_errors(stack)) > publisher_errors_before, "no publisher error"
+        wait_until(lambda: bool(own_publisher_errors()), 60, 1)
+        assert own_publisher_errors(), "no publisher error"
     finally:
-        stack.start_service("redis")
+        own_redis.start()
     # The buffered writes were kept and retried: everything reaches the latest topic.
     assert wait_for(latest_equals(etl_settings, first + second), timeout=120) == []
 

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from bethos.config import KafkaSettings, MergerSettings
 from connectors.kafka.tables import (
+    COORDINATOR_WAIT_MS,
     TRANSACTION_TIMEOUT_MS,
     append_sink_ddl,
     source_table_ddl,
@@ -17,9 +18,12 @@ def test_a_sink_with_a_transactional_id_prefix_writes_exactly_once() -> None:
     # Within the brokers' default transaction.max.timeout.ms (15 min).
     assert f"'properties.transaction.timeout.ms' = '{TRANSACTION_TIMEOUT_MS}'" in exactly
     assert TRANSACTION_TIMEOUT_MS <= 900_000
+    # Longer than the producer's default 60 s, shorter than Flink's task.cancellation.timeout.
+    assert f"'properties.max.block.ms' = '{COORDINATOR_WAIT_MS}'" in exactly
+    assert 60_000 < COORDINATOR_WAIT_MS < 180_000
     for plain in (upsert_sink_ddl("t", "x", kafka), append_sink_ddl("t", "x", kafka)):
         assert "'sink.delivery-guarantee' = 'at-least-once'" in plain
-        assert "transactional" not in plain
+        assert "transactional" not in plain and "max.block.ms" not in plain
 
 
 def test_sources_read_only_committed_records() -> None:

@@ -1,0 +1,47 @@
+"""A service of the stack's kind (InfluxDB, Redis) run for one test alone, on a port of its own:
+the test can stop and start it while the other tests go on with the stack's own."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+
+from devstack.stack import wait_until
+from devstack.stack.process import Supervisor
+from devstack.stack.service import SingleProcess
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+class OwnService:
+    """One supervised process of `kind`, its state under `state`, listening on `port`."""
+
+    def __init__(self, kind: type[SingleProcess], state: Path, port: int) -> None:
+        self.service = kind(state, Supervisor(state / "run", state / "logs"))
+        self.service.port = port
+
+    @property
+    def port(self) -> int:
+        return self.service.port
+
+    def start(self) -> None:
+        self.service.start()
+        wait_until(
+            self.service.healthy, 60, f"{self.service.name} on {self.port}", self.service.log_file
+        )
+
+    def stop(self) -> None:
+        self.service.stop(_quiet)
+
+
+@contextlib.contextmanager
+def own_service(kind: type[SingleProcess], state: Path, port: int) -> Iterator[OwnService]:
+    own = OwnService(kind, state, port)
+    own.start()
+    try:
+        yield own
+    finally:
+        own.stop()
