@@ -118,6 +118,21 @@ def submit(stack: Stack) -> Iterator[Callable[..., str]]:
 
     yield run
     running = {job_id for _, job_id in jobs.running_jobs(stack)}
-    for job_id in submitted:
-        if job_id in running:
-            stack.flink.cancel(job_id)
+    cancelled = [job_id for job_id in submitted if job_id in running]
+    for job_id in cancelled:
+        stack.flink.cancel(job_id)
+    # Until they are cancelled: a cancelled Kafka writer aborts its open transaction, and a
+    # broker that a test takes away after this (its own) must still answer that abort, or the
+    # abort's timeout ends the whole TaskManager.
+    deadline = time.monotonic() + CANCEL_WAIT_S
+    while cancelled and time.monotonic() < deadline:
+        cancelled = [job_id for job_id in cancelled if not ended(stack, job_id)]
+        time.sleep(0.5)
+
+
+# Longer than a transactional writer's wait for the brokers (150 s).
+CANCEL_WAIT_S = 180
+
+
+def ended(stack: Stack, job_id: str) -> bool:
+    return stack.flink.job(job_id).get("state") in ("CANCELED", "FAILED", "FINISHED")
