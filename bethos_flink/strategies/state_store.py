@@ -53,7 +53,7 @@ def store_for(settings: StateStoreSettings) -> ShardedStore:
     if settings.backend == "memory":
         key = (settings.key_prefix, settings.shards)
         if key not in _MEMORY_STORES:
-            _MEMORY_STORES[key] = open_store("memory", "", settings.key_prefix, None, False, key[1])
+            _MEMORY_STORES[key] = open_store("memory", "", settings.key_prefix, shards=key[1])
         return _MEMORY_STORES[key]
     password = settings.password.get_secret_value() if settings.password else None
     return open_store(

@@ -300,12 +300,20 @@ class FlinkCluster:
 
     def job_failure(self, job_id: str) -> str:
         """The newest failure in a job's exception history, its stack trace; "" if none."""
-        answer = http_json(f"http://127.0.0.1:{FLINK_REST_PORT}/jobs/{job_id}/exceptions")
+        failures = self.job_failures(job_id)
+        return failures[0] if failures else ""
+
+    def job_failures(self, job_id: str) -> list[str]:
+        """The failures in a job's exception history, newest first: their stack traces."""
+        url = f"http://127.0.0.1:{FLINK_REST_PORT}/jobs/{job_id}/exceptions?maxExceptions=20"
+        answer = http_json(url)
         history = answer.get("exceptionHistory", {}) if isinstance(answer, dict) else {}
         entries = history.get("entries", []) if isinstance(history, dict) else []
-        if not entries or not isinstance(entries[0], dict):
-            return ""
-        return str(entries[0].get("stacktrace") or entries[0].get("exceptionName") or "")
+        return [
+            str(entry.get("stacktrace") or entry.get("exceptionName") or "")
+            for entry in entries
+            if isinstance(entry, dict)
+        ]
 
     def jobs(self) -> list[dict[str, object]]:
         """The cluster's jobs as its REST API lists them; none when it does not answer."""

@@ -18,7 +18,9 @@ from bethos.config import EtlSettings, MergerSettings, load_settings
 from connectors.kafka.admin import create_topics
 from devstack.stack import Stack, flink_client, jobs
 from devstack.stack.pipeline import pipeline_docs
+from devstack.status.rest_figures import TERMINAL_STATES
 from tests import stack_lock
+from tests.integration.helpers import wait_until
 from tests.stack_lock import TEST_STATE
 
 
@@ -124,10 +126,7 @@ def submit(stack: Stack) -> Iterator[Callable[..., str]]:
     # Until they are cancelled: a cancelled Kafka writer aborts its open transaction, and a
     # broker that a test takes away after this (its own) must still answer that abort, or the
     # abort's timeout ends the whole TaskManager.
-    deadline = time.monotonic() + CANCEL_WAIT_S
-    while cancelled and time.monotonic() < deadline:
-        cancelled = [job_id for job_id in cancelled if not ended(stack, job_id)]
-        time.sleep(0.5)
+    wait_until(lambda: all(ended(stack, job_id) for job_id in cancelled), CANCEL_WAIT_S, 0.5)
 
 
 # Longer than a transactional writer's wait for the brokers (150 s).
@@ -135,4 +134,4 @@ CANCEL_WAIT_S = 180
 
 
 def ended(stack: Stack, job_id: str) -> bool:
-    return stack.flink.job(job_id).get("state") in ("CANCELED", "FAILED", "FINISHED")
+    return stack.flink.job(job_id).get("state") in TERMINAL_STATES

@@ -1,5 +1,5 @@
-"""A service of the stack's kind (InfluxDB, Redis) run for one test alone, on a port of its own:
-the test can stop and start it while the other tests go on with the stack's own."""
+"""A service of the stack's kind (InfluxDB, Redis, Kafka) run for one test alone, on ports of
+its own: the test can stop, freeze or kill it while the other tests go on with the stack's own."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from devstack.stack import wait_until
+from devstack.stack.kafka import KafkaCluster
 from devstack.stack.process import Supervisor
 from devstack.stack.service import SingleProcess
 
@@ -45,3 +46,22 @@ def own_service(kind: type[SingleProcess], state: Path, port: int) -> Iterator[O
         yield own
     finally:
         own.stop()
+
+
+@contextlib.contextmanager
+def throwaway_kafka(
+    state: Path, brokers: int, port_base: int, controller_base: int
+) -> Iterator[KafkaCluster]:
+    """A Kafka cluster of `brokers` brokers, killed at the end."""
+    cluster = KafkaCluster(
+        state, Supervisor(state / "run", state / "logs"), brokers, port_base, controller_base
+    )
+    cluster.start()
+    try:
+        wait_until(cluster.healthy, 120, f"kafka ({brokers} of a test's own)", cluster.log_file)
+        yield cluster
+    finally:
+        # Thrown away with the test's directory: no controlled shutdown, which the last broker
+        # standing of several cannot finish (no quorum) and waits out for 30 s.
+        for node in cluster.nodes():
+            cluster.processes.kill(f"kafka-{node}", timeout=0)

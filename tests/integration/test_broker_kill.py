@@ -20,12 +20,11 @@ from bethos.config import EtlSettings, load_settings
 from connectors.kafka.admin import create_topics, replication_of
 from devstack.chaos import Writer
 from devstack.cli import data
-from devstack.stack import wait_until
 from devstack.stack.kafka import KafkaCluster
-from devstack.stack.process import Supervisor
 from devstack.verify import history_regressions
 from tests.integration.helpers import topic_configs, wait_for
 from tests.integration.helpers import wait_until as wait_until_done
+from tests.integration.own_services import throwaway_kafka
 
 pytestmark = pytest.mark.integration
 
@@ -35,19 +34,8 @@ PORT_BASE, CONTROLLER_BASE = 39090, 49090
 
 @pytest.fixture
 def three_brokers(tmp_path: Path) -> Iterator[KafkaCluster]:
-    state = tmp_path / "three-brokers"
-    cluster = KafkaCluster(
-        state, Supervisor(state / "run", state / "logs"), 3, PORT_BASE, CONTROLLER_BASE
-    )
-    cluster.start()
-    try:
-        wait_until(cluster.healthy, 120, "kafka (three brokers)", cluster.log_file)
+    with throwaway_kafka(tmp_path / "three-brokers", 3, PORT_BASE, CONTROLLER_BASE) as cluster:
         yield cluster
-    finally:
-        # Thrown away with tmp_path: no controlled shutdown, which the last broker standing
-        # cannot finish (no quorum) and waits out for 30 s.
-        for node in cluster.nodes():
-            cluster.processes.kill(f"kafka-{node}", timeout=0)
 
 
 def metadata_or_none(admin: AdminClient) -> ClusterMetadata | None:

@@ -26,12 +26,11 @@ import yaml
 
 from bethos.config import EtlSettings, load_settings
 from connectors.kafka.admin import create_topics
-from devstack.stack import FLINK_REST_PORT, Stack, wait_until
-from devstack.stack.health import http_json
+from devstack.stack import Stack
 from devstack.stack.kafka import KafkaCluster
-from devstack.stack.process import Supervisor
 from tests.integration.helpers import wait_for
 from tests.integration.helpers import wait_until as wait_until_done
+from tests.integration.own_services import throwaway_kafka
 from tests.integration.test_merger import produce
 from tests.integration.test_rescale import STRATEGIES, Case, batch, case_for, output_equals
 from tests.integration.test_strategies import keyed
@@ -61,21 +60,10 @@ FATAL = "Fatal error occurred while executing the TaskManager"
 def own_broker(tmp_path: Path, strategy: str) -> Iterator[KafkaCluster]:
     """A broker for this case alone: ports of its own per strategy."""
     offset = 10 * STRATEGIES.index(strategy)
-    state = tmp_path / "own-broker"
-    cluster = KafkaCluster(
-        state,
-        Supervisor(state / "run", state / "logs"),
-        1,
-        PORT_BASE + offset,
-        CONTROLLER_BASE + offset,
-    )
-    cluster.start()
-    try:
-        wait_until(cluster.healthy, 120, "kafka (own broker)", cluster.log_file)
+    with throwaway_kafka(
+        tmp_path / "own-broker", 1, PORT_BASE + offset, CONTROLLER_BASE + offset
+    ) as cluster:
         yield cluster
-    finally:
-        for node in cluster.nodes():
-            cluster.processes.kill(f"kafka-{node}", timeout=0)
 
 
 def on_broker(pipeline_configs: tuple[Path, Path], brokers: str) -> tuple[Path, EtlSettings]:
@@ -99,18 +87,9 @@ def fatal_lines(stack: Stack) -> int:
     return sum(log.read_text(errors="replace").count(FATAL) for log in stack.taskmanager_logs())
 
 
-def failures(job_id: str) -> list[str]:
-    """The stack traces of a job's exception history, newest first."""
-    url = f"http://127.0.0.1:{FLINK_REST_PORT}/jobs/{job_id}/exceptions?maxExceptions=20"
-    answer = http_json(url)
-    history = answer.get("exceptionHistory", {}) if isinstance(answer, dict) else {}
-    entries = history.get("entries", []) if isinstance(history, dict) else []
-    return [str(entry.get("stacktrace", "")) for entry in entries if isinstance(entry, dict)]
-
-
-def timeouts(job_id: str) -> list[str]:
+def timeouts(stack: Stack, job_id: str) -> list[str]:
     """The failures of a job that name the producer's TimeoutException."""
-    return [trace for trace in failures(job_id) if TIMEOUT in trace]
+    return [trace for trace in stack.flink.job_failures(job_id) if TIMEOUT in trace]
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES)
@@ -142,14 +121,14 @@ def test_unreachable_brokers_fail_or_stall_the_writer_the_taskmanager_lives_and_
         os.killpg(pid, signal.SIGCONT)
     if strategy in FAIL_FOR_SURE:
         # The failed task reports once its transaction's abort is answered, after the thaw.
-        wait_until_done(lambda: bool(timeouts(writer)), timeout=90, interval=1)
-        seen = [trace.split("\n", 1)[0] for trace in failures(writer)]
-        assert timeouts(writer), f"no {TIMEOUT} in the exception history: {seen}"
-        assert any(EXPIRED in trace for trace in timeouts(writer)), seen
+        wait_until_done(lambda: bool(timeouts(stack, writer)), timeout=90, interval=1)
+        seen = [trace.split("\n", 1)[0] for trace in stack.flink.job_failures(writer)]
+        assert timeouts(stack, writer), f"no {TIMEOUT} in the exception history: {seen}"
+        assert any(EXPIRED in trace for trace in timeouts(stack, writer)), seen
     else:
         # A writer that had nothing in flight waited (for metadata, in `send`) and went on.
         time.sleep(10)
-        assert all(TIMEOUT in trace for trace in failures(writer))
+        assert all(TIMEOUT in trace for trace in stack.flink.job_failures(writer))
     # The TaskManager lived through it (the abort waited for the brokers).
     assert fatal_lines(stack) == fatal_before
 
