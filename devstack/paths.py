@@ -50,3 +50,10 @@ def flink_home() -> Path:
     if spec is None or spec.origin is None:
         raise ModuleNotFoundError("apache-flink is not installed; run scripts/install.sh")
     return Path(spec.origin).resolve().parent
+
+
+def task_slots() -> int | None:
+    """The local TaskManagers' slots (`BETHOS_TASK_SLOTS`), when not flink-conf/config.yaml's:
+    the tests run several pipelines at once on one TaskManager."""
+    value = os.environ.get("BETHOS_TASK_SLOTS")
+    return int(value) if value else None

@@ -17,6 +17,17 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if item.nodeid.startswith(INTEGRATION_DIR):
             item.add_marker(pytest.mark.integration)
+    items.sort(key=run_order)
+
+
+def run_order(item: pytest.Item) -> int:
+    """The tests that need the stack alone first, one after another (pytest-xdist hands each
+    process a contiguous share, so they land on one process, which keeps the stack for the next
+    of them: tests/integration/conftest.py), the unit tests beside them on the other processes
+    (they need no stack), then the integration tests that share the stack."""
+    if item.get_closest_marker("exclusive") is not None:
+        return 0
+    return 2 if item.get_closest_marker("integration") is not None else 1
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:

@@ -8,6 +8,7 @@ The conf dir (`state/flink-conf`) is the project's `flink-conf/config.yaml` with
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -90,6 +91,11 @@ class FlinkCluster:
             .replace("@PYTHON@", str(paths.cluster_python()))
             .replace("@METRICS_PORTS@", f"{FLINK_METRICS_PORTS[0]}-{FLINK_METRICS_PORTS[-1]}")
         )
+        slots = paths.task_slots()
+        if slots is not None:
+            text, count = re.subn(r"(?m)^(  numberOfTaskSlots:) \d+$", rf"\g<1> {slots}", text)
+            if count != 1:
+                raise StackError("flink-conf/config.yaml: no taskmanager.numberOfTaskSlots line")
         (conf / "config.yaml").write_text(text)
         self._write_lib()
         (conf / "masters").write_text(f"localhost:{FLINK_REST_PORT}\n")
@@ -274,10 +280,14 @@ class FlinkCluster:
             self.processes.prune_listed(TASKMANAGER, self.conf_dir())
             self._script("taskmanager.sh", "stop")
         self.start_taskmanagers()
+        # A stopped TaskManager leaves the JobManager's list before its process has exited.
         deadline = time.monotonic() + timeout_s
-        while self.registered_taskmanagers() != count:
+        while (
+            self.registered_taskmanagers() != count
+            or len(self.processes.listed_pids(TASKMANAGER, self.conf_dir())) != count
+        ):
             if time.monotonic() > deadline:
-                raise StackError(f"flink: not {count} TaskManagers registered in time")
+                raise StackError(f"flink: not {count} TaskManagers running and registered in time")
             time.sleep(1)
 
     def taskmanager_ids(self) -> set[str]:

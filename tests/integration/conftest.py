@@ -9,6 +9,7 @@ import time
 import uuid
 import warnings
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,9 @@ from tests import stack_lock
 from tests.integration.helpers import wait_until
 from tests.stack_lock import TEST_STATE
 
+# Up to four tests at once (the Makefile's workers), each with up to three jobs.
+TEST_TASK_SLOTS = 16
+
 
 @pytest.fixture(scope="session")
 def stack() -> Iterator[Stack]:
@@ -33,7 +37,11 @@ def stack() -> Iterator[Stack]:
     if all(status.running for status in existing.status()):
         yield existing
         return
-    with stack_lock.held(TEST_STATE, exclusive=True):
+    # Several tests' pipelines at once on the one TaskManager, whoever (re)starts it.
+    os.environ["BETHOS_TASK_SLOTS"] = str(TEST_TASK_SLOTS)
+    # Alone in the room as well: a test process's first integration test may come while another
+    # process's exclusive test has killed a TaskManager and is about to start it again.
+    with stack_lock.held(TEST_STATE, exclusive=True), stack_lock.turn(TEST_STATE, exclusive=True):
         started = Stack(state=TEST_STATE, brokers=1)
         if not all(status.running for status in started.status()):
             started.up()
@@ -68,13 +76,60 @@ def warm_flink_client(stack: Stack) -> Path | None:
     return socket_file
 
 
+def is_exclusive(item: pytest.Item | None) -> bool:
+    return item is not None and item.get_closest_marker("exclusive") is not None
+
+
+NEXT_IS_EXCLUSIVE = pytest.StashKey[bool]()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    item.stash[NEXT_IS_EXCLUSIVE] = is_exclusive(nextitem)
+    yield
+
+
+class ExclusiveTurn:
+    """The stack held alone from one exclusive test to the next one this process runs: handing
+    it back between them would let shared tests in, and the next exclusive test would wait for
+    them all to end."""
+
+    def __init__(self) -> None:
+        self._held: ExitStack | None = None
+
+    def take(self) -> None:
+        if self._held is None:
+            held = ExitStack()
+            held.enter_context(stack_lock.turn(TEST_STATE, exclusive=True))
+            self._held = held
+
+    def give_back(self) -> None:
+        if self._held is not None:
+            self._held.close()
+            self._held = None
+
+
+EXCLUSIVE_TURN = ExclusiveTurn()
+
+
 @pytest.fixture(autouse=True)
-def stack_turn(request: pytest.FixtureRequest) -> Iterator[None]:
+def stack_turn(request: pytest.FixtureRequest, stack: Stack) -> Iterator[None]:
     """Tests share the stack, several at once under pytest-xdist; a test marked `exclusive`
-    (it stops, kills or restarts a service, or reads every job's log lines) runs alone."""
-    exclusive = request.node.get_closest_marker("exclusive") is not None
-    with stack_lock.turn(TEST_STATE, exclusive):
+    (it stops, kills or restarts a service, or reads every job's log lines) runs alone.
+
+    No lock may be waited for while the turn is held and another holder waits for the turn:
+    the stack is started before (its fixture takes the turn alone), and a server that a test
+    takes for itself (`stack_lock.resource`) is taken inside the turn, for one test at a time."""
+    if not is_exclusive(request.node):
+        with stack_lock.turn(TEST_STATE, exclusive=False):
+            yield
+        return
+    EXCLUSIVE_TURN.take()
+    try:
         yield
+    finally:
+        if not request.node.stash.get(NEXT_IS_EXCLUSIVE, False):
+            EXCLUSIVE_TURN.give_back()
 
 
 @pytest.fixture

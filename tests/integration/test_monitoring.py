@@ -24,9 +24,9 @@ PROMETHEUS = f"http://127.0.0.1:{PROMETHEUS_PORT}"
 DASHBOARD = MONITORING_DIR / "grafana" / "bethos.json"
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def prometheus(stack: Stack) -> Iterator[str]:
-    """Prometheus on the stack for this module; stopped after unless it ran before."""
+    """Prometheus on the stack for this test; stopped after unless it ran before."""
     with stack_lock.resource("prometheus"):
         yield from _prometheus(stack)
 

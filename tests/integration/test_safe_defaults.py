@@ -34,7 +34,7 @@ pytestmark = pytest.mark.integration
 REST = f"http://127.0.0.1:{FLINK_REST_PORT}"
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def with_prometheus(stack: Stack) -> Iterator[Stack]:
     """The stack with Prometheus too; Prometheus stopped after unless it ran before."""
     with stack_lock.resource("prometheus"):
