@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from tests import stack_lock
-from tests.stack_lock import TEST_STATE
+from tests.stack_lock import OWN_FLINK_STATE, TEST_STATE
 
 INTEGRATION_DIR = "tests/integration/"
 
@@ -21,17 +21,25 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 def run_order(item: pytest.Item) -> int:
-    """The tests that need the stack alone first, one after another (pytest-xdist hands each
-    process a contiguous share, so they land on one process, which keeps the stack for the next
-    of them: tests/integration/conftest.py), the unit tests beside them on the other processes
-    (they need no stack), then the integration tests that share the stack."""
+    """pytest-xdist (`--dist worksteal`) hands each process a contiguous share of this order and
+    an idle one takes from the end of another's. First the tests that need the stack alone, one
+    after another (tests/integration/conftest.py keeps the stack between them), then those of
+    the second Flink cluster, which take it one at a time: both land on the first process, which
+    runs them in turn. The unit tests come next, beside them on the other processes, then the
+    integration tests that share the stack."""
     if item.get_closest_marker("exclusive") is not None:
         return 0
-    return 2 if item.get_closest_marker("integration") is not None else 1
+    if item.get_closest_marker("own_flink") is not None:
+        return 1
+    return 3 if item.get_closest_marker("integration") is not None else 2
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    if hasattr(session.config, "workerinput") or not stack_lock.started_here(TEST_STATE):
+    if hasattr(session.config, "workerinput"):
+        return
+    if stack_lock.started_here(OWN_FLINK_STATE) and not stop_own_flink():
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    if not stack_lock.started_here(TEST_STATE):
         return
     from devstack.stack import (
         FLINK_REST_PORT,
@@ -54,3 +62,16 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         reporter = session.config.pluginmanager.get_plugin("terminalreporter")
         if reporter is not None:
             reporter.write_line(f"`down` left ports open: {still_open}", red=True)
+
+
+def stop_own_flink() -> bool:
+    """Stop the tests' second Flink cluster (its conf keeps its ports); whether it stopped."""
+    from devstack.stack import FlinkCluster, port_open
+    from devstack.stack.process import Supervisor
+
+    flink = FlinkCluster(
+        OWN_FLINK_STATE, Supervisor(OWN_FLINK_STATE / "run", OWN_FLINK_STATE / "logs")
+    )
+    flink.stop(lambda _: None)
+    stack_lock.forget_started(OWN_FLINK_STATE)
+    return not port_open(flink.ports.rest)

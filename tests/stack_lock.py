@@ -17,6 +17,8 @@ from devstack import paths
 
 # A state directory of its own: the default one may hold a 3-broker demo stack.
 TEST_STATE = Path(f"{paths.state_dir()}-test")
+# The tests' second Flink cluster (tests/integration/conftest.py, `own_flink_stack`).
+OWN_FLINK_STATE = Path(f"{TEST_STATE}-flink")
 _STARTED = "started-by-tests"
 
 

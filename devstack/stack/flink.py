@@ -14,7 +14,10 @@ import signal
 import subprocess
 import time
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
+
+import yaml
 
 from devstack import paths
 from devstack.exceptions import StackError
@@ -24,9 +27,39 @@ from devstack.stack.process import Daemon, Supervisor
 from devstack.stack.service import Progress, ServiceStatus
 
 FLINK_REST_PORT = 8081
+FLINK_RPC_PORT = 6123
 # Each JobManager and TaskManager takes the first free port of this range for its Prometheus
 # reporter; Prometheus scrapes them all.
 FLINK_METRICS_PORTS = range(9250, 9261)
+
+
+@dataclass(frozen=True)
+class FlinkPorts:
+    """The ports a local cluster listens on (the others Flink picks itself). A second cluster
+    beside the stack's (the tests run one) takes others, which its written conf keeps."""
+
+    rest: int = FLINK_REST_PORT
+    rpc: int = FLINK_RPC_PORT
+    metrics: range = FLINK_METRICS_PORTS
+
+    @classmethod
+    def written_in(cls, conf: Path) -> FlinkPorts | None:
+        """The ports of a conf that `write_conf` wrote, if there is one."""
+        try:
+            doc = yaml.safe_load(conf.read_text())
+        except (OSError, yaml.YAMLError):
+            return None
+        try:
+            low, high = (int(p) for p in str(doc["metrics"]["reporter"]["prom"]["port"]).split("-"))
+            return cls(
+                int(doc["rest"]["port"]),
+                int(doc["jobmanager"]["rpc"]["port"]),
+                range(low, high + 1),
+            )
+        except (KeyError, TypeError, ValueError):
+            return None
+
+
 # The pid files Flink's scripts write into `run/`, and the entry point their processes run: a pid
 # in them is signalled only while its process runs that entry point with this stack's conf dir.
 JOBMANAGER = Daemon(
@@ -46,11 +79,20 @@ class FlinkCluster:
     name = "flink"
 
     def __init__(
-        self, state: Path, processes: Supervisor, taskmanagers: int = TASKMANAGERS
+        self,
+        state: Path,
+        processes: Supervisor,
+        taskmanagers: int = TASKMANAGERS,
+        ports: FlinkPorts | None = None,
     ) -> None:
         self.state = state
         self.processes = processes
         self.taskmanagers = taskmanagers
+        self.ports = ports or FlinkPorts.written_in(self.conf_dir() / "config.yaml") or FlinkPorts()
+
+    @property
+    def rest_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports.rest}"
 
     @property
     def log_dir(self) -> Path:
@@ -89,8 +131,20 @@ class FlinkCluster:
         text = (
             template.replace("@STATE@", str(self.state))
             .replace("@PYTHON@", str(paths.cluster_python()))
-            .replace("@METRICS_PORTS@", f"{FLINK_METRICS_PORTS[0]}-{FLINK_METRICS_PORTS[-1]}")
+            .replace("@METRICS_PORTS@", f"{self.ports.metrics[0]}-{self.ports.metrics[-1]}")
         )
+        for line, port in (
+            ("    port: {}", (FLINK_RPC_PORT, self.ports.rpc)),
+            ("  port: {}", (FLINK_REST_PORT, self.ports.rest)),
+            (
+                "  access-control-allow-origin: http://localhost:{}",
+                (FLINK_REST_PORT, self.ports.rest),
+            ),
+        ):
+            written, wanted = port
+            text, count = re.subn(rf"(?m)^{line.format(written)}$", line.format(wanted), text)
+            if count != 1:
+                raise StackError(f"flink-conf/config.yaml: no line {line.format(written)!r}")
         slots = paths.task_slots()
         if slots is not None:
             text, count = re.subn(r"(?m)^(  numberOfTaskSlots:) \d+$", rf"\g<1> {slots}", text)
@@ -98,7 +152,7 @@ class FlinkCluster:
                 raise StackError("flink-conf/config.yaml: no taskmanager.numberOfTaskSlots line")
         (conf / "config.yaml").write_text(text)
         self._write_lib()
-        (conf / "masters").write_text(f"localhost:{FLINK_REST_PORT}\n")
+        (conf / "masters").write_text(f"localhost:{self.ports.rest}\n")
         (conf / "workers").write_text("localhost\n" * self.taskmanagers)
         for sub in ("logs/flink", "flink/checkpoints", "flink/savepoints", "flink/tmp", "run"):
             (self.state / sub).mkdir(parents=True, exist_ok=True)
@@ -152,7 +206,7 @@ class FlinkCluster:
         the TaskManagers live on and register with the new one; after a TaskManager crash the
         JobManager lists the dead one until its heartbeat times out, so the processes are
         counted, not the registrations)."""
-        if port_open(FLINK_REST_PORT):
+        if port_open(self.ports.rest):
             self.start_taskmanagers()
             return
         if not self.processes.listed_pids(JOBMANAGER, self.conf_dir()):
@@ -179,7 +233,7 @@ class FlinkCluster:
         )
 
     def registered_taskmanagers(self) -> int:
-        overview = http_json(f"http://127.0.0.1:{FLINK_REST_PORT}/overview")
+        overview = http_json(f"{self.rest_url}/overview")
         return int(overview.get("taskmanagers", 0)) if isinstance(overview, dict) else 0
 
     def healthy(self) -> bool:
@@ -192,7 +246,7 @@ class FlinkCluster:
         """`healthy`, first starting the TaskManagers missing while the JobManager answers: `up`
         waits with it, since a TaskManager can end itself meanwhile (seen: a task's Kafka
         transaction abort timed out while the JobManager came back, a fatal error to Flink)."""
-        if port_open(FLINK_REST_PORT):
+        if port_open(self.ports.rest):
             self.start_taskmanagers()
         return self.healthy()
 
@@ -216,7 +270,7 @@ class FlinkCluster:
         self._script("taskmanager.sh", "stop-all")
         self._script("jobmanager.sh", "stop")
         deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and (port_open(FLINK_REST_PORT) or self._pids()):
+        while time.monotonic() < deadline and (port_open(self.ports.rest) or self._pids()):
             time.sleep(0.5)
         for daemon in (JOBMANAGER, TASKMANAGER):
             self._signal(daemon, signal.SIGKILL)
@@ -229,7 +283,7 @@ class FlinkCluster:
             healthy = self.healthy()
         except OSError:
             healthy = False
-        detail = f"dashboard http://localhost:{FLINK_REST_PORT}" if healthy else "stopped"
+        detail = f"dashboard http://localhost:{self.ports.rest}" if healthy else "stopped"
         return [ServiceStatus(self.name, healthy, detail)]
 
     def kill_taskmanager(self) -> None:
@@ -292,20 +346,20 @@ class FlinkCluster:
 
     def taskmanager_ids(self) -> set[str]:
         """The ids of the TaskManagers registered with the JobManager."""
-        answer = http_json(f"http://127.0.0.1:{FLINK_REST_PORT}/taskmanagers")
+        answer = http_json(f"{self.rest_url}/taskmanagers")
         managers = answer.get("taskmanagers", []) if isinstance(answer, dict) else []
         return {str(manager["id"]) for manager in managers if isinstance(manager, dict)}
 
     def cancel(self, job_id: str) -> None:
         """Cancel a job through the REST API (`PATCH /jobs/ID?mode=cancel`), without starting a
         client JVM: the tests' clean-up. `bethos stop --cancel` uses Flink's CLI as users do."""
-        url = f"http://127.0.0.1:{FLINK_REST_PORT}/jobs/{job_id}?mode=cancel"
+        url = f"{self.rest_url}/jobs/{job_id}?mode=cancel"
         with urllib.request.urlopen(urllib.request.Request(url, method="PATCH"), timeout=10):
             pass
 
     def job(self, job_id: str) -> dict[str, object]:
         """One job's details (`state`, its `vertices` with their `status`) from the REST API."""
-        answer = http_json(f"http://127.0.0.1:{FLINK_REST_PORT}/jobs/{job_id}")
+        answer = http_json(f"{self.rest_url}/jobs/{job_id}")
         return answer if isinstance(answer, dict) else {}
 
     def job_failure(self, job_id: str) -> str:
@@ -315,7 +369,7 @@ class FlinkCluster:
 
     def job_failures(self, job_id: str) -> list[str]:
         """The failures in a job's exception history, newest first: their stack traces."""
-        url = f"http://127.0.0.1:{FLINK_REST_PORT}/jobs/{job_id}/exceptions?maxExceptions=20"
+        url = f"{self.rest_url}/jobs/{job_id}/exceptions?maxExceptions=20"
         answer = http_json(url)
         history = answer.get("exceptionHistory", {}) if isinstance(answer, dict) else {}
         entries = history.get("entries", []) if isinstance(history, dict) else []
@@ -328,7 +382,7 @@ class FlinkCluster:
     def jobs(self) -> list[dict[str, object]]:
         """The cluster's jobs as its REST API lists them; none when it does not answer."""
         try:
-            overview = http_json(f"http://127.0.0.1:{FLINK_REST_PORT}/jobs/overview")
+            overview = http_json(f"{self.rest_url}/jobs/overview")
         except OSError:
             return []
         jobs = overview.get("jobs", []) if isinstance(overview, dict) else []

@@ -163,11 +163,13 @@ class _Cli:
         system.setErr(stream)
         try:
             self._release_python_gateway_slot()
-            # Read per command, as `bin/flink` does: the stack rewrites it before each one.
+            # Read per command, as `bin/flink` does: the stack rewrites it before each one. The
+            # command's own: a second cluster beside the stack's has a conf dir of its own.
+            conf_dir = env.get("FLINK_CONF_DIR", self.conf_dir)
             configuration = jvm.org.apache.flink.configuration.GlobalConfiguration
-            configuration = configuration.loadConfiguration(self.conf_dir)
+            configuration = configuration.loadConfiguration(conf_dir)
             cli_class = jvm.org.apache.flink.client.cli.CliFrontend
-            command_lines = cli_class.loadCustomCommandLines(configuration, self.conf_dir)
+            command_lines = cli_class.loadCustomCommandLines(configuration, conf_dir)
             cli = cli_class(configuration, command_lines)
             java_args = self.gateway.new_array(jvm.java.lang.String, len(args))
             for index, arg in enumerate(args):

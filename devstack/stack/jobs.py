@@ -133,7 +133,8 @@ def _job_id(output: str) -> str:
 
 
 def _record_file(stack: Stack, job: str) -> Path:
-    return stack.state / "jobs" / f"{job}.json"
+    # Beside the cluster that ran it: the tests run a second one on the same stack.
+    return stack.flink.state / "jobs" / f"{job}.json"
 
 
 def submission(stack: Stack, job: str) -> dict[str, object]:

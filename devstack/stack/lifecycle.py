@@ -48,7 +48,7 @@ def _require_known(job: str) -> None:
 
 
 def savepoint_dir(stack: Stack, job: str) -> Path:
-    return stack.state / "flink" / "savepoints" / job
+    return stack.flink.state / "flink" / "savepoints" / job
 
 
 def stop_job(stack: Stack, job: str, cancel: bool = False) -> str | None:
@@ -73,7 +73,7 @@ def restore_points(stack: Stack, job: str) -> list[RestorePoint]:
         for meta in savepoint_dir(stack, job).glob("*/_metadata")
         if any(meta.parent.name.startswith(prefix) for prefix in prefixes)
     ]
-    checkpoints = stack.state / "flink" / "checkpoints"
+    checkpoints = stack.flink.state / "flink" / "checkpoints"
     for job_id in job_ids:
         found += [
             RestorePoint(meta.parent, "checkpoint", meta.stat().st_mtime)
@@ -203,7 +203,7 @@ def resume_job(
     points = restore_points(stack, job)
     if not points:
         raise BethosError(
-            f"no savepoint or retained checkpoint of {job} under {stack.state / 'flink'}; "
+            f"no savepoint or retained checkpoint of {job} under {stack.flink.state / 'flink'}; "
             f"`bethos submit {job}` starts it without state"
         )
     progress(f"starting {job} from its newest {points[0]} ...")

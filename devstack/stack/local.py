@@ -8,6 +8,7 @@ exactly those. Data and logs live under the same directory, which `up` marks as 
 
 from __future__ import annotations
 
+import copy
 import shutil
 import subprocess
 import time
@@ -55,6 +56,14 @@ class Stack:
         self.flink = FlinkCluster(self.state, self.processes)
         self.prometheus = Prometheus(self.state, self.processes)
         self.monitoring = monitoring
+
+    def with_flink(self, flink: FlinkCluster) -> Stack:
+        """This stack's Kafka, InfluxDB and Redis with another Flink cluster (of its own state
+        directory and ports): the tests restart, kill and rescale one while the others' jobs
+        run on the stack's."""
+        other = copy.copy(self)
+        other.flink = flink
+        return other
 
     def services(self) -> list[Service]:
         """What `up` starts: Prometheus only with `monitoring`."""

@@ -17,19 +17,55 @@ import yaml
 
 from bethos.config import EtlSettings, MergerSettings, load_settings
 from connectors.kafka.admin import create_topics
-from devstack.stack import Stack, flink_client, jobs
+from devstack.stack import FlinkCluster, FlinkPorts, Stack, flink_client, jobs
+from devstack.stack import wait_until as wait_healthy
 from devstack.stack.pipeline import pipeline_docs
+from devstack.stack.process import Supervisor
 from devstack.status.rest_figures import TERMINAL_STATES
 from tests import stack_lock
 from tests.integration.helpers import wait_until
-from tests.stack_lock import TEST_STATE
+from tests.stack_lock import OWN_FLINK_STATE, TEST_STATE
 
 # Up to four tests at once (the Makefile's workers), each with up to three jobs.
 TEST_TASK_SLOTS = 16
+# The tests' second Flink cluster: beside the stack's (8081, 6123, 9250-9260).
+OWN_FLINK_PORTS = FlinkPorts(rest=8091, rpc=6133, metrics=range(9270, 9281))
+OWN_FLINK_LOCK = "own-flink"
+
+
+@pytest.fixture
+def stack(request: pytest.FixtureRequest, shared_stack: Stack) -> Stack:
+    """The stack a test runs on: the shared one, or for a test marked `own_flink` the same
+    with the tests' second Flink cluster."""
+    if is_own_flink(request.node):
+        return request.getfixturevalue("own_flink_stack")  # type: ignore[no-any-return]
+    return shared_stack
 
 
 @pytest.fixture(scope="session")
-def stack() -> Iterator[Stack]:
+def own_flink_stack(shared_stack: Stack) -> Stack:
+    """The shared stack's Kafka, InfluxDB and Redis with a Flink cluster of the tests' own,
+    for the tests that restart, kill or rescale Flink's processes or read every job's log
+    lines: they take it one at a time, while the other tests go on. Started by the first test
+    process that needs it and stopped when the run ends (tests/conftest.py)."""
+    flink = FlinkCluster(
+        OWN_FLINK_STATE,
+        Supervisor(OWN_FLINK_STATE / "run", OWN_FLINK_STATE / "logs"),
+        ports=OWN_FLINK_PORTS,
+    )
+    with stack_lock.held(TEST_STATE, exclusive=True, name="start-own-flink"):
+        if not flink.status()[0].running:
+            OWN_FLINK_STATE.mkdir(parents=True, exist_ok=True)
+            stack_lock.mark_started(OWN_FLINK_STATE)
+            flink.start()
+            wait_healthy(
+                flink.healthy_again, 120, "the tests' second Flink cluster", flink.log_file
+            )
+    return shared_stack.with_flink(flink)
+
+
+@pytest.fixture(scope="session")
+def shared_stack() -> Iterator[Stack]:
     """Someone's running stack (a demo), left running; else the tests' own, started by the
     first test process that needs it (pytest-xdist runs several) and stopped when the run ends
     (tests/conftest.py)."""
@@ -39,17 +75,23 @@ def stack() -> Iterator[Stack]:
         return
     # Several tests' pipelines at once on the one TaskManager, whoever (re)starts it.
     os.environ["BETHOS_TASK_SLOTS"] = str(TEST_TASK_SLOTS)
-    # Alone in the room as well: a test process's first integration test may come while another
-    # process's exclusive test has killed a TaskManager and is about to start it again.
-    with stack_lock.held(TEST_STATE, exclusive=True), stack_lock.turn(TEST_STATE, exclusive=True):
+    with stack_lock.held(TEST_STATE, exclusive=True):
         started = Stack(state=TEST_STATE, brokers=1)
-        if not all(status.running for status in started.status()):
-            started.up()
-            stack_lock.mark_started(TEST_STATE)
+        if not running(started):
+            # Alone in the room: a test process's first integration test may come while an
+            # exclusive test of another has taken a service away and is about to bring it back.
+            with stack_lock.turn(TEST_STATE, exclusive=True):
+                if not running(started):
+                    started.up()
+                    stack_lock.mark_started(TEST_STATE)
         warm = warm_flink_client(started)
         if warm is not None:
             os.environ[flink_client.ENV_VAR] = str(warm)
     yield started
+
+
+def running(stack: Stack) -> bool:
+    return all(status.running for status in stack.status())
 
 
 def warm_flink_client(stack: Stack) -> Path | None:
@@ -78,6 +120,10 @@ def warm_flink_client(stack: Stack) -> Path | None:
 
 def is_exclusive(item: pytest.Item | None) -> bool:
     return item is not None and item.get_closest_marker("exclusive") is not None
+
+
+def is_own_flink(item: pytest.Item) -> bool:
+    return item.get_closest_marker("own_flink") is not None
 
 
 NEXT_IS_EXCLUSIVE = pytest.StashKey[bool]()
@@ -120,6 +166,15 @@ def stack_turn(request: pytest.FixtureRequest, stack: Stack) -> Iterator[None]:
     No lock may be waited for while the turn is held and another holder waits for the turn:
     the stack is started before (its fixture takes the turn alone), and a server that a test
     takes for itself (`stack_lock.resource`) is taken inside the turn, for one test at a time."""
+    if is_own_flink(request.node):
+        # The second Flink cluster first, then the shared services: the order every holder of
+        # both takes them in.
+        with (
+            stack_lock.held(TEST_STATE, True, OWN_FLINK_LOCK),
+            stack_lock.turn(TEST_STATE, exclusive=False),
+        ):
+            yield
+        return
     if not is_exclusive(request.node):
         with stack_lock.turn(TEST_STATE, exclusive=False):
             yield

@@ -20,7 +20,7 @@ from bethos.record import encode_aggregated
 from devstack import paths
 from devstack.cli import data
 from devstack.package import PACKAGES
-from devstack.stack import FLINK_REST_PORT, Stack, jobs, lifecycle
+from devstack.stack import Stack, jobs, lifecycle
 from devstack.stack.flink import TASKMANAGER
 from tests.integration.helpers import wait_for, wait_until
 from tests.integration.test_merger import latest_equals, produce, records_for
@@ -28,32 +28,32 @@ from tests.integration.test_merger import latest_equals, produce, records_for
 pytestmark = pytest.mark.integration
 
 
-def rest(path: str) -> dict[str, object]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{FLINK_REST_PORT}{path}", timeout=10) as answer:
+def rest(stack: Stack, path: str) -> dict[str, object]:
+    with urllib.request.urlopen(f"{stack.flink.rest_url}{path}", timeout=10) as answer:
         return orjson.loads(answer.read())  # type: ignore[no-any-return]
 
 
-def vertex_taskmanagers(job_id: str) -> dict[str, set[str]]:
+def vertex_taskmanagers(stack: Stack, job_id: str) -> dict[str, set[str]]:
     """Per vertex of the job that runs at parallelism 2 or more, the TaskManagers its subtasks
     run on (the ticks of the ETL come from one subtask)."""
-    job = rest(f"/jobs/{job_id}")
+    job = rest(stack, f"/jobs/{job_id}")
     spread = {}
     for vertex in job["vertices"]:  # type: ignore[attr-defined]
         if vertex["parallelism"] < 2:
             continue
-        answer = rest(f"/jobs/{job_id}/vertices/{vertex['id']}/taskmanagers")
+        answer = rest(stack, f"/jobs/{job_id}/vertices/{vertex['id']}/taskmanagers")
         managers = answer["taskmanagers"]
         spread[vertex["name"]] = {tm["taskmanager-id"] for tm in managers}  # type: ignore[attr-defined]
     return spread
 
 
-def running(job_id: str) -> bool:
-    return lifecycle.started(rest(f"/jobs/{job_id}"))
+def running(stack: Stack, job_id: str) -> bool:
+    return lifecycle.started(rest(stack, f"/jobs/{job_id}"))
 
 
-def source_records_read(job_id: str, source_prefix: str) -> int:
+def source_records_read(stack: Stack, job_id: str, source_prefix: str) -> int:
     """Records the job's Kafka source has emitted, summed over its subtasks."""
-    job = rest(f"/jobs/{job_id}")
+    job = rest(stack, f"/jobs/{job_id}")
     for vertex in job["vertices"]:  # type: ignore[attr-defined]
         if vertex["name"].startswith(source_prefix):
             return int(vertex["metrics"]["write-records"])
@@ -65,7 +65,7 @@ def test_the_clusters_python_cannot_import_bethos(stack: Stack) -> None:
     executables = set(re.findall(r'executable: "([^"]+)"', conf))
     assert executables == {str(paths.cluster_python())}
     # From the TaskManagers' working directory, as their interpreter starts.
-    taskmanagers = stack.processes.listed_pids(TASKMANAGER, stack.flink_conf_dir())
+    taskmanagers = stack.flink.processes.listed_pids(TASKMANAGER, stack.flink_conf_dir())
     assert len(taskmanagers) == stack.flink.taskmanagers
     for pid in taskmanagers:
         cwd = Path(f"/proc/{pid}/cwd").resolve()
@@ -80,7 +80,7 @@ def test_the_clusters_python_cannot_import_bethos(stack: Stack) -> None:
         assert "No module named 'bethos'" in result.stderr
     # And that is the interpreter a job's Python runs in on the TaskManagers.
     job_id = jobs.run_script(stack, paths.PROJECT_ROOT / "tests/data/probe_job.py", [], {})
-    wait_until(lambda: rest(f"/jobs/{job_id}")["state"] == "FINISHED", timeout=120)
+    wait_until(lambda: rest(stack, f"/jobs/{job_id}")["state"] == "FINISHED", timeout=120)
     probes = [
         orjson.loads(line.split("bethos-probe ", 1)[1])
         for out in stack.flink.log_dir.glob("*taskexecutor*.out")
@@ -92,7 +92,7 @@ def test_the_clusters_python_cannot_import_bethos(stack: Stack) -> None:
     assert not any(str(paths.PROJECT_ROOT) == entry for probe in probes for entry in probe["path"])
 
 
-@pytest.mark.exclusive
+@pytest.mark.own_flink
 def test_two_taskmanagers_run_both_jobs_at_parallelism_two_and_verify_passes(
     stack: Stack,
     pipeline_configs: tuple[Path, Path],
@@ -107,9 +107,9 @@ def test_two_taskmanagers_run_both_jobs_at_parallelism_two_and_verify_passes(
             submit("etl", etl_config, parallelism=2),
             submit("latest_merger", merger_config, parallelism=2),
         ]
-        wait_until(lambda: all(running(job_id) for job_id in started), timeout=120)
+        wait_until(lambda: all(running(stack, job_id) for job_id in started), timeout=120)
         for job_id in started:
-            spread = vertex_taskmanagers(job_id)
+            spread = vertex_taskmanagers(stack, job_id)
             assert any(
                 name.startswith("poll InfluxDB") or name.startswith("merge per VIN")
                 for name in spread
@@ -170,7 +170,7 @@ def changed_build(root: Path) -> Path:
     return root
 
 
-@pytest.mark.exclusive
+@pytest.mark.own_flink
 def test_an_upgrade_to_changed_code_in_a_directory_keeps_every_vin_and_the_source_offsets(
     stack: Stack,
     pipeline_configs: tuple[Path, Path],
@@ -198,8 +198,8 @@ def test_an_upgrade_to_changed_code_in_a_directory_keeps_every_vin_and_the_sourc
     try:
         assert wait_for(latest_equals(etl_settings, first + second), timeout=150) == []
         # The restored offsets: the new job read the new messages only, not the topic again.
-        wait_until(lambda: source_records_read(done.job_id, "Source: aggregated_in") > 0, 60)
-        assert source_records_read(done.job_id, "Source: aggregated_in") == len(second)
+        wait_until(lambda: source_records_read(stack, done.job_id, "Source: aggregated_in") > 0, 60)
+        assert source_records_read(stack, done.job_id, "Source: aggregated_in") == len(second)
         # The new code runs, from its directory: fresh TaskManagers, not the old modules.
         wait_until(lambda: NEXT in flush_components(stack), timeout=60)
         assert NEXT in flush_components(stack)
@@ -209,7 +209,7 @@ def test_an_upgrade_to_changed_code_in_a_directory_keeps_every_vin_and_the_sourc
         stack.flink.restart_taskmanagers(progress=lambda _: None)
 
 
-@pytest.mark.exclusive
+@pytest.mark.own_flink
 def test_after_a_jobmanager_crash_up_and_resume_restore_both_jobs_and_lose_nothing(
     stack: Stack,
     pipeline_configs: tuple[Path, Path],
@@ -223,7 +223,7 @@ def test_after_a_jobmanager_crash_up_and_resume_restore_both_jobs_and_lose_nothi
         "latest_merger": submit("latest_merger", merger_config),
     }
     assert wait_for(lambda: data.verify(etl_settings)[2], timeout=180) == []
-    checkpoints = stack.state / "flink" / "checkpoints"
+    checkpoints = stack.flink.state / "flink" / "checkpoints"
     for job_id in started.values():
         wait_until(lambda: any((checkpoints / job_id).glob("chk-*/_metadata")), timeout=60)  # noqa: B023
         assert any((checkpoints / job_id).glob("chk-*/_metadata"))

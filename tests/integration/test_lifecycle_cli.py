@@ -17,7 +17,7 @@ from devstack.cli.main import main
 from devstack.stack import Stack, jobs
 from tests.integration.helpers import wait_for, wait_until
 
-pytestmark = [pytest.mark.integration, pytest.mark.exclusive]
+pytestmark = [pytest.mark.integration, pytest.mark.own_flink]
 
 
 @pytest.fixture
@@ -25,7 +25,10 @@ def bethos(
     stack: Stack, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> Iterator[Callable[..., tuple[int, str]]]:
     """Run the CLI against the test's stack: its exit code and everything it printed."""
-    monkeypatch.setenv("BETHOS_STATE", str(stack.state))
+    # The tests' second Flink cluster: its state directory names it (its conf keeps its ports),
+    # and the stack's one broker is said, since that directory has no Kafka of its own.
+    monkeypatch.setenv("BETHOS_STATE", str(stack.flink.state))
+    monkeypatch.setenv("KAFKA_BROKERS", stack.bootstrap_servers())
 
     def run(*argv: str) -> tuple[int, str]:
         code = main(list(argv))
@@ -83,7 +86,7 @@ def test_stop_resume_upgrade_a_refused_upgrade_and_a_cancel(
     # Newer data, then a cancel: the retained checkpoints hold what the merger has merged.
     data.generate(etl_settings, vins=10, rounds=2, round_interval_ms=1_000, seed=7)
     assert wait_for(lambda: data.verify(etl_settings)[2], timeout=180) == []
-    checkpoints = stack.state / "flink" / "checkpoints"
+    checkpoints = stack.flink.state / "flink" / "checkpoints"
     merger_id = dict(jobs.running_jobs(stack))["latest_merger"]
     wait_until(lambda: any((checkpoints / merger_id).glob("chk-*/_metadata")), timeout=60)
     code, out = bethos("stop", "latest_merger", "--cancel")

@@ -21,7 +21,7 @@ from tests.data.bad_records import BAD_RECORDS
 from tests.data.log_fields import POLL_FIELDS
 from tests.integration.helpers import wait_for, wait_until
 
-pytestmark = [pytest.mark.integration, pytest.mark.exclusive]
+pytestmark = [pytest.mark.integration, pytest.mark.own_flink]
 
 FLUSH_INTERVAL_MS = 2_000
 FLUSH_FIELDS = [
@@ -90,7 +90,7 @@ def test_the_jobs_log_every_event_with_its_fields(
     assert wait_for(lambda: data.verify(etl_settings)[2], timeout=180) == []
     wait_until(lambda: len(new_events("flush", "latest_merger")) >= 2, timeout=60)
 
-    savepoint = jobs.stop(stack, merger_id, str(stack.state / "flink" / "savepoints"))
+    savepoint = jobs.stop(stack, merger_id, str(stack.flink.state / "flink" / "savepoints"))
     assert savepoint
     wait_until(lambda: bool(new_events("shutdown_flush", "latest_merger")), timeout=60)
 

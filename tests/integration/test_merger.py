@@ -147,7 +147,7 @@ def test_an_unreadable_latest_record_at_a_stateless_start_is_dead_lettered(
     assert wait_for(latest_equals(etl_settings, kept + newer), timeout=120) == []
 
 
-@pytest.mark.exclusive
+@pytest.mark.own_flink
 def test_a_killed_taskmanager_recovers_and_verify_passes(
     stack: Stack,
     pipeline_configs: tuple[Path, Path],
@@ -211,7 +211,7 @@ def test_a_vin_without_readings_for_vin_ttl_is_tombstoned(
     assert data.latest_records(etl_settings) == {}
 
 
-@pytest.mark.exclusive
+@pytest.mark.own_flink
 def test_flush_lines_count_the_records_and_tombstones_sent(
     stack: Stack,
     pipeline_configs: tuple[Path, Path],

@@ -53,7 +53,7 @@ def frozen_brokers(stack: Stack) -> Iterator[Callable[[], None]]:
         thaw()
 
 
-@pytest.mark.exclusive
+@pytest.mark.own_flink
 def test_the_progress_file_records_a_window_only_after_kafka_acknowledged_it(
     stack: Stack,
     pipeline_configs: tuple[Path, Path],

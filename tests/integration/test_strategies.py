@@ -102,7 +102,7 @@ def test_state_store_publisher_restarts_while_the_merger_runs(
     first = records_for(300, "a", 1_000_000, received_at=1)
     publisher = start_state_store(etl_settings, submit, config, first)
 
-    savepoint = jobs.stop(stack, publisher, str(stack.state / "flink" / "savepoints"))
+    savepoint = jobs.stop(stack, publisher, str(stack.flink.state / "flink" / "savepoints"))
     second = records_for(300, "b", 2_000_000, received_at=2)
     produce(etl_settings, keyed(second))
     # The merger goes on writing to the store while no publisher runs.
@@ -421,7 +421,7 @@ def newest_per_vin(
     return latest
 
 
-@pytest.mark.exclusive
+@pytest.mark.own_flink
 def test_inline_batches_land_on_a_plain_topic_holding_every_vins_latest_record(
     stack: Stack,
     pipeline_configs: tuple[Path, Path],
@@ -472,7 +472,7 @@ def test_inline_batches_land_on_a_plain_topic_holding_every_vins_latest_record(
     assert int(batcher[0]["emitted"]) == len(first)
     assert all("message_count" not in line for line in merge)
     assert int(merge[0]["emitted"]) == len(first)
-    jobs.stop(stack, job_id, str(stack.state / "flink" / "savepoints"))
+    jobs.stop(stack, job_id, str(stack.flink.state / "flink" / "savepoints"))
 
 
 def test_emit_all_with_stagger_sends_every_vin_each_interval_at_its_own_offset(

@@ -11,8 +11,11 @@ from devstack.stack.lifecycle import restore_points
 
 
 class StateOnly:
+    """A stack's state directory and its Flink cluster's (the same one, as for a local stack)."""
+
     def __init__(self, state: Path) -> None:
         self.state = state
+        self.flink = self
 
 
 def point(directory: Path) -> None:

@@ -275,6 +275,33 @@ def test_the_flink_conf_dir_fills_the_project_template(tmp_path: Path) -> None:
     assert env["FLINK_LIB_DIR"] == str(tmp_path / "flink-lib")
 
 
+def test_a_second_cluster_writes_its_ports_and_is_found_by_them_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BETHOS_TASK_SLOTS", "16")
+    ports = flink.FlinkPorts(rest=8091, rpc=6133, metrics=range(9270, 9281))
+    second = Stack(state=tmp_path / "a").with_flink(
+        flink.FlinkCluster(
+            tmp_path / "b", Supervisor(tmp_path / "b/run", tmp_path / "b/logs"), ports=ports
+        )
+    )
+    conf = second.write_flink_conf()
+    assert conf == tmp_path / "b" / "flink-conf"
+    options = yaml.safe_load((conf / "config.yaml").read_text())
+    assert options["rest"]["port"] == 8091
+    assert options["web"]["access-control-allow-origin"] == "http://localhost:8091"
+    assert options["jobmanager"]["rpc"]["port"] == 6133
+    assert options["metrics"]["reporter"]["prom"]["port"] == "9270-9280"
+    assert options["taskmanager"]["numberOfTaskSlots"] == 16
+    assert (conf / "masters").read_text() == "localhost:8091\n"
+    assert second.flink.rest_url == "http://127.0.0.1:8091"
+    # `bethos` run on that state directory finds the cluster by its conf.
+    assert Stack(state=tmp_path / "b").flink.ports == ports
+    assert Stack(state=tmp_path / "a").flink.ports == flink.FlinkPorts()
+    # The rest of the stack stays the first one's.
+    assert second.state == tmp_path / "a"
+
+
 def test_a_local_job_run_finds_the_connector_jar_the_install_cached(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
