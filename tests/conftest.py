@@ -65,13 +65,10 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 
 
 def stop_own_flink() -> bool:
-    """Stop the tests' second Flink cluster (its conf keeps its ports); whether it stopped."""
-    from devstack.stack import FlinkCluster, port_open
-    from devstack.stack.process import Supervisor
+    """Stop the tests' second Flink cluster; whether it stopped."""
+    from devstack.stack import port_open
 
-    flink = FlinkCluster(
-        OWN_FLINK_STATE, Supervisor(OWN_FLINK_STATE / "run", OWN_FLINK_STATE / "logs")
-    )
+    flink = stack_lock.own_flink()
     flink.stop(lambda _: None)
     stack_lock.forget_started(OWN_FLINK_STATE)
     return not port_open(flink.ports.rest)

@@ -12,8 +12,12 @@ import fcntl
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from devstack import paths
+
+if TYPE_CHECKING:
+    from devstack.stack.flink import FlinkCluster
 
 # A state directory of its own: the default one may hold a 3-broker demo stack.
 TEST_STATE = Path(f"{paths.state_dir()}-test")
@@ -68,3 +72,15 @@ def resource(name: str) -> Iterator[None]:
     service of the stack that a module starts and stops (Prometheus)."""
     with held(TEST_STATE, True, f"resource-{name}"):
         yield
+
+
+def own_flink() -> FlinkCluster:
+    """The tests' second Flink cluster, beside the stack's (8081, 6123, 9250-9260)."""
+    from devstack.stack.flink import FlinkCluster, FlinkPorts
+    from devstack.stack.process import Supervisor
+
+    return FlinkCluster(
+        OWN_FLINK_STATE,
+        Supervisor(OWN_FLINK_STATE / "run", OWN_FLINK_STATE / "logs"),
+        ports=FlinkPorts(rest=8091, rpc=6133, metrics=range(9270, 9281)),
+    )

@@ -15,7 +15,7 @@
 from __future__ import annotations
 
 from devstack.exceptions import StackError
-from devstack.stack.flink import FLINK_METRICS_PORTS, FLINK_REST_PORT, FlinkCluster, FlinkPorts
+from devstack.stack.flink import FLINK_METRICS_PORTS, FLINK_REST_PORT
 from devstack.stack.health import http_json, port_open, wait_until
 from devstack.stack.influxdb import INFLUXDB_PORT, write_influxdb_config
 from devstack.stack.kafka import CONTROLLER_PORT_BASE, KAFKA_PORT_BASE
@@ -32,8 +32,6 @@ __all__ = [
     "KAFKA_PORT_BASE",
     "PROMETHEUS_PORT",
     "REDIS_PORT",
-    "FlinkCluster",
-    "FlinkPorts",
     "ServiceStatus",
     "Stack",
     "StackError",

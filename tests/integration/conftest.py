@@ -17,10 +17,9 @@ import yaml
 
 from bethos.config import EtlSettings, MergerSettings, load_settings
 from connectors.kafka.admin import create_topics
-from devstack.stack import FlinkCluster, FlinkPorts, Stack, flink_client, jobs
+from devstack.stack import Stack, flink_client, jobs
 from devstack.stack import wait_until as wait_healthy
 from devstack.stack.pipeline import pipeline_docs
-from devstack.stack.process import Supervisor
 from devstack.status.rest_figures import TERMINAL_STATES
 from tests import stack_lock
 from tests.integration.helpers import wait_until
@@ -28,8 +27,6 @@ from tests.stack_lock import OWN_FLINK_STATE, TEST_STATE
 
 # Up to four tests at once (the Makefile's workers), each with up to three jobs.
 TEST_TASK_SLOTS = 16
-# The tests' second Flink cluster: beside the stack's (8081, 6123, 9250-9260).
-OWN_FLINK_PORTS = FlinkPorts(rest=8091, rpc=6133, metrics=range(9270, 9281))
 OWN_FLINK_LOCK = "own-flink"
 
 
@@ -48,11 +45,7 @@ def own_flink_stack(shared_stack: Stack) -> Stack:
     for the tests that restart, kill or rescale Flink's processes or read every job's log
     lines: they take it one at a time, while the other tests go on. Started by the first test
     process that needs it and stopped when the run ends (tests/conftest.py)."""
-    flink = FlinkCluster(
-        OWN_FLINK_STATE,
-        Supervisor(OWN_FLINK_STATE / "run", OWN_FLINK_STATE / "logs"),
-        ports=OWN_FLINK_PORTS,
-    )
+    flink = stack_lock.own_flink()
     with stack_lock.held(TEST_STATE, exclusive=True, name="start-own-flink"):
         if not flink.status()[0].running:
             OWN_FLINK_STATE.mkdir(parents=True, exist_ok=True)
@@ -70,7 +63,7 @@ def shared_stack() -> Iterator[Stack]:
     first test process that needs it (pytest-xdist runs several) and stopped when the run ends
     (tests/conftest.py)."""
     existing = Stack()
-    if all(status.running for status in existing.status()):
+    if running(existing):
         yield existing
         return
     # Several tests' pipelines at once on the one TaskManager, whoever (re)starts it.
@@ -161,7 +154,8 @@ EXCLUSIVE_TURN = ExclusiveTurn()
 @pytest.fixture(autouse=True)
 def stack_turn(request: pytest.FixtureRequest, stack: Stack) -> Iterator[None]:
     """Tests share the stack, several at once under pytest-xdist; a test marked `exclusive`
-    (it stops, kills or restarts a service, or reads every job's log lines) runs alone.
+    (it stops or kills a service of the stack) runs alone, and one marked `own_flink` takes the
+    tests' second Flink cluster alone.
 
     No lock may be waited for while the turn is held and another holder waits for the turn:
     the stack is started before (its fixture takes the turn alone), and a server that a test
