@@ -12,6 +12,7 @@ import re
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
 import urllib.request
 from dataclasses import dataclass
@@ -126,7 +127,7 @@ class FlinkCluster:
         wheel_conf = paths.flink_home() / "conf"
         for item in wheel_conf.iterdir():
             if item.name.startswith("log4j") or item.name.startswith("logback"):
-                shutil.copy(item, conf / item.name)
+                write_if_changed(conf / item.name, item.read_bytes())
         template = (paths.PROJECT_ROOT / "flink-conf" / "config.yaml").read_text()
         text = (
             template.replace("@STATE@", str(self.state))
@@ -150,10 +151,10 @@ class FlinkCluster:
             text, count = re.subn(r"(?m)^(  numberOfTaskSlots:) \d+$", rf"\g<1> {slots}", text)
             if count != 1:
                 raise StackError("flink-conf/config.yaml: no taskmanager.numberOfTaskSlots line")
-        (conf / "config.yaml").write_text(text)
+        write_if_changed(conf / "config.yaml", text.encode())
         self._write_lib()
-        (conf / "masters").write_text(f"localhost:{self.ports.rest}\n")
-        (conf / "workers").write_text("localhost\n" * self.taskmanagers)
+        write_if_changed(conf / "masters", f"localhost:{self.ports.rest}\n".encode())
+        write_if_changed(conf / "workers", ("localhost\n" * self.taskmanagers).encode())
         for sub in ("logs/flink", "flink/checkpoints", "flink/savepoints", "flink/tmp", "run"):
             (self.state / sub).mkdir(parents=True, exist_ok=True)
         return conf
@@ -168,9 +169,6 @@ class FlinkCluster:
         (`NoSuchFieldException: loadedLibraryNames` on Java 17).
         """
         lib = self.state / "flink-lib"
-        if lib.exists():
-            shutil.rmtree(lib)
-        lib.mkdir(parents=True)
         home = paths.flink_home()
         jars = [
             *(home / "lib").glob("*.jar"),
@@ -178,8 +176,17 @@ class FlinkCluster:
             paths.connector_jar(),
             provider_jar(),
         ]
-        for jar in jars:
-            (lib / jar.name).symlink_to(jar)
+        wanted = {jar.name: str(jar) for jar in jars}
+        if lib.is_dir() and {link.name: os.readlink(link) for link in lib.iterdir()} == wanted:
+            return  # as it is: a command running beside this one keeps reading it
+        fresh = Path(tempfile.mkdtemp(prefix="flink-lib.", dir=self.state))
+        for name, target in wanted.items():
+            (fresh / name).symlink_to(target)
+        stale = self.state / f"{fresh.name}.stale"
+        if lib.exists():
+            lib.rename(stale)
+        fresh.rename(lib)
+        shutil.rmtree(stale, ignore_errors=True)
 
     def env(self) -> dict[str, str]:
         """The environment of Flink's scripts and CLI: the cluster's Python first on PATH (a
@@ -388,3 +395,19 @@ class FlinkCluster:
             return []
         jobs = overview.get("jobs", []) if isinstance(overview, dict) else []
         return [job for job in jobs if isinstance(job, dict)]
+
+
+def write_if_changed(path: Path, content: bytes) -> None:
+    """Each `flink` command writes the conf dir first, and several may run at once (the
+    tests'): a file is replaced whole (renamed over), and only when its content changes, so a
+    command never reads one half written."""
+    try:
+        if path.read_bytes() == content:
+            return
+    except FileNotFoundError:
+        pass
+    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.fchmod(fd, 0o644)
+    with os.fdopen(fd, "wb") as out:
+        out.write(content)
+    os.replace(temporary, path)

@@ -260,6 +260,7 @@ def test_the_flink_conf_dir_fills_the_project_template(tmp_path: Path) -> None:
     lib = {p.name for p in (tmp_path / "flink-lib").iterdir()}
     assert any(name.startswith("flink-python-") for name in lib)
     assert paths.CONNECTOR_JAR_NAME in lib
+
     for sub in ("logs/flink", "flink/checkpoints", "flink/savepoints", "flink/tmp", "run"):
         assert (tmp_path / sub).is_dir()
     # Temporary files and working directories stay in the stack's directory.
@@ -273,6 +274,25 @@ def test_the_flink_conf_dir_fills_the_project_template(tmp_path: Path) -> None:
     assert env["FLINK_PID_DIR"] == str(tmp_path / "run")
     assert env["FLINK_LOG_DIR"] == str(tmp_path / "logs" / "flink")
     assert env["FLINK_LIB_DIR"] == str(tmp_path / "flink-lib")
+
+
+def test_writing_the_flink_conf_again_leaves_what_did_not_change_in_place(tmp_path: Path) -> None:
+    """Each `flink` command writes the conf dir and several run at once: a file or the lib
+    dir another command reads is only replaced (whole) when it changes."""
+    stack = Stack(state=tmp_path)
+    conf = stack.write_flink_conf()
+    lib = tmp_path / "flink-lib"
+    before = {path: path.stat().st_ino for path in [lib, *conf.iterdir()]}
+    jars = sorted(link.name for link in lib.iterdir())
+    stack.write_flink_conf()
+    assert {path: path.stat().st_ino for path in [lib, *conf.iterdir()]} == before
+    (conf / "workers").write_text("elsewhere\n")
+    next(lib.iterdir()).unlink()
+    stack.write_flink_conf()
+    assert (conf / "workers").read_text() == "localhost\n"
+    assert lib.stat().st_ino != before[lib]
+    assert sorted(link.name for link in lib.iterdir()) == jars
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith("flink-lib.")] == []
 
 
 def test_a_second_cluster_writes_its_ports_and_is_found_by_them_again(
@@ -298,8 +318,13 @@ def test_a_second_cluster_writes_its_ports_and_is_found_by_them_again(
     # `bethos` run on that state directory finds the cluster by its conf.
     assert Stack(state=tmp_path / "b").flink.ports == ports
     assert Stack(state=tmp_path / "a").flink.ports == flink.FlinkPorts()
-    # The rest of the stack stays the first one's.
+    # The rest of the stack stays the first one's; its Prometheus scrapes the second cluster.
     assert second.state == tmp_path / "a"
+    scraped = yaml.safe_load(second.prometheus.write_config().read_text())
+    assert scraped["scrape_configs"][0]["static_configs"][0]["targets"] == [
+        f"127.0.0.1:{port}" for port in range(9270, 9281)
+    ]
+    assert Stack(state=tmp_path / "a").prometheus.metrics_ports == flink.FLINK_METRICS_PORTS
 
 
 def test_a_local_job_run_finds_the_connector_jar_the_install_cached(
