@@ -39,30 +39,54 @@ fi
 
 PY=${PYTHON:-python3.11}
 command -v "$PY" >/dev/null || PY=python3
-stamp=.venv/.bethos-installed
 want=$(sha256sum pyproject.toml | cut -d' ' -f1)
-if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-  step "creating .venv and installing Python dependencies (apache-flink is large: a few minutes)"
+up_to_date() { [ -f "$1/.bethos-installed" ] && [ "$(cat "$1/.bethos-installed")" = "$want" ]; }
+
+# Both environments install side by side (two cores; unpacking and compiling apache-flink is
+# most of it). pip compiles every module up front, which a Python that does not write bytecode
+# itself (PYTHONDONTWRITEBYTECODE) then finds: without it, each job's Python process compiled
+# apache-beam and pandas again, about 3 s of CPU a submission.
+install_venv() {
   [ -x .venv/bin/python ] || "$PY" -m venv .venv
   .venv/bin/pip install -q --upgrade pip
-  .venv/bin/pip install --progress-bar on -e ".[dev]" --config-settings editable_mode=compat
-  echo "$want" > "$stamp"
-else
-  step ".venv: up to date"
-fi
+  .venv/bin/pip install --progress-bar on -e ".[dev]" \
+    --config-settings editable_mode=compat
+  echo "$want" > .venv/.bethos-installed
+}
 
-cluster_stamp=.venv-cluster/.bethos-installed
-if [ ! -f "$cluster_stamp" ] || [ "$(cat "$cluster_stamp")" != "$want" ]; then
-  step "creating .venv-cluster: the Flink cluster's Python, without bethos"
+install_cluster_venv() {
   rm -rf .venv-cluster
   "$PY" -m venv .venv-cluster
   .venv-cluster/bin/pip install -q --upgrade pip
-  .venv/bin/python -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]))' \
+  "$PY" -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]))' \
     > .venv-cluster/requirements.txt
-  .venv-cluster/bin/pip install --progress-bar on -r .venv-cluster/requirements.txt
-  echo "$want" > "$cluster_stamp"
-else
+  .venv-cluster/bin/pip install -q -r .venv-cluster/requirements.txt
+  echo "$want" > .venv-cluster/.bethos-installed
+}
+
+cluster_pid=""
+if up_to_date .venv-cluster; then
   step ".venv-cluster: up to date"
+else
+  step "creating .venv-cluster in the background: the Flink cluster's Python, without bethos"
+  cluster_log=$(mktemp)
+  install_cluster_venv > "$cluster_log" 2>&1 &
+  cluster_pid=$!
+fi
+if up_to_date .venv; then
+  step ".venv: up to date"
+else
+  step "creating .venv and installing Python dependencies (apache-flink is large: a few minutes)"
+  install_venv
+fi
+if [ -n "$cluster_pid" ]; then
+  if ! wait "$cluster_pid"; then
+    cat "$cluster_log" >&2
+    echo "install: creating .venv-cluster failed (log above)" >&2
+    exit 1
+  fi
+  rm -f "$cluster_log"
+  step ".venv-cluster: installed"
 fi
 
 libs="$CACHE/kafka-$KAFKA_VERSION/libs"
