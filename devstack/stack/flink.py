@@ -66,9 +66,12 @@ class FlinkPorts:
 JOBMANAGER = Daemon(
     "flink-*-standalonesession.pid",
     "org.apache.flink.runtime.entrypoint.StandaloneSessionClusterEntrypoint",
+    "standalonesession",
 )
 TASKMANAGER = Daemon(
-    "flink-*-taskexecutor.pid", "org.apache.flink.runtime.taskexecutor.TaskManagerRunner"
+    "flink-*-taskexecutor.pid",
+    "org.apache.flink.runtime.taskexecutor.TaskManagerRunner",
+    "taskexecutor",
 )
 # One by default: the `memory` store of `state_store` lives in one TaskManager's interpreter.
 # `bethos up --taskmanagers 2` (and the deploy test) spread a job's subtasks over two

@@ -98,16 +98,23 @@ class Spawned:
 
 class Daemon(NamedTuple):
     """Processes that others start and list in pid files (Flink's scripts): the pattern of
-    those files and the entry point their processes run."""
+    those files, the entry point their processes run and the name `flink-daemon.sh` starts
+    them by."""
 
     pid_files: str
     main: str
+    kind: str
 
     def runs(self, pid: int, conf_dir: Path) -> bool:
         """Whether process `pid` runs the entry point with `--configDir conf_dir`, as Flink's
-        scripts start a JobManager or TaskManager of that conf dir."""
+        scripts start a JobManager or TaskManager of that conf dir, or is about to: the pid
+        `flink-daemon.sh` lists is first a copy of the script expanding the java command line
+        (its classpath takes a while on a busy machine), then the JVM."""
         argv = cmdline(pid)
-        return self.main in argv and ("--configDir", str(conf_dir)) in itertools.pairwise(argv)
+        if ("--configDir", str(conf_dir)) not in itertools.pairwise(argv):
+            return False
+        launching = len(argv) > 2 and argv[1].endswith("flink-daemon.sh") and self.kind in argv
+        return self.main in argv or launching
 
 
 class Supervisor:

@@ -136,7 +136,7 @@ def test_the_start_time_is_read_past_a_command_name_with_spaces_and_parentheses(
     assert process.start_ticks(proc.pid) is None  # reaped: gone
 
 
-TASKMANAGER = Daemon("flink-*-taskexecutor.pid", "org.example.TaskManagerRunner")
+TASKMANAGER = Daemon("flink-*-taskexecutor.pid", "org.example.TaskManagerRunner", "taskexecutor")
 
 
 def daemon_like(conf_dir: Path, main: str = TASKMANAGER.main) -> subprocess.Popen[bytes]:
@@ -150,6 +150,18 @@ def daemon_like(conf_dir: Path, main: str = TASKMANAGER.main) -> subprocess.Pope
     return proc
 
 
+def launching_like(tmp_path: Path, kind: str, conf_dir: Path) -> subprocess.Popen[bytes]:
+    """A process whose command line is flink-daemon.sh's, as the pid it lists is while the
+    script still expands the java command line."""
+    script = tmp_path / "flink-daemon.sh"
+    script.write_text("sleep 60\n")
+    proc = subprocess.Popen(["bash", str(script), "start", kind, "--configDir", str(conf_dir)])
+    deadline = time.monotonic() + 10
+    while str(script) not in process.cmdline(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return proc
+
+
 def test_pid_files_written_by_others_count_only_for_the_daemon_of_this_conf_dir(
     tmp_path: Path,
 ) -> None:
@@ -157,19 +169,22 @@ def test_pid_files_written_by_others_count_only_for_the_daemon_of_this_conf_dir(
     supervisor.run_dir.mkdir()
     conf = tmp_path / "flink-conf"
     ours = daemon_like(conf)
+    ours_launching = launching_like(tmp_path, "taskexecutor", conf)
     other_stack = daemon_like(tmp_path / "elsewhere" / "flink-conf")
     other_daemon = daemon_like(conf, main="org.example.StandaloneSessionClusterEntrypoint")
+    other_launching = launching_like(tmp_path, "standalonesession", conf)
     unrelated = subprocess.Popen(["sleep", "60"])
-    processes = [ours, other_stack, other_daemon, unrelated]
+    processes = [ours, ours_launching, other_stack, other_daemon, other_launching, unrelated]
     try:
         # Flink's scripts write their own pid files, possibly several pids each.
         listed = supervisor.run_dir / "flink-x-taskexecutor.pid"
         listed.write_text("".join(f"{p.pid}\n" for p in processes) + "999999999\nnot-a-pid\n")
-        assert supervisor.listed_pids(TASKMANAGER, conf) == [ours.pid]
-        assert supervisor.signal_listed(TASKMANAGER, signal.SIGKILL, conf) == [ours.pid]
-        assert ours.wait(timeout=10) == -signal.SIGKILL
+        mine = [ours.pid, ours_launching.pid]
+        assert supervisor.listed_pids(TASKMANAGER, conf) == mine
+        assert supervisor.signal_listed(TASKMANAGER, signal.SIGKILL, conf) == mine
+        assert ours.wait(timeout=10) == ours_launching.wait(timeout=10) == -signal.SIGKILL
         time.sleep(0.2)
-        assert [p.poll() for p in processes[1:]] == [None, None, None]
+        assert [p.poll() for p in processes[2:]] == [None, None, None, None]
         assert not listed.exists()
         assert supervisor.listed_pids(TASKMANAGER, conf) == []
     finally:
