@@ -15,12 +15,12 @@ install: ## install everything bethos needs (idempotent, cached)
 demo: install ## run the whole pipeline end to end on local defaults
 	@$(BIN)/bethos demo
 
-# Four processes share the tests (pytest-xdist): the integration tests mostly wait on the
-# stack, so more of them at once than cores. They share one stack, those marked `exclusive`
-# run alone, and a server a module starts for itself is one module's at a time
-# (tests/stack_lock.py). `worksteal`: an idle process takes tests queued on a busy one (the
-# default hands every process its share up front, and one ran every integration test).
-XDIST := -n 4 --dist worksteal
+# Five processes share the tests (pytest-xdist): the integration tests mostly wait on the
+# stack, so more of them at once than cores. They share one stack; a server a module starts for
+# itself is one module's at a time (tests/stack_lock.py). The tests' own scheduler
+# (tests/lanes.py) hands out one queue, the tests of each Flink cluster of the tests' own to one
+# process.
+XDIST := -n 5
 
 test: install lint typecheck ## the whole test suite: lint, types, unit and integration tests
 	@$(BIN)/pytest -ra $(XDIST) $(PYTEST_ARGS)

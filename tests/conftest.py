@@ -1,15 +1,34 @@
 """The whole run: every test under tests/integration/ is marked `integration` (so `make unit`
-deselects it), and the stack the integration tests started is stopped once, when the run ends
-(in pytest-xdist's controlling process, after every worker finished)."""
+deselects it), the test processes share the tests as tests/lanes.py says, and the stack the
+integration tests started is stopped once, when the run ends (in pytest-xdist's controlling
+process, after every worker finished)."""
 
 from __future__ import annotations
 
-import pytest
+from typing import Any
 
-from tests import stack_lock
-from tests.stack_lock import OWN_FLINK_STATE, TEST_STATE
+import pytest
+from hypothesis import settings
+
+from tests import lanes, stack_lock
+from tests.stack_lock import OWN_FLINK_PORTS, TEST_STATE, own_flink_name, own_flink_state
 
 INTEGRATION_DIR = "tests/integration/"
+
+
+# Property tests without a time limit per example: five test processes share two cores, and an
+# example that takes 0.5 ms alone took 295 ms beside them.
+settings.register_profile("bethos", deadline=None)
+settings.load_profile("bethos")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    lanes.configure(config)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> lanes.LaneScheduling | None:
+    return lanes.make_scheduler(config, log)
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -18,27 +37,29 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         if item.nodeid.startswith(INTEGRATION_DIR):
             item.add_marker(pytest.mark.integration)
     items.sort(key=run_order)
+    lanes.record({item.nodeid: name for item in items if (name := own_flink_name(item))})
+
+
+# Long tests that mostly wait (on a broker frozen or killed, a cluster of their own): first in
+# the queue, beside the others rather than after them.
+LONG_WAITS = ("test_kafka_unreachable.py", "test_broker_kill.py", "test_chaos.py")
 
 
 def run_order(item: pytest.Item) -> int:
-    """pytest-xdist (`--dist worksteal`) hands each process a contiguous share of this order and
-    an idle one takes from the end of another's. First the tests that need the stack alone, one
-    after another (tests/integration/conftest.py keeps the stack between them), then those of
-    the second Flink cluster, which take it one at a time: both land on the first process, which
-    runs them in turn. The unit tests come next, beside them on the other processes, then the
-    integration tests that share the stack."""
-    if item.get_closest_marker("exclusive") is not None:
+    """The queue's order (tests/lanes.py): the unit tests first, while the stack starts, then
+    the integration tests, those that mostly wait first. A lane's tests (`own_flink`) run in
+    this order on their process."""
+    if item.get_closest_marker("integration") is None:
         return 0
-    if item.get_closest_marker("own_flink") is not None:
-        return 1
-    return 3 if item.get_closest_marker("integration") is not None else 2
+    return 1 if item.path.name in LONG_WAITS else 2
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     if hasattr(session.config, "workerinput"):
         return
-    if stack_lock.started_here(OWN_FLINK_STATE) and not stop_own_flink():
-        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    for name in OWN_FLINK_PORTS:
+        if stack_lock.started_here(own_flink_state(name)) and not stop_own_flink(name):
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
     if not stack_lock.started_here(TEST_STATE):
         return
     from devstack.stack import (
@@ -64,11 +85,11 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
             reporter.write_line(f"`down` left ports open: {still_open}", red=True)
 
 
-def stop_own_flink() -> bool:
-    """Stop the tests' second Flink cluster; whether it stopped."""
+def stop_own_flink(name: str) -> bool:
+    """Stop one of the tests' own Flink clusters; whether it stopped."""
     from devstack.stack import port_open
 
-    flink = stack_lock.own_flink()
+    flink = stack_lock.own_flink(name)
     flink.stop(lambda _: None)
-    stack_lock.forget_started(OWN_FLINK_STATE)
+    stack_lock.forget_started(own_flink_state(name))
     return not port_open(flink.ports.rest)

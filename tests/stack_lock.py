@@ -1,9 +1,9 @@
 """One test stack for every test process of a run (pytest-xdist starts several): file locks
 decide who starts it and which tests may run beside others.
 
-`turn` is a readers-writer lock between processes: shared for ordinary tests, exclusive for
-those that disrupt the stack. A turnstile taken first keeps an exclusive waiter from being
-starved by a stream of shared turns.
+`turn` is a readers-writer lock between processes: shared for the tests, exclusive for the
+fixture that starts what of the stack is down. A turnstile taken first keeps an exclusive
+waiter from being starved by a stream of shared turns.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import pytest
+
 from devstack import paths
 
 if TYPE_CHECKING:
@@ -21,8 +23,14 @@ if TYPE_CHECKING:
 
 # A state directory of its own: the default one may hold a 3-broker demo stack.
 TEST_STATE = Path(f"{paths.state_dir()}-test")
-# The tests' second Flink cluster (tests/integration/conftest.py, `own_flink_stack`).
-OWN_FLINK_STATE = Path(f"{TEST_STATE}-flink")
+# The Flink clusters of the tests' own beside the stack's (8081, 6123, 9250-9260), by name
+# (tests/integration/conftest.py, `own_flink_stack`): rest, rpc and the metric reporters' ports.
+OWN_FLINK_PORTS = {
+    "second": (8091, 6133, range(9270, 9281)),
+    "third": (8101, 6143, range(9290, 9301)),
+}
+# The cluster of a test marked `own_flink` without a name.
+DEFAULT_OWN_FLINK = "second"
 _STARTED = "started-by-tests"
 
 
@@ -74,13 +82,28 @@ def resource(name: str) -> Iterator[None]:
         yield
 
 
-def own_flink() -> FlinkCluster:
-    """The tests' second Flink cluster, beside the stack's (8081, 6123, 9250-9260)."""
+def own_flink_name(item: pytest.Item) -> str | None:
+    """The Flink cluster of the tests' own a test runs on (`own_flink` or `own_flink(name)`),
+    or None for the stack's."""
+    marker = item.get_closest_marker("own_flink")
+    if marker is None:
+        return None
+    return str(marker.args[0]) if marker.args else DEFAULT_OWN_FLINK
+
+
+def own_flink_state(name: str) -> Path:
+    return Path(f"{TEST_STATE}-flink-{name}")
+
+
+def own_flink(name: str) -> FlinkCluster:
+    """One of the tests' own Flink clusters (`OWN_FLINK_PORTS`), its state beside the stack's."""
     from devstack.stack.flink import FlinkCluster, FlinkPorts
     from devstack.stack.process import Supervisor
 
+    state = own_flink_state(name)
+    rest, rpc, metrics = OWN_FLINK_PORTS[name]
     return FlinkCluster(
-        OWN_FLINK_STATE,
-        Supervisor(OWN_FLINK_STATE / "run", OWN_FLINK_STATE / "logs"),
-        ports=FlinkPorts(rest=8091, rpc=6133, metrics=range(9270, 9281)),
+        state,
+        Supervisor(state / "run", state / "logs"),
+        ports=FlinkPorts(rest=rest, rpc=rpc, metrics=metrics),
     )

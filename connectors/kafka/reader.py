@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterable, Iterator
 
-from confluent_kafka import KafkaError, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from bethos.config import KafkaSettings
 from bethos.exceptions import BethosError
@@ -37,10 +38,9 @@ def read_topic(
             raise BethosError(f"topic {topic} does not exist")
         partitions = list(metadata.topics[topic].partitions)
         ends: dict[int, int] = {}
+        deadline = time.monotonic() + timeout
         for number in partitions:
-            low, high = consumer.get_watermark_offsets(
-                TopicPartition(topic, number), timeout=timeout
-            )
+            low, high = watermarks(consumer, TopicPartition(topic, number), deadline)
             if high > low:
                 ends[number] = high
         consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
@@ -68,6 +68,30 @@ def read_topic(
         return messages
     finally:
         consumer.close()
+
+
+# What a broker answers while its partitions' leadership is being settled.
+LEADERSHIP_MOVING = (KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE)
+
+
+def watermarks(consumer: Consumer, partition: TopicPartition, deadline: float) -> tuple[int, int]:
+    """A partition's low and high offsets. A broker that just came back (restarted, or thawed
+    after a pause) may say for a moment that it leads no partition: asked again until
+    `deadline`, as for any error the client calls retriable."""
+    while True:
+        try:
+            low, high = consumer.get_watermark_offsets(
+                partition, timeout=max(1.0, deadline - time.monotonic())
+            )
+            return int(low), int(high)
+        except KafkaException as exc:
+            error = exc.args[0] if exc.args else None
+            retriable = isinstance(error, KafkaError) and (
+                error.retriable() or error.code() in LEADERSHIP_MOVING
+            )
+            if not retriable or time.monotonic() + 0.5 > deadline:
+                raise
+            time.sleep(0.5)
 
 
 def keyed(

@@ -59,10 +59,11 @@ class Stack:
 
     def with_flink(self, flink: FlinkCluster) -> Stack:
         """This stack's Kafka, InfluxDB and Redis with another Flink cluster (of its own state
-        directory and ports): the tests restart, kill and rescale one while the others' jobs
-        run on the stack's."""
+        directory and ports), which its Prometheus scrapes: the tests restart, kill and rescale
+        one while the others' jobs run on the stack's."""
         other = copy.copy(self)
         other.flink = flink
+        other.prometheus = Prometheus(self.state, self.processes, flink.ports.metrics)
         return other
 
     def services(self) -> list[Service]:

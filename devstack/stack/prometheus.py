@@ -2,7 +2,7 @@
 
 Optional: `bethos up --monitoring` starts it. The project's files under `monitoring/` are the
 source; this module writes the effective ones into `state/prometheus/`: `prometheus.yml` with the
-ports of the stack's constants filled in, and the rule files with the local parameters of
+ports of the stack's Flink cluster filled in, and the rule files with the local parameters of
 `monitoring/local.yml` (thresholds and `for:` short enough for a test) applied.
 """
 
@@ -18,6 +18,7 @@ import yaml
 from devstack import paths
 from devstack.exceptions import StackError
 from devstack.stack.flink import FLINK_METRICS_PORTS
+from devstack.stack.process import Supervisor
 from devstack.stack.service import SingleProcess
 
 PROMETHEUS_PORT = 9090
@@ -26,14 +27,14 @@ RULES_DIR = MONITORING_DIR / "rules"
 LOCAL_PARAMETERS = MONITORING_DIR / "local.yml"
 
 
-def flink_targets() -> list[str]:
-    return [f"127.0.0.1:{port}" for port in FLINK_METRICS_PORTS]
+def flink_targets(metrics_ports: range = FLINK_METRICS_PORTS) -> list[str]:
+    return [f"127.0.0.1:{port}" for port in metrics_ports]
 
 
-def render_config(rules_dir: Path) -> str:
-    """The project's prometheus.yml with the stack's reporter ports and `rules_dir`."""
+def render_config(rules_dir: Path, metrics_ports: range = FLINK_METRICS_PORTS) -> str:
+    """The project's prometheus.yml with the Flink cluster's reporter ports and `rules_dir`."""
     template = (MONITORING_DIR / "prometheus.yml").read_text()
-    targets = ", ".join(f'"{target}"' for target in flink_targets())
+    targets = ", ".join(f'"{target}"' for target in flink_targets(metrics_ports))
     return template.replace('"@FLINK_TARGETS@"', targets).replace("@RULES_DIR@", str(rules_dir))
 
 
@@ -81,8 +82,17 @@ def local_parameters() -> dict[str, Any]:
 
 
 class Prometheus(SingleProcess):
+    """Scrapes the reporters of one Flink cluster (`metrics_ports`: the stack's, or the one a
+    stack was given with `Stack.with_flink`)."""
+
     name = "prometheus"
     port = PROMETHEUS_PORT
+
+    def __init__(
+        self, state: Path, processes: Supervisor, metrics_ports: range = FLINK_METRICS_PORTS
+    ) -> None:
+        super().__init__(state, processes)
+        self.metrics_ports = metrics_ports
 
     @property
     def base(self) -> Path:
@@ -92,7 +102,7 @@ class Prometheus(SingleProcess):
         rules_dir = self.base / "rules"
         render_rules(rules_dir, local_parameters())
         config = self.base / "prometheus.yml"
-        config.write_text(render_config(rules_dir))
+        config.write_text(render_config(rules_dir, self.metrics_ports))
         return config
 
     def start(self) -> None:

@@ -23,38 +23,47 @@ from devstack.stack.pipeline import pipeline_docs
 from devstack.status.rest_figures import TERMINAL_STATES
 from tests import stack_lock
 from tests.integration.helpers import wait_until
-from tests.stack_lock import OWN_FLINK_STATE, TEST_STATE
+from tests.stack_lock import TEST_STATE, own_flink_name
 
 # Up to four tests at once (the Makefile's workers), each with up to three jobs.
 TEST_TASK_SLOTS = 16
-OWN_FLINK_LOCK = "own-flink"
 
 
 @pytest.fixture
 def stack(request: pytest.FixtureRequest, shared_stack: Stack) -> Stack:
     """The stack a test runs on: the shared one, or for a test marked `own_flink` the same
-    with the tests' second Flink cluster."""
-    if is_own_flink(request.node):
-        return request.getfixturevalue("own_flink_stack")  # type: ignore[no-any-return]
-    return shared_stack
+    with one of the tests' own Flink clusters."""
+    name = own_flink_name(request.node)
+    if name is None:
+        return shared_stack
+    own_flink_stack: Callable[[str], Stack] = request.getfixturevalue("own_flink_stack")
+    return own_flink_stack(name)
 
 
 @pytest.fixture(scope="session")
-def own_flink_stack(shared_stack: Stack) -> Stack:
-    """The shared stack's Kafka, InfluxDB and Redis with a Flink cluster of the tests' own,
-    for the tests that restart, kill or rescale Flink's processes or read every job's log
-    lines: they take it one at a time, while the other tests go on. Started by the first test
-    process that needs it and stopped when the run ends (tests/conftest.py)."""
-    flink = stack_lock.own_flink()
-    with stack_lock.held(TEST_STATE, exclusive=True, name="start-own-flink"):
-        if not flink.status()[0].running:
-            OWN_FLINK_STATE.mkdir(parents=True, exist_ok=True)
-            stack_lock.mark_started(OWN_FLINK_STATE)
-            flink.start()
-            wait_healthy(
-                flink.healthy_again, 120, "the tests' second Flink cluster", flink.log_file
-            )
-    return shared_stack.with_flink(flink)
+def own_flink_stack(shared_stack: Stack) -> Callable[[str], Stack]:
+    """The shared stack's Kafka, InfluxDB and Redis with a Flink cluster of the tests' own
+    (`stack_lock.OWN_FLINK_PORTS`), for the tests that restart, kill or rescale Flink's
+    processes or read every job's log lines: they take a cluster one at a time, while the
+    other tests go on. Each is started by the first test process that needs it and stopped
+    when the run ends (tests/conftest.py)."""
+    started: dict[str, Stack] = {}
+
+    def of(name: str) -> Stack:
+        if name not in started:
+            flink = stack_lock.own_flink(name)
+            with stack_lock.held(TEST_STATE, exclusive=True, name=f"start-own-flink-{name}"):
+                if not flink.status()[0].running:
+                    state = stack_lock.own_flink_state(name)
+                    state.mkdir(parents=True, exist_ok=True)
+                    stack_lock.mark_started(state)
+                    flink.start()
+                    what = f"the tests' Flink cluster {name!r}"
+                    wait_healthy(flink.healthy_again, 120, what, flink.log_file)
+            started[name] = shared_stack.with_flink(flink)
+        return started[name]
+
+    return of
 
 
 @pytest.fixture(scope="session")
@@ -71,8 +80,8 @@ def shared_stack() -> Iterator[Stack]:
     with stack_lock.held(TEST_STATE, exclusive=True):
         started = Stack(state=TEST_STATE, brokers=1)
         if not running(started):
-            # Alone in the room: a test process's first integration test may come while an
-            # exclusive test of another has taken a service away and is about to bring it back.
+            # Alone in the room: what is down (a server that died mid-run) is not started
+            # under a running test.
             with stack_lock.turn(TEST_STATE, exclusive=True):
                 if not running(started):
                     started.up()
@@ -111,74 +120,24 @@ def warm_flink_client(stack: Stack) -> Path | None:
     return socket_file
 
 
-def is_exclusive(item: pytest.Item | None) -> bool:
-    return item is not None and item.get_closest_marker("exclusive") is not None
-
-
-def is_own_flink(item: pytest.Item) -> bool:
-    return item.get_closest_marker("own_flink") is not None
-
-
-NEXT_IS_EXCLUSIVE = pytest.StashKey[bool]()
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
-    item.stash[NEXT_IS_EXCLUSIVE] = is_exclusive(nextitem)
-    yield
-
-
-class ExclusiveTurn:
-    """The stack held alone from one exclusive test to the next one this process runs: handing
-    it back between them would let shared tests in, and the next exclusive test would wait for
-    them all to end."""
-
-    def __init__(self) -> None:
-        self._held: ExitStack | None = None
-
-    def take(self) -> None:
-        if self._held is None:
-            held = ExitStack()
-            held.enter_context(stack_lock.turn(TEST_STATE, exclusive=True))
-            self._held = held
-
-    def give_back(self) -> None:
-        if self._held is not None:
-            self._held.close()
-            self._held = None
-
-
-EXCLUSIVE_TURN = ExclusiveTurn()
-
-
 @pytest.fixture(autouse=True)
 def stack_turn(request: pytest.FixtureRequest, stack: Stack) -> Iterator[None]:
-    """Tests share the stack, several at once under pytest-xdist; a test marked `exclusive`
-    (it stops or kills a service of the stack) runs alone, and one marked `own_flink` takes the
-    tests' second Flink cluster alone.
+    """Tests share the stack, several at once under pytest-xdist, each holding a shared turn;
+    the stack's fixture takes it alone to bring back what is down. A test that stops, kills or
+    freezes a server does so to one of its own (`own_services`, or a Flink cluster of the tests'
+    own: a test marked `own_flink` takes its cluster alone).
 
     No lock may be waited for while the turn is held and another holder waits for the turn:
     the stack is started before (its fixture takes the turn alone), and a server that a test
     takes for itself (`stack_lock.resource`) is taken inside the turn, for one test at a time."""
-    if is_own_flink(request.node):
-        # The second Flink cluster first, then the shared services: the order every holder of
-        # both takes them in.
-        with (
-            stack_lock.held(TEST_STATE, True, OWN_FLINK_LOCK),
-            stack_lock.turn(TEST_STATE, exclusive=False),
-        ):
-            yield
-        return
-    if not is_exclusive(request.node):
-        with stack_lock.turn(TEST_STATE, exclusive=False):
-            yield
-        return
-    EXCLUSIVE_TURN.take()
-    try:
+    name = own_flink_name(request.node)
+    with ExitStack() as held:
+        if name is not None:
+            # The Flink cluster first, then the shared services: the order every holder of both
+            # takes them in.
+            held.enter_context(stack_lock.held(TEST_STATE, True, f"own-flink-{name}"))
+        held.enter_context(stack_lock.turn(TEST_STATE, exclusive=False))
         yield
-    finally:
-        if not request.node.stash.get(NEXT_IS_EXCLUSIVE, False):
-            EXCLUSIVE_TURN.give_back()
 
 
 @pytest.fixture

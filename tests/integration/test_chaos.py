@@ -11,7 +11,8 @@ import pytest
 from devstack import chaos
 from devstack.stack import Stack
 
-pytestmark = [pytest.mark.integration, pytest.mark.exclusive]
+# The JobManager killed is that of a Flink cluster of the test's own: the other tests go on.
+pytestmark = [pytest.mark.integration, pytest.mark.own_flink("third")]
 
 SEED, SECONDS = 9, 50
 

@@ -17,7 +17,7 @@ from devstack.cli.main import main
 from devstack.stack import Stack, jobs
 from tests.integration.helpers import wait_for, wait_until
 
-pytestmark = [pytest.mark.integration, pytest.mark.own_flink]
+pytestmark = [pytest.mark.integration, pytest.mark.own_flink("third")]
 
 
 @pytest.fixture

@@ -11,12 +11,15 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
-from bethos.config import EtlSettings
+from bethos.config import EtlSettings, load_settings
 from devstack.cli import data
 from devstack.stack import PROMETHEUS_PORT, Stack, http_json, jobs, port_open
+from devstack.stack.influxdb import InfluxDB
 from devstack.stack.prometheus import MONITORING_DIR
 from tests import stack_lock
+from tests.integration.own_services import OwnService, own_service
 from tests.unit.test_monitoring_doc import OPERATOR_PREFIX, ROOT, registrations
 
 pytestmark = pytest.mark.integration
@@ -91,16 +94,37 @@ def start_pipeline(
     return etl_id, merger_id
 
 
-@pytest.mark.exclusive
+# The alert test's own InfluxDB (its RPC port is this + 2), beside the stack's (8086).
+ALERT_INFLUXDB_PORT = 18096
+
+
+@pytest.fixture
+def own_influxdb_configs(
+    pipeline_configs: tuple[Path, Path], tmp_path: Path
+) -> Iterator[tuple[OwnService, tuple[Path, Path]]]:
+    """An InfluxDB of the test's own and the pipeline's configs with the ETL reading it."""
+    with own_service(InfluxDB, tmp_path / "own-influxdb", ALERT_INFLUXDB_PORT) as influxdb:
+        doc = yaml.safe_load(pipeline_configs[0].read_text())
+        doc["influxdb"]["url"] = f"http://127.0.0.1:{influxdb.port}"
+        etl_config = pipeline_configs[0].with_name("etl-own-influxdb.yaml")
+        etl_config.write_text(yaml.safe_dump(doc))
+        yield influxdb, (etl_config, pipeline_configs[1])
+
+
+# On a Flink cluster of its own, which its Prometheus scrapes alone: the flush-stalled alert is
+# per job name, and every other test's merger is a `latest_merger` too. The InfluxDB it stops
+# is its own.
+@pytest.mark.own_flink("third")
 def test_pod_lag_and_flush_stalled_alerts_fire_and_clear(
     stack: Stack,
     prometheus: str,
-    pipeline_configs: tuple[Path, Path],
-    etl_settings: EtlSettings,
+    own_influxdb_configs: tuple[OwnService, tuple[Path, Path]],
     submit: Callable[..., str],
 ) -> None:
+    influxdb, configs = own_influxdb_configs
+    etl_settings = load_settings(EtlSettings, configs[0])
     pods = {label_value(pod) for pod in etl_settings.influxdb.pods}
-    _, merger_id = start_pipeline(etl_settings, pipeline_configs, submit)
+    _, merger_id = start_pipeline(etl_settings, configs, submit)
     merger = job_name(stack, merger_id)
 
     def lagging() -> set[str]:
@@ -112,7 +136,7 @@ def test_pod_lag_and_flush_stalled_alerts_fire_and_clear(
     # The ETL starts `backfill` behind and catches up; then neither alert may fire.
     wait_for("no alert while the pipeline is healthy", lambda: not lagging() and not stalled(), 90)
     started = time.monotonic()
-    stack.stop_service("influxdb")
+    influxdb.stop()
     try:
         wait_for("BethosPodLagHigh for every pod", lambda: lagging() == pods, 120)
         print(f"pod lag alert fired {time.monotonic() - started:.0f}s after stopping InfluxDB")
@@ -123,8 +147,8 @@ def test_pod_lag_and_flush_stalled_alerts_fire_and_clear(
         print(f"flush stalled alert fired {time.monotonic() - started:.0f}s after the cancel")
     finally:
         started = time.monotonic()
-        stack.start_service("influxdb")
-    submit("latest_merger", pipeline_configs[1])
+        influxdb.start()
+    submit("latest_merger", configs[1])
     wait_for("both alerts clear", lambda: not lagging() and not stalled(), 150)
     print(f"both alerts cleared {time.monotonic() - started:.0f}s after InfluxDB's restart")
 

@@ -1,6 +1,7 @@
 """The progress file (`checkpoint_path`) holds only windows whose records Kafka acknowledged.
 
-The broker is frozen (SIGSTOP) while the ETL reads new points: their records are handed to the
+The ETL writes to a broker of the test's own (the stack's serves the other tests meanwhile),
+frozen (SIGSTOP) while the ETL reads new points: their records are handed to the
 Kafka sink but cannot be acknowledged. The TaskManager is then SIGKILLed, which loses the
 records in its producer, and the ETL is started again without state, from the progress file.
 Had the file recorded the windows when their records were handed over, the new job would
@@ -21,7 +22,9 @@ import yaml
 
 from bethos.config import EtlSettings, load_settings
 from bethos.source import progress_file
+from connectors.kafka.admin import create_topics
 from devstack.stack import Stack
+from devstack.stack.kafka import KafkaCluster
 from tests.data.log_fields import PROGRESS_FILE_ERROR_FIELDS
 from tests.integration.helpers import (
     aggregated_equals_truth,
@@ -32,12 +35,22 @@ from tests.integration.helpers import (
     wait_until,
     write_points,
 )
+from tests.integration.own_services import throwaway_kafka
+
+# Beside the stack's broker, the three-broker test's and the unreachable-broker tests'.
+PORT_BASE, CONTROLLER_BASE = 39290, 49290
+
+
+@pytest.fixture
+def own_broker(tmp_path: Path) -> Iterator[KafkaCluster]:
+    with throwaway_kafka(tmp_path / "own-broker", 1, PORT_BASE, CONTROLLER_BASE) as cluster:
+        yield cluster
 
 
 @contextmanager
-def frozen_brokers(stack: Stack) -> Iterator[Callable[[], None]]:
+def frozen_brokers(cluster: KafkaCluster) -> Iterator[Callable[[], None]]:
     """SIGSTOP every broker; the yielded function (and the end of the block) thaws them."""
-    pids = [stack.processes.pid(f"kafka-{n}") for n in range(1, stack.broker_count + 1)]
+    pids = [cluster.processes.pid(f"kafka-{n}") for n in cluster.nodes()]
     groups = [pid for pid in pids if pid is not None]
     assert groups, "no broker to freeze"
 
@@ -59,10 +72,12 @@ def test_the_progress_file_records_a_window_only_after_kafka_acknowledged_it(
     pipeline_configs: tuple[Path, Path],
     tmp_path: Path,
     submit: Callable[..., str],
+    own_broker: KafkaCluster,
 ) -> None:
     etl_config = pipeline_configs[0]
     progress = tmp_path / "etl-progress.json"
     doc = yaml.safe_load(etl_config.read_text())
+    doc["kafka"]["brokers"] = own_broker.bootstrap_servers()
     # No lookback and no reconcile: only the progress file says where a new job starts.
     doc.update(checkpoint_path=str(progress), lookback="0s", reconcile_interval="0s")
     # The Kafka sink runs in the poller's task, and its flush at a checkpoint blocks that task
@@ -70,6 +85,7 @@ def test_the_progress_file_records_a_window_only_after_kafka_acknowledged_it(
     doc.setdefault("flink", {})["checkpoint_interval"] = "15s"
     etl_config.write_text(yaml.safe_dump(doc))
     settings = load_settings(EtlSettings, etl_config)
+    create_topics(settings.kafka, settings.topics)
     pods = list(settings.influxdb.pods)
 
     now = int(time.time() * 1000)
@@ -79,7 +95,7 @@ def test_the_progress_file_records_a_window_only_after_kafka_acknowledged_it(
     wait_until(lambda: set(progress_file.load(progress)) == set(pods), timeout=120, interval=0.2)
     assert set(progress_file.load(progress)) == set(pods)
 
-    with frozen_brokers(stack) as thaw:
+    with frozen_brokers(own_broker) as thaw:
         written = int(time.time() * 1000)
         late = [point(settings, pod, f"B-{pod}", {"speed": 2.0}, written) for pod in pods]
         write_points(settings, late)
