@@ -25,7 +25,7 @@ from tests import stack_lock
 from tests.integration.helpers import wait_until
 from tests.stack_lock import TEST_STATE, own_flink_name
 
-# Up to four tests at once (the Makefile's workers), each with up to three jobs.
+# Up to five tests at once (the Makefile's workers), each with up to three jobs.
 TEST_TASK_SLOTS = 16
 
 
