@@ -137,15 +137,15 @@ class FlinkCluster:
             .replace("@PYTHON@", str(paths.cluster_python()))
             .replace("@METRICS_PORTS@", f"{self.ports.metrics[0]}-{self.ports.metrics[-1]}")
         )
-        for line, port in (
-            ("    port: {}", (FLINK_RPC_PORT, self.ports.rpc)),
-            ("  port: {}", (FLINK_REST_PORT, self.ports.rest)),
+        for line, written, wanted in (
+            ("    port: {}", FLINK_RPC_PORT, self.ports.rpc),
+            ("  port: {}", FLINK_REST_PORT, self.ports.rest),
             (
                 "  access-control-allow-origin: http://localhost:{}",
-                (FLINK_REST_PORT, self.ports.rest),
+                FLINK_REST_PORT,
+                self.ports.rest,
             ),
         ):
-            written, wanted = port
             text, count = re.subn(rf"(?m)^{line.format(written)}$", line.format(wanted), text)
             if count != 1:
                 raise StackError(f"flink-conf/config.yaml: no line {line.format(written)!r}")

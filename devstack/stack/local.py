@@ -54,7 +54,7 @@ class Stack:
         self.influxdb = InfluxDB(self.state, self.processes)
         self.redis = Redis(self.state, self.processes)
         self.flink = FlinkCluster(self.state, self.processes)
-        self.prometheus = Prometheus(self.state, self.processes)
+        self.prometheus = Prometheus(self.state, self.processes, self.flink.ports.metrics)
         self.monitoring = monitoring
 
     def with_flink(self, flink: FlinkCluster) -> Stack:

@@ -82,15 +82,12 @@ def local_parameters() -> dict[str, Any]:
 
 
 class Prometheus(SingleProcess):
-    """Scrapes the reporters of one Flink cluster (`metrics_ports`: the stack's, or the one a
-    stack was given with `Stack.with_flink`)."""
+    """Scrapes the reporters of its stack's Flink cluster (`metrics_ports`)."""
 
     name = "prometheus"
     port = PROMETHEUS_PORT
 
-    def __init__(
-        self, state: Path, processes: Supervisor, metrics_ports: range = FLINK_METRICS_PORTS
-    ) -> None:
+    def __init__(self, state: Path, processes: Supervisor, metrics_ports: range) -> None:
         super().__init__(state, processes)
         self.metrics_ports = metrics_ports
 

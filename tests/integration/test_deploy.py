@@ -6,9 +6,9 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -20,7 +20,7 @@ from bethos.record import encode_aggregated
 from devstack import paths
 from devstack.cli import data
 from devstack.package import PACKAGES
-from devstack.stack import Stack, jobs, lifecycle
+from devstack.stack import Stack, http_json, jobs, lifecycle
 from devstack.stack.flink import TASKMANAGER
 from tests.integration.helpers import wait_for, wait_until
 from tests.integration.test_merger import latest_equals, produce, records_for
@@ -28,15 +28,14 @@ from tests.integration.test_merger import latest_equals, produce, records_for
 pytestmark = pytest.mark.integration
 
 
-def rest(stack: Stack, path: str) -> dict[str, object]:
-    with urllib.request.urlopen(f"{stack.flink.rest_url}{path}", timeout=10) as answer:
-        return orjson.loads(answer.read())  # type: ignore[no-any-return]
+def rest(stack: Stack, path: str) -> Any:
+    return http_json(f"{stack.flink.rest_url}{path}", timeout=10)
 
 
 def vertex_taskmanagers(stack: Stack, job_id: str) -> dict[str, set[str]]:
     """Per vertex of the job that runs at parallelism 2 or more, the TaskManagers its subtasks
     run on (the ticks of the ETL come from one subtask)."""
-    job = rest(stack, f"/jobs/{job_id}")
+    job = stack.flink.job(job_id)
     spread = {}
     for vertex in job["vertices"]:  # type: ignore[attr-defined]
         if vertex["parallelism"] < 2:
@@ -48,12 +47,12 @@ def vertex_taskmanagers(stack: Stack, job_id: str) -> dict[str, set[str]]:
 
 
 def running(stack: Stack, job_id: str) -> bool:
-    return lifecycle.started(rest(stack, f"/jobs/{job_id}"))
+    return lifecycle.started(stack.flink.job(job_id))
 
 
 def source_records_read(stack: Stack, job_id: str, source_prefix: str) -> int:
     """Records the job's Kafka source has emitted, summed over its subtasks."""
-    job = rest(stack, f"/jobs/{job_id}")
+    job = stack.flink.job(job_id)
     for vertex in job["vertices"]:  # type: ignore[attr-defined]
         if vertex["name"].startswith(source_prefix):
             return int(vertex["metrics"]["write-records"])
@@ -80,7 +79,7 @@ def test_the_clusters_python_cannot_import_bethos(stack: Stack) -> None:
         assert "No module named 'bethos'" in result.stderr
     # And that is the interpreter a job's Python runs in on the TaskManagers.
     job_id = jobs.run_script(stack, paths.PROJECT_ROOT / "tests/data/probe_job.py", [], {})
-    wait_until(lambda: rest(stack, f"/jobs/{job_id}")["state"] == "FINISHED", timeout=120)
+    wait_until(lambda: stack.flink.job(job_id)["state"] == "FINISHED", timeout=120)
     probes = [
         orjson.loads(line.split("bethos-probe ", 1)[1])
         for out in stack.flink.log_dir.glob("*taskexecutor*.out")

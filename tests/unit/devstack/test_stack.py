@@ -340,6 +340,7 @@ def test_a_second_cluster_writes_its_ports_and_is_found_by_them_again(
         f"127.0.0.1:{port}" for port in range(9270, 9281)
     ]
     assert Stack(state=tmp_path / "a").prometheus.metrics_ports == flink.FLINK_METRICS_PORTS
+    assert Stack(state=tmp_path / "b").prometheus.metrics_ports == range(9270, 9281)
 
 
 def test_a_local_job_run_finds_the_connector_jar_the_install_cached(
