@@ -74,6 +74,8 @@ def create_environments(
     # A local run shows its own dashboard on the first free port from rest_port on.
     config.set_string("rest.bind-port", f"{settings.rest_port}-{settings.rest_port + 19}")
     config.set_string("state.backend.type", settings.state_backend)
+    compression = "true" if settings.snapshot_compression else "false"
+    config.set_string("execution.checkpointing.snapshot-compression", compression)
     if settings.state_backend == "rocksdb":
         config.set_string("execution.checkpointing.incremental", "true")
     env = StreamExecutionEnvironment.get_execution_environment(config)

@@ -235,6 +235,10 @@ class FlinkSettings(Section):
     # hashmap: state on the JVM heap, fastest while it fits; rocksdb: on local disk, with
     # incremental checkpoints, for state beyond the TaskManager's memory.
     state_backend: Literal["hashmap", "rocksdb"] = "hashmap"
+    # Snappy over each key group of a checkpoint or savepoint of the hashmap backend (Flink's
+    # one codec for it; RocksDB compresses its files itself). Snapshots taken with or without
+    # it restore either way: Flink records it in each snapshot.
+    snapshot_compression: bool = True
 
     @field_validator("checkpoint_interval")
     @classmethod

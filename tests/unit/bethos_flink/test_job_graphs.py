@@ -183,3 +183,25 @@ def test_publisher_graph_compiles() -> None:
     assert "tick each of 16 shards" in plan
     uids = {"state-store-publisher", "state-store-publisher-shard-ticks"}
     assert {*uids, *sql_uids("ticks", "latest_out")} <= found
+
+
+@pytest.mark.parametrize(
+    ("flink", "backend", "compressed", "incremental"),
+    [
+        ({}, "hashmap", True, "false"),
+        ({"state_backend": "rocksdb", "snapshot_compression": False}, "rocksdb", False, "true"),
+    ],
+)
+def test_the_state_backend_and_snapshot_compression_reach_the_job(
+    flink: dict[str, object], backend: str, compressed: bool, incremental: str
+) -> None:
+    from bethos.config import FlinkSettings
+    from bethos_flink.environment import create_environments
+
+    env, _ = create_environments(FlinkSettings(max_parallelism=256, **flink))
+    config = env.get_config()
+    assert config.is_use_snapshot_compression() is compressed
+    assert config.get_max_parallelism() == 256
+    job = dict(env._j_stream_execution_environment.getConfiguration().toMap())
+    assert job["state.backend.type"] == backend
+    assert job.get("execution.checkpointing.incremental", "false") == incremental
