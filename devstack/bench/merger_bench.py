@@ -17,7 +17,8 @@ jobs one after the other, and measures:
 - Flink SQL `GROUP BY vin` with `LAST_VALUE` per signal (arrival order) and with the value of
   the newest event time per signal (`MAX` of a ts-prefixed value, mini-batches in two phases):
   `ratio_to_last_value_sql`, `ratio_to_event_time_sql`.
-A first, warm-up run is printed but left out; medians over the other runs are reported.
+A first, warm-up run is printed but left out; medians over the other runs are reported (with
+`--runs 0` the warm-up run is the one reported: for inputs so large that a warm-up is too long).
 """
 
 from __future__ import annotations
@@ -218,6 +219,39 @@ def measure_stall(
     return max(longest, operator_metric(job_id, "longest_timer_run_ms"))
 
 
+def checkpoints(job_id: str) -> dict[str, Any]:
+    """The job's checkpoint statistics (Flink's `/jobs/ID/checkpoints`)."""
+    return _rest(f"/jobs/{job_id}/checkpoints")  # type: ignore[no-any-return]
+
+
+def checkpoint_figures(job_id: str, before: dict[str, Any]) -> dict[str, Any]:
+    """The checkpoints completed and failed since `before` (a `checkpoints` answer), the
+    longest of them end to end, and the newest one's size."""
+    now = checkpoints(job_id)
+    first = before["counts"]["completed"] + before["counts"]["failed"]
+    since = [c for c in now.get("history", []) if c["id"] > first]
+    done = [c for c in since if c["status"] == "COMPLETED"]
+    latest = (now.get("latest") or {}).get("completed") or {}
+    return {
+        "checkpoints_completed": now["counts"]["completed"] - before["counts"]["completed"],
+        "checkpoints_failed": now["counts"]["failed"] - before["counts"]["failed"],
+        "checkpoint_max_s": round(
+            max((c["end_to_end_duration"] for c in done), default=0) / 1000, 2
+        ),
+        "checkpoint_mb": round(latest.get("checkpointed_size", 0) / 1e6, 1),
+    }
+
+
+def peak_rss_mb(pids: list[int]) -> int:
+    """The largest resident size any of these processes has had (the kernel's VmHWM), MB."""
+    peak = 0
+    for pid in pids:
+        status = Path(f"/proc/{pid}/status").read_text()
+        kb = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM"))
+        peak = max(peak, kb // 1024)
+    return peak
+
+
 def _wait_stable(settings: MergerSettings) -> None:
     previous = -1
     while True:
@@ -257,13 +291,33 @@ KEYS = (
     "flush_100k_s",
     "max_stall_ms",
     "state_bytes_per_vin",
+    "checkpoints_completed",
+    "checkpoints_failed",
+    "checkpoint_max_s",
+    "checkpoint_mb",
+    "taskmanager_peak_rss_mb",
 )
+BASELINE_KEYS = {
+    "noop_floor_records_per_s",
+    "ratio_to_floor",
+    "event_time_sql_records_per_s",
+    "ratio_to_event_time_sql",
+    "last_value_sql_records_per_s",
+    "ratio_to_last_value_sql",
+}
 
 
 def bench(
-    vins: int, signals: int, rounds: int, runs: int, report: Callable[[str], None] = print
+    vins: int,
+    signals: int,
+    rounds: int,
+    runs: int,
+    report: Callable[[str], None] = print,
+    state_backend: str = "hashmap",
+    baselines: bool = True,
 ) -> dict[str, Any]:
-    """`report` hears each step as it starts (the CLI shows it with a spinner)."""
+    """`report` hears each step as it starts (the CLI shows it with a spinner). Without
+    `baselines` the floor and the SQL jobs are left out (and their ratios)."""
     stack = Stack()
     if not all(s.running for s in stack.status()):
         stack.up(progress=report)
@@ -292,7 +346,11 @@ def bench(
                 "emit": "changed",
                 "bootstrap_from_latest": False,
             },
-            "flink": {"parallelism": 1, "checkpoint_interval": "30s"},
+            "flink": {
+                "parallelism": 1,
+                "checkpoint_interval": "30s",
+                "state_backend": state_backend,
+            },
             "consumer_group": f"bench-merger-{tag}-{run}",
         }
         config = work / f"merger-{run}.yaml"
@@ -314,7 +372,11 @@ def bench(
         try:
             rate = consume_rate(job_id, total)
             report(f"{label}: {vins} VINs flush; the longest go of timer callbacks ...")
+            before = checkpoints(job_id)
             stall_ms = measure_stall(settings, vins, signals, 100 + run, job_id, total)
+            # The checkpoints taken while every VIN was updated and flushed.
+            during_flush = checkpoint_figures(job_id, before)
+            rss_mb = peak_rss_mb(stack.flink.taskmanager_pids())
         finally:
             report(f"{label}: stopping the merger with a savepoint (its state size) ...")
             savepoint = jobs.stop(stack, job_id, str(work / "savepoints"))
@@ -337,49 +399,64 @@ def bench(
             )
         finally:
             jobs.stop(stack, aligned_id)
-        report(f"{label}: the floor (a keyed function doing nothing) consumes {total} ...")
-        floor_rate = rate_of(
-            run_baseline(stack, FLOOR_JOB, config, f"bench-floor-{tag}-{run}"), total, stack
-        )
-        report(f"{label}: Flink SQL, newest by event time, consumes {total} records ...")
-        event_sql = rate_of(
-            run_baseline(
-                stack, SQL_JOB, config, f"bench-sql-et-{tag}-{run}", BETHOS_BENCH_SQL="event_time"
-            ),
-            total,
-            stack,
-        )
-        report(f"{label}: Flink SQL, LAST_VALUE, consumes {total} records ...")
-        last_sql = rate_of(
-            run_baseline(
-                stack, SQL_JOB, config, f"bench-sql-lv-{tag}-{run}", BETHOS_BENCH_SQL="last_value"
-            ),
-            total,
-            stack,
-        )
-        result = {
-            "run": run,
-            "merged_records_per_s": round(rate),
-            "noop_floor_records_per_s": round(floor_rate),
-            "ratio_to_floor": round(rate / floor_rate, 3),
-            "event_time_sql_records_per_s": round(event_sql),
-            "ratio_to_event_time_sql": round(rate / event_sql, 3),
-            "last_value_sql_records_per_s": round(last_sql),
-            "ratio_to_last_value_sql": round(rate / last_sql, 3),
+        result: dict[str, Any] = {"run": run, "merged_records_per_s": round(rate)}
+        if baselines:
+            report(f"{label}: the floor (a keyed function doing nothing) consumes {total} ...")
+            floor_rate = rate_of(
+                run_baseline(stack, FLOOR_JOB, config, f"bench-floor-{tag}-{run}"), total, stack
+            )
+            report(f"{label}: Flink SQL, newest by event time, consumes {total} records ...")
+            event_sql = rate_of(
+                run_baseline(
+                    stack,
+                    SQL_JOB,
+                    config,
+                    f"bench-sql-et-{tag}-{run}",
+                    BETHOS_BENCH_SQL="event_time",
+                ),
+                total,
+                stack,
+            )
+            report(f"{label}: Flink SQL, LAST_VALUE, consumes {total} records ...")
+            last_sql = rate_of(
+                run_baseline(
+                    stack,
+                    SQL_JOB,
+                    config,
+                    f"bench-sql-lv-{tag}-{run}",
+                    BETHOS_BENCH_SQL="last_value",
+                ),
+                total,
+                stack,
+            )
+            result |= {
+                "noop_floor_records_per_s": round(floor_rate),
+                "ratio_to_floor": round(rate / floor_rate, 3),
+                "event_time_sql_records_per_s": round(event_sql),
+                "ratio_to_event_time_sql": round(rate / event_sql, 3),
+                "last_value_sql_records_per_s": round(last_sql),
+                "ratio_to_last_value_sql": round(rate / last_sql, 3),
+            }
+        result |= {
             "flush_100k_s": round(flush_s, 2),
             "max_stall_ms": stall_ms,
             "state_bytes_per_vin": round(state_bytes / vins),
+            **during_flush,
+            "taskmanager_peak_rss_mb": rss_mb,
         }
         if run == 0:
             result["warmup"] = True
-        else:
+        if run > 0 or runs == 0:
             per_run.append(result)
         print(json.dumps(result), flush=True)
+    keys = [key for key in KEYS if baselines or key not in BASELINE_KEYS]
     return {
         "benchmark": "merger",
         "vins": vins,
         "signals": signals,
         "input_records": vins * (rounds + 1),
         "runs": runs,
-        **{key: statistics.median(r[key] for r in per_run) for key in KEYS},
+        "state_backend": state_backend,
+        "taskmanager_process_size": stack.flink.taskmanager_process_size(),
+        **{key: statistics.median(r[key] for r in per_run) for key in keys},
     }

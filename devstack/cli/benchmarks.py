@@ -23,7 +23,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
         from devstack.bench.merger_bench import bench as bench_merger
 
         with progress.steps() as tell:
-            result = bench_merger(args.vins, args.signals, args.rounds, args.runs, tell)
+            result = bench_merger(
+                args.vins,
+                args.signals,
+                args.rounds,
+                args.runs,
+                tell,
+                state_backend=args.state_backend,
+                baselines=not args.no_baselines,
+            )
     elif args.which == "latency":
         from devstack.bench.latency import bench as bench_latency
 
@@ -89,6 +97,18 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     bench.add_argument("--runs", type=int, default=3)
     bench.add_argument("--rounds", type=int, default=2, help="merger: update rounds per VIN")
     bench.add_argument("--parallelism", type=int, default=1, help="the job's parallelism")
+    merger = bench.add_argument_group("merger")
+    merger.add_argument(
+        "--state-backend",
+        choices=["hashmap", "rocksdb"],
+        default="hashmap",
+        help="flink.state_backend",
+    )
+    merger.add_argument(
+        "--no-baselines",
+        action="store_true",
+        help="leave out the floor and the Flink SQL jobs (and the ratios to them)",
+    )
     latency = bench.add_argument_group("latency")
     latency.add_argument("--flush-intervals", default="10s,2m", help="one case each")
     latency.add_argument(

@@ -220,7 +220,7 @@ class FlinkCluster:
             self.start_taskmanagers()
             return
         if not self.processes.listed_pids(JOBMANAGER, self.conf_dir()):
-            taskmanagers = self._taskmanager_pids()
+            taskmanagers = self.taskmanager_pids()
             # After a JobManager crash the TaskManagers live on: only the dead one's goes.
             self._remove_leftovers("jm_*" if taskmanagers else "*")
         self.write_conf()
@@ -249,7 +249,7 @@ class FlinkCluster:
     def healthy(self) -> bool:
         """Its TaskManagers run and as many are registered (a dead one may still be listed for
         a while: each new one registers within seconds of its start)."""
-        running = len(self._taskmanager_pids())
+        running = len(self.taskmanager_pids())
         return running >= self.taskmanagers and self.registered_taskmanagers() >= self.taskmanagers
 
     def healthy_again(self) -> bool:
@@ -260,9 +260,14 @@ class FlinkCluster:
             self.start_taskmanagers()
         return self.healthy()
 
-    def _taskmanager_pids(self) -> list[int]:
+    def taskmanager_pids(self) -> list[int]:
         """The running TaskManagers of this cluster's conf dir."""
         return self.processes.listed_pids(TASKMANAGER, self.conf_dir())
+
+    def taskmanager_process_size(self) -> str:
+        """A TaskManager's whole memory as the cluster's config.yaml sets it (`1728m`)."""
+        conf = yaml.safe_load((self.conf_dir() / "config.yaml").read_text())
+        return str(conf["taskmanager"]["memory"]["process"]["size"])
 
     def _pids(self) -> list[int]:
         """The running JobManager and TaskManagers of this stack's conf dir."""
@@ -309,7 +314,7 @@ class FlinkCluster:
 
     def start_taskmanagers(self) -> None:
         """Start TaskManagers until the cluster has its number of them running."""
-        running = len(self._taskmanager_pids())
+        running = len(self.taskmanager_pids())
         if not running:
             self._remove_leftovers("tm_*")
         for _ in range(self.taskmanagers - running):
@@ -325,7 +330,7 @@ class FlinkCluster:
         self.processes.prune_listed(TASKMANAGER, self.conf_dir())
         self._script("taskmanager.sh", "stop-all")
         deadline = time.monotonic() + 30
-        while self._taskmanager_pids():
+        while self.taskmanager_pids():
             if time.monotonic() > deadline:
                 self.kill_taskmanager()
                 break
@@ -343,14 +348,14 @@ class FlinkCluster:
     def scale_taskmanagers(self, count: int, timeout_s: float = 120) -> None:
         """Run `count` TaskManagers: start the missing ones, or stop the last started."""
         self.taskmanagers = count
-        running = len(self._taskmanager_pids())
+        running = len(self.taskmanager_pids())
         for _ in range(running - count):
             self.processes.prune_listed(TASKMANAGER, self.conf_dir())
             self._script("taskmanager.sh", "stop")
         self.start_taskmanagers()
         # A stopped TaskManager leaves the JobManager's list before its process has exited.
         deadline = time.monotonic() + timeout_s
-        while self.registered_taskmanagers() != count or len(self._taskmanager_pids()) != count:
+        while self.registered_taskmanagers() != count or len(self.taskmanager_pids()) != count:
             if time.monotonic() > deadline:
                 raise StackError(f"flink: not {count} TaskManagers running and registered in time")
             time.sleep(1)
