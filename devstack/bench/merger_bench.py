@@ -8,10 +8,14 @@ jobs one after the other, and measures:
   records per second, the slope of its source's record count between 10% and 90% of the input;
   then one more update round touching every VIN, and while those VINs flush the longest time
   the merge spent in timer callbacks in one go (`max_stall_ms`, its `longest_timer_run_ms`
-  metric); then the size of a savepoint divided by the VINs (`state_bytes_per_vin`);
-- the merger with `stagger: false` and `delivery: at_least_once`: one flush of 100k VINs at
-  one aligned instant, from the flush's timer until Kafka acknowledged every latest record
-  (`flush_100k_s`: the cost of a burst);
+  metric), the checkpoints completed and failed meanwhile, the longest of them end to end and
+  the newest one's size (`checkpoints_completed`, `checkpoints_failed`, `checkpoint_max_s`,
+  `checkpoint_mb`), and the TaskManagers' largest resident memory so far (the kernel's high
+  water mark: the JVM and, in thread mode, Python; `taskmanager_peak_rss_mb`); then the size
+  of a savepoint divided by the VINs (`state_bytes_per_vin`);
+- the merger with `stagger: false` and `delivery: at_least_once`: one flush of every VIN (100k
+  by default; `--vins`) at one aligned instant, from the flush's timer until Kafka acknowledged
+  every latest record (`flush_100k_s`: the cost of a burst);
 - the floor (`bethos_flink.floor_graph`): the same source and key into a KeyedProcessFunction
   that does nothing: `ratio_to_floor` = the merger's rate / the floor's;
 - Flink SQL `GROUP BY vin` with `LAST_VALUE` per signal (arrival order) and with the value of
@@ -19,6 +23,8 @@ jobs one after the other, and measures:
   `ratio_to_last_value_sql`, `ratio_to_event_time_sql`.
 A first, warm-up run is printed but left out; medians over the other runs are reported (with
 `--runs 0` the warm-up run is the one reported: for inputs so large that a warm-up is too long).
+`--state-backend` sets `flink.state_backend`; `--no-baselines` leaves out the floor and the SQL
+jobs.
 """
 
 from __future__ import annotations
