@@ -4,7 +4,8 @@ in the same run, PyFlink's own floor and two plain Flink SQL forms of the merge.
 The aggregated topic gets one full record per VIN and then rounds of updates carrying 1 to 5
 changed signals each. Each run reads that input with a fresh consumer group, no state, in five
 jobs one after the other, and measures:
-- the merger with the shipped settings (`stagger` as shipped; a 60 s flush interval): merged
+- the merger with the shipped settings (`stagger` as shipped; a 60 s flush interval, longer
+  when one update round of every VIN takes longer to read: `flush_interval_ms`): merged
   records per second, the slope of its source's record count between 10% and 90% of the input;
   then one more update round touching every VIN, and while those VINs flush the longest time
   the merge spent in timer callbacks in one go (`max_stall_ms`, its `longest_timer_run_ms`
@@ -50,6 +51,19 @@ from connectors.kafka.reader import end_offsets
 from devstack.stack import FLINK_REST_PORT, Stack, jobs
 
 FLUSH_INTERVAL_MS = 60_000
+# The slowest rate the merger read an update round at (1M VINs on this machine: 7.4k/s), so
+# that a round fits in one flush interval (`flush_interval_ms`).
+SLOWEST_RECORDS_PER_S = 5_000
+
+
+def flush_interval_ms(vins: int) -> int:
+    """The runs' flush interval: 60 s, or whole minutes long enough to read one update round of
+    every VIN in (else the flush measured is not one burst: part of the VINs would flush at
+    the boundary passed while the round was read)."""
+    minutes = -(-vins // (SLOWEST_RECORDS_PER_S * 60))
+    return max(FLUSH_INTERVAL_MS, minutes * 60_000)
+
+
 SQL_JOB = Path(__file__).with_name("sql_merge_job.py")
 FLOOR_JOB = Path(__file__).with_name("floor_job.py")
 
@@ -172,9 +186,9 @@ def latest_count(settings: MergerSettings) -> int:
     return sum(end_offsets(settings.kafka, settings.topics.latest).values())
 
 
-def _sleep_past_boundary() -> None:
+def _sleep_past_boundary(interval_ms: int) -> None:
     now_ms = int(time.time() * 1000)
-    time.sleep((flush_due(now_ms, FLUSH_INTERVAL_MS) - now_ms) / 1000 + 1)
+    time.sleep((flush_due(now_ms, interval_ms) - now_ms) / 1000 + 1)
 
 
 def _update_every_vin(
@@ -190,14 +204,25 @@ def _update_every_vin(
 
 
 def measure_flush(
-    settings: MergerSettings, vins: int, signals: int, seed: int, job_id: str, total: int
+    settings: MergerSettings,
+    vins: int,
+    signals: int,
+    seed: int,
+    job_id: str,
+    total: int,
+    interval_ms: int,
 ) -> float:
     """Seconds from a flush's timer until Kafka acknowledged all `vins` latest records."""
     # Start right after a flush, so every VIN's update lands in the same next flush.
-    _sleep_past_boundary()
+    _sleep_past_boundary(interval_ms)
+    due_ms = flush_due(int(time.time() * 1000), interval_ms)
     before = _update_every_vin(settings, vins, signals, seed, job_id, total)
-    due_ms = flush_due(int(time.time() * 1000), FLUSH_INTERVAL_MS)
-    deadline = time.monotonic() + FLUSH_INTERVAL_MS / 1000 + 300
+    if time.time() * 1000 >= due_ms:
+        raise RuntimeError(
+            f"reading the update round took past the flush at {due_ms}: the flush would not be "
+            "one burst (flush_interval_ms is too short for this many VINs)"
+        )
+    deadline = time.monotonic() + interval_ms / 1000 + 300
     while time.monotonic() < deadline:
         if latest_count(settings) - before >= vins:
             return time.time() - due_ms / 1000
@@ -206,19 +231,25 @@ def measure_flush(
 
 
 def measure_stall(
-    settings: MergerSettings, vins: int, signals: int, seed: int, job_id: str, total: int
+    settings: MergerSettings,
+    vins: int,
+    signals: int,
+    seed: int,
+    job_id: str,
+    total: int,
+    interval_ms: int,
 ) -> int:
     """The longest go of timer callbacks (ms) while an update round of every VIN flushes."""
     before = _update_every_vin(settings, vins, signals, seed, job_id, total)
     longest = 0
-    deadline = time.monotonic() + 2 * FLUSH_INTERVAL_MS / 1000 + 300
+    deadline = time.monotonic() + 2 * interval_ms / 1000 + 300
     # The gauge holds a flush's figure once the flush's interval has ended: read it until the
     # interval in which the last VIN was emitted is over.
     closed: float | None = None
     while closed is None or time.time() < closed:
         longest = max(longest, operator_metric(job_id, "longest_timer_run_ms"))
         if closed is None and latest_count(settings) - before >= vins:
-            closed = flush_due(int(time.time() * 1000), FLUSH_INTERVAL_MS) / 1000 + 3
+            closed = flush_due(int(time.time() * 1000), interval_ms) / 1000 + 3
         elif closed is None and time.monotonic() > deadline:
             raise RuntimeError(f"the flush emitted {latest_count(settings) - before} of {vins}")
         time.sleep(1)
@@ -334,6 +365,7 @@ def bench(
     work = Path(tempfile.mkdtemp(prefix="bethos-bench-merger-"))
     tag = str(int(time.time()))
     total = vins * (rounds + 1)
+    interval_ms = flush_interval_ms(vins)
     per_run = []
     # Run 0 warms up the TaskManager (its JVM and Python interpreter live across jobs; first
     # jobs measured up to 3x slower) and is left out of the medians.
@@ -348,7 +380,7 @@ def bench(
                 "partitions": 3,
             },
             "latest_merger": {
-                "flush_interval": f"{FLUSH_INTERVAL_MS}ms",
+                "flush_interval": f"{interval_ms}ms",
                 "emit": "changed",
                 "bootstrap_from_latest": False,
             },
@@ -379,7 +411,7 @@ def bench(
             rate = consume_rate(job_id, total)
             report(f"{label}: {vins} VINs flush; the longest go of timer callbacks ...")
             before = checkpoints(job_id)
-            stall_ms = measure_stall(settings, vins, signals, 100 + run, job_id, total)
+            stall_ms = measure_stall(settings, vins, signals, 100 + run, job_id, total, interval_ms)
             # The checkpoints taken while every VIN was updated and flushed.
             during_flush = checkpoint_figures(job_id, before)
             rss_mb = peak_rss_mb(stack.flink.taskmanager_pids())
@@ -401,7 +433,7 @@ def bench(
         try:
             consume_rate(aligned_id, total + vins)
             flush_s = measure_flush(
-                aligned_settings, vins, signals, 200 + run, aligned_id, total + vins
+                aligned_settings, vins, signals, 200 + run, aligned_id, total + vins, interval_ms
             )
         finally:
             jobs.stop(stack, aligned_id)

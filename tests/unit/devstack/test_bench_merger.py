@@ -43,3 +43,14 @@ def test_checkpoint_figures_count_only_the_checkpoints_since_the_first_answer(
 
 def test_peak_rss_is_the_largest_high_water_mark() -> None:
     assert merger_bench.peak_rss_mb([os.getpid()]) > 10
+
+
+@pytest.mark.parametrize(
+    ("vins", "minutes"), [(1_000, 1), (100_000, 1), (300_000, 1), (300_001, 2), (1_000_000, 4)]
+)
+def test_one_update_round_of_every_vin_is_read_within_a_flush_interval(
+    vins: int, minutes: int
+) -> None:
+    interval_ms = merger_bench.flush_interval_ms(vins)
+    assert interval_ms == minutes * 60_000
+    assert vins / merger_bench.SLOWEST_RECORDS_PER_S <= interval_ms / 1000
