@@ -44,10 +44,12 @@ PORT_BASE, CONTROLLER_BASE = 39190, 49190
 TIMEOUT = "org.apache.kafka.common.errors.TimeoutException"
 # A producer that gives up within seconds rather than minutes.
 FAST_FAILING = {"request.timeout.ms": "3000", "delivery.timeout.ms": "8000"}
-# The writers that hold records in flight when the broker freezes (every VIN at each 2 s
-# flush): they fail. The publisher's new transaction's producer waits for metadata in `send`
-# instead; window_stream has nothing to write.
-FAIL_FOR_SURE = ("log_compacted", "inline")
+# The writers that mostly hold records in flight when the broker freezes (every VIN at each 2 s
+# flush): they fail. Not always: a freeze that comes while the writer opens its next
+# transaction's producer (`InitProducerId`, at each checkpoint) blocks it there with nothing
+# sent, and it waits like the others (seen once in CI). The publisher's new transaction's
+# producer waits for metadata in `send`; window_stream has nothing to write.
+MOSTLY_FAIL = ("log_compacted", "inline")
 # The producer's words for records it gave up on.
 EXPIRED = "has passed since batch creation"
 # Long enough for the delivery timeout to pass, well under the coordinator wait (150 s).
@@ -119,16 +121,18 @@ def test_unreachable_brokers_fail_or_stall_the_writer_the_taskmanager_lives_and_
         time.sleep(FROZEN_S)
     finally:
         os.killpg(pid, signal.SIGCONT)
-    if strategy in FAIL_FOR_SURE:
+    if strategy in MOSTLY_FAIL:
         # The failed task reports once its transaction's abort is answered, after the thaw.
         wait_until_done(lambda: bool(timeouts(stack, writer)), timeout=90, interval=1)
-        seen = [trace.split("\n", 1)[0] for trace in stack.flink.job_failures(writer)]
-        assert timeouts(stack, writer), f"no {TIMEOUT} in the exception history: {seen}"
-        assert any(EXPIRED in trace for trace in timeouts(stack, writer)), seen
     else:
-        # A writer that had nothing in flight waited (for metadata, in `send`) and went on.
         time.sleep(10)
-        assert all(TIMEOUT in trace for trace in stack.flink.job_failures(writer))
+    # The writer either failed with the producer's timeout, having given up on the records it
+    # held, or held none and waited (for metadata or a producer id) and went on: nothing else.
+    failures = stack.flink.job_failures(writer)
+    seen = [trace.split("\n", 1)[0] for trace in failures]
+    assert all(TIMEOUT in trace for trace in failures), seen
+    if failures and strategy in MOSTLY_FAIL:
+        assert any(EXPIRED in trace for trace in failures), seen
     # The TaskManager lived through it (the abort waited for the brokers).
     assert fatal_lines(stack) == fatal_before
 
