@@ -37,6 +37,7 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -191,69 +192,68 @@ def _sleep_past_boundary(interval_ms: int) -> None:
     time.sleep((flush_due(now_ms, interval_ms) - now_ms) / 1000 + 1)
 
 
-def _update_every_vin(
-    settings: MergerSettings, vins: int, signals: int, seed: int, job_id: str, total: int
-) -> int:
-    """Once the latest topic is still, one more update round touching every VIN, merged by the
-    job (which has read `total` records before it); the latest topic's count before it."""
-    _wait_stable(settings)
-    before = latest_count(settings)
-    produce(settings, update_round(vins, signals, int(time.time() * 1000) - 60_000, seed, 1))
-    consume_rate(job_id, total + vins)
-    return before
+@dataclass(frozen=True)
+class FlushProbe:
+    """A running merger job whose flush of every VIN is measured: one more update round of
+    every VIN, merged by the job, then what it emits."""
+
+    settings: MergerSettings
+    job_id: str
+    vins: int
+    signals: int
+    read: int
+    """Records the job has read before the round."""
+    interval_ms: int
+
+    def update_every_vin(self, seed: int) -> int:
+        """Once the latest topic is still, the round, read by the job; the latest topic's
+        count before it."""
+        _wait_stable(self.settings)
+        before = latest_count(self.settings)
+        now_ms = int(time.time() * 1000)
+        produce(self.settings, update_round(self.vins, self.signals, now_ms - 60_000, seed, 1))
+        consume_rate(self.job_id, self.read + self.vins)
+        return before
+
+    def emitted_since(self, before: int) -> int:
+        return latest_count(self.settings) - before
 
 
-def measure_flush(
-    settings: MergerSettings,
-    vins: int,
-    signals: int,
-    seed: int,
-    job_id: str,
-    total: int,
-    interval_ms: int,
-) -> float:
-    """Seconds from a flush's timer until Kafka acknowledged all `vins` latest records."""
+def measure_flush(probe: FlushProbe, seed: int) -> float:
+    """Seconds from a flush's timer until Kafka acknowledged all the VINs' latest records."""
     # Start right after a flush, so every VIN's update lands in the same next flush.
-    _sleep_past_boundary(interval_ms)
-    due_ms = flush_due(int(time.time() * 1000), interval_ms)
-    before = _update_every_vin(settings, vins, signals, seed, job_id, total)
+    _sleep_past_boundary(probe.interval_ms)
+    due_ms = flush_due(int(time.time() * 1000), probe.interval_ms)
+    before = probe.update_every_vin(seed)
     if time.time() * 1000 >= due_ms:
         raise RuntimeError(
             f"reading the update round took past the flush at {due_ms}: the flush would not be "
             "one burst (flush_interval_ms is too short for this many VINs)"
         )
-    deadline = time.monotonic() + interval_ms / 1000 + 300
+    deadline = time.monotonic() + probe.interval_ms / 1000 + 300
     while time.monotonic() < deadline:
-        if latest_count(settings) - before >= vins:
+        if probe.emitted_since(before) >= probe.vins:
             return time.time() - due_ms / 1000
         time.sleep(0.2)
-    raise RuntimeError(f"the flush emitted {latest_count(settings) - before} of {vins} in time")
+    raise RuntimeError(f"the flush emitted {probe.emitted_since(before)} of {probe.vins} in time")
 
 
-def measure_stall(
-    settings: MergerSettings,
-    vins: int,
-    signals: int,
-    seed: int,
-    job_id: str,
-    total: int,
-    interval_ms: int,
-) -> int:
+def measure_stall(probe: FlushProbe, seed: int) -> int:
     """The longest go of timer callbacks (ms) while an update round of every VIN flushes."""
-    before = _update_every_vin(settings, vins, signals, seed, job_id, total)
+    before = probe.update_every_vin(seed)
     longest = 0
-    deadline = time.monotonic() + 2 * interval_ms / 1000 + 300
+    deadline = time.monotonic() + 2 * probe.interval_ms / 1000 + 300
     # The gauge holds a flush's figure once the flush's interval has ended: read it until the
     # interval in which the last VIN was emitted is over.
     closed: float | None = None
     while closed is None or time.time() < closed:
-        longest = max(longest, operator_metric(job_id, "longest_timer_run_ms"))
-        if closed is None and latest_count(settings) - before >= vins:
-            closed = flush_due(int(time.time() * 1000), interval_ms) / 1000 + 3
+        longest = max(longest, operator_metric(probe.job_id, "longest_timer_run_ms"))
+        if closed is None and probe.emitted_since(before) >= probe.vins:
+            closed = flush_due(int(time.time() * 1000), probe.interval_ms) / 1000 + 3
         elif closed is None and time.monotonic() > deadline:
-            raise RuntimeError(f"the flush emitted {latest_count(settings) - before} of {vins}")
+            raise RuntimeError(f"the flush emitted {probe.emitted_since(before)} of {probe.vins}")
         time.sleep(1)
-    return max(longest, operator_metric(job_id, "longest_timer_run_ms"))
+    return max(longest, operator_metric(probe.job_id, "longest_timer_run_ms"))
 
 
 def checkpoints(job_id: str) -> dict[str, Any]:
@@ -411,7 +411,8 @@ def bench(
             rate = consume_rate(job_id, total)
             report(f"{label}: {vins} VINs flush; the longest go of timer callbacks ...")
             before = checkpoints(job_id)
-            stall_ms = measure_stall(settings, vins, signals, 100 + run, job_id, total, interval_ms)
+            probe = FlushProbe(settings, job_id, vins, signals, total, interval_ms)
+            stall_ms = measure_stall(probe, seed=100 + run)
             # The checkpoints taken while every VIN was updated and flushed.
             during_flush = checkpoint_figures(job_id, before)
             rss_mb = peak_rss_mb(stack.flink.taskmanager_pids())
@@ -432,9 +433,10 @@ def bench(
         aligned_id = jobs.submit(stack, "latest_merger", str(aligned))
         try:
             consume_rate(aligned_id, total + vins)
-            flush_s = measure_flush(
-                aligned_settings, vins, signals, 200 + run, aligned_id, total + vins, interval_ms
+            probe = FlushProbe(
+                aligned_settings, aligned_id, vins, signals, total + vins, interval_ms
             )
+            flush_s = measure_flush(probe, seed=200 + run)
         finally:
             jobs.stop(stack, aligned_id)
         result: dict[str, Any] = {"run": run, "merged_records_per_s": round(rate)}

@@ -81,6 +81,25 @@ def after_upgrade_records() -> list[AggregatedRecord]:
     return records
 
 
+def release_input(
+    stack: Stack, work: Path, backend: str
+) -> tuple[Path, EtlSettings, list[AggregatedRecord]]:
+    """The release configs (the merger's on `backend`) written in `work`, their topics made
+    empty and the release records written to them: the merger's config, the settings to
+    produce and read with, the records."""
+    etl, merger = release_docs(stack)
+    merger["flink"]["state_backend"] = backend
+    work.mkdir(parents=True, exist_ok=True)
+    config, etl_config = work / "merger.yaml", work / "etl.yaml"
+    config.write_text(yaml.safe_dump(merger))
+    etl_config.write_text(yaml.safe_dump(etl))
+    fresh_topics(load_settings(MergerSettings, config))
+    etl_settings = load_settings(EtlSettings, etl_config)
+    records = release_records()
+    produce(etl_settings, [(r.vin.encode(), encode_aggregated(r)) for r in records])
+    return config, etl_settings, records
+
+
 def fresh_topics(settings: MergerSettings) -> None:
     """The savepoint's topics, empty (an earlier run of this test wrote them)."""
     admin = AdminClient({"bootstrap.servers": settings.kafka.brokers})
@@ -123,19 +142,9 @@ def test_a_savepoint_of_a_release_restores_every_vin_and_its_offsets(
 def restore_release(
     release: str, backend: str, stack: Stack, submit: Callable[..., str], work: Path
 ) -> None:
-    etl, merger = release_docs(stack)
-    merger["flink"]["state_backend"] = backend
-    work.mkdir(parents=True)
-    config, etl_config = work / "merger.yaml", work / "etl.yaml"
-    config.write_text(yaml.safe_dump(merger))
-    etl_config.write_text(yaml.safe_dump(etl))
-    settings = load_settings(MergerSettings, config)
-    etl_settings = load_settings(EtlSettings, etl_config)
-    fresh_topics(settings)
     # The same messages at the same offsets as when the savepoint was taken: it resumes after
     # them, so what it knows of them is the restored state alone.
-    before = release_records()
-    produce(etl_settings, [(r.vin.encode(), encode_aggregated(r)) for r in before])
+    config, etl_settings, before = release_input(stack, work, backend)
     after = after_upgrade_records()
     produce(etl_settings, [(r.vin.encode(), encode_aggregated(r)) for r in after])
     savepoint = work / "savepoint"
@@ -161,16 +170,7 @@ def take_release_savepoint(out: Path, work: Path) -> None:
     """Run the merger of the code checked out here on the release records, on the local stack
     (`bethos up`), and keep its savepoint in `out`: what a release leaves for this test."""
     stack = Stack()
-    etl, merger = release_docs(stack)
-    work.mkdir(parents=True, exist_ok=True)
-    config, etl_config = work / "merger.yaml", work / "etl.yaml"
-    config.write_text(yaml.safe_dump(merger))
-    etl_config.write_text(yaml.safe_dump(etl))
-    settings = load_settings(MergerSettings, config)
-    etl_settings = load_settings(EtlSettings, etl_config)
-    fresh_topics(settings)
-    records = release_records()
-    produce(etl_settings, [(r.vin.encode(), encode_aggregated(r)) for r in records])
+    config, etl_settings, records = release_input(stack, work, "hashmap")
     job_id = jobs.submit(stack, "latest_merger", str(config))
     assert wait_for(latest_equals(etl_settings, records), timeout=120) == []
     savepoint = jobs.stop(stack, job_id, str(work / "savepoints"))
