@@ -51,14 +51,23 @@ _SIGNAL_BYTES = 40
 _NUMBER_BYTES = 24
 # An empty record writes updated_at as 0; with signals at INT64_MIN it takes 19 bytes more.
 _UPDATED_AT_BYTES = 19
+# A record with no signals, an empty VIN and pod and its times at their widest: the VIN (twice)
+# and the pod add their characters to it.
+_EMPTY_RECORD_BYTES = len(encode_latest("", {}, "", INT64_MIN, INT64_MIN)) + _UPDATED_AT_BYTES
 
 
 def size_bound(vin: str, state: VinState) -> int:
-    """A cheap bound on `latest_size`, without encoding the record: lengths only."""
-    total = len(encode_latest(vin, {}, state.pod, INT64_MIN, INT64_MIN)) + _UPDATED_AT_BYTES
-    for name, (value, _, _) in state.signals.items():
-        total += _SIGNAL_BYTES + _CHAR_BYTES * len(name)
-        total += _CHAR_BYTES * len(value) + 2 if type(value) is str else _NUMBER_BYTES
+    """A cheap bound on `latest_size`, without encoding the record: lengths only, summed in C
+    where they can be (a flush-free merge asks it of every record that adds signals)."""
+    signals = state.signals
+    total = (
+        _EMPTY_RECORD_BYTES
+        + _CHAR_BYTES * (2 * len(vin) + len(state.pod) + sum(map(len, signals)))
+        + (_SIGNAL_BYTES + _NUMBER_BYTES) * len(signals)
+    )
+    for value, _, _ in signals.values():
+        if type(value) is str:
+            total += _CHAR_BYTES * len(value) + 2 - _NUMBER_BYTES
     return total
 
 
@@ -122,20 +131,22 @@ def _merge_candidates(
     state: VinState, vin: str, incoming: dict[str, Candidate], limits: RecordLimits
 ) -> tuple[bool, list[Refused]]:
     refused: list[Refused] = []
-    too_long = {
-        name: candidate
-        for name, candidate in incoming.items()
-        if isinstance(candidate[0], str) and len(candidate[0].encode()) > limits.max_value_bytes
-    }
-    if too_long:
-        for name in too_long:
-            del incoming[name]
-        detail = f"string values longer than {limits.max_value_bytes} bytes"
-        refused.append(Refused(VALUE_TOO_LARGE, detail, _signals(too_long)))
+    if any(type(candidate[0]) is str for candidate in incoming.values()):
+        too_long = {
+            name: candidate
+            for name, candidate in incoming.items()
+            if type(candidate[0]) is str and len(candidate[0].encode()) > limits.max_value_bytes
+        }
+        if too_long:
+            for name in too_long:
+                del incoming[name]
+            detail = f"string values longer than {limits.max_value_bytes} bytes"
+            refused.append(Refused(VALUE_TOO_LARGE, detail, _signals(too_long)))
     known = state.signals
-    new_names = sorted(name for name in incoming if name not in known)
+    new_names = [name for name in incoming if name not in known]
     room = max(0, limits.max_signals - len(known))
     if len(new_names) > room:
+        new_names.sort()
         over = {name: incoming.pop(name) for name in new_names[room:]}
         detail = (
             f"the VIN's latest record holds {len(known)} signals of at most "
@@ -148,11 +159,15 @@ def _merge_candidates(
     updated: list[str] = []
     for name, candidate in incoming.items():
         current = known.get(name)
-        if current is None or candidate_key(candidate) > candidate_key(current):
-            if current is None or isinstance(candidate[0], str) or isinstance(current[0], str):
+        if current is None:
+            before[name] = None
+        elif candidate_key(candidate) > candidate_key(current):
+            if type(candidate[0]) is str or type(current[0]) is str:
                 before[name] = current
-            known[name] = candidate
-            updated.append(name)
+        else:
+            continue
+        known[name] = candidate
+        updated.append(name)
     if (
         before
         and size_bound(vin, state) > limits.max_record_bytes

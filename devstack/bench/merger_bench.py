@@ -4,16 +4,18 @@ in the same run, PyFlink's own floor and two plain Flink SQL forms of the merge.
 The aggregated topic gets one full record per VIN and then rounds of updates carrying 1 to 5
 changed signals each. Each run reads that input with a fresh consumer group, no state, in five
 jobs one after the other, and measures:
-- the merger with the shipped settings (`stagger` as shipped; a 60 s flush interval, longer
-  when one update round of every VIN takes longer to read: `flush_interval_ms`): merged
-  records per second, the slope of its source's record count between 10% and 90% of the input;
-  then one more update round touching every VIN, and while those VINs flush the longest time
-  the merge spent in timer callbacks in one go (`max_stall_ms`, its `longest_timer_run_ms`
-  metric), the checkpoints completed and failed meanwhile, the longest of them end to end and
-  the newest one's size (`checkpoints_completed`, `checkpoints_failed`, `checkpoint_max_s`,
-  `checkpoint_mb`), and the TaskManagers' largest resident memory so far (the kernel's high
-  water mark: the JVM and, in thread mode, Python; `taskmanager_peak_rss_mb`); then the size
-  of a savepoint divided by the VINs (`state_bytes_per_vin`);
+- the merger with the shipped settings (`stagger` as shipped; a 60 s flush interval, longer when
+  one update round of every VIN takes longer to read: `flush_interval_ms`): merged records per
+  second, the slope of its source's record count between 10% and 90% of the input; then one more
+  update round touching every VIN, and while those VINs flush the longest time the merge spent in
+  timer callbacks in one go (`max_stall_ms`, its `longest_timer_run_ms` metric) and the
+  TaskManagers' CPU from the round's last record read until every VIN was emitted, per VIN emitted
+  meanwhile (`staggered_flush_cpu_us_per_vin`), the checkpoints completed and failed meanwhile,
+  the longest of them end to end and the newest one's size (`checkpoints_completed`,
+  `checkpoints_failed`, `checkpoint_max_s`, `checkpoint_mb`), and the TaskManagers' largest
+  resident memory so far (the kernel's high water mark: the JVM and, in thread mode, Python;
+  `taskmanager_peak_rss_mb`); then the size of a savepoint divided by the VINs
+  (`state_bytes_per_vin`);
 - the merger with `stagger: false` and `delivery: at_least_once`: one flush of every VIN (100k
   by default; `--vins`) at one aligned instant, from the flush's timer until Kafka acknowledged
   every latest record (`flush_100k_s`: the cost of a burst);
@@ -31,6 +33,7 @@ jobs.
 from __future__ import annotations
 
 import json
+import os
 import random
 import statistics
 import tempfile
@@ -238,9 +241,23 @@ def measure_flush(probe: FlushProbe, seed: int) -> float:
     raise RuntimeError(f"the flush emitted {probe.emitted_since(before)} of {probe.vins} in time")
 
 
-def measure_stall(probe: FlushProbe, seed: int) -> int:
-    """The longest go of timer callbacks (ms) while an update round of every VIN flushes."""
+@dataclass(frozen=True)
+class StaggeredFlush:
+    """What an update round of every VIN cost while it flushed (shipped settings)."""
+
+    max_stall_ms: int
+    """The longest go of timer callbacks."""
+    cpu_us_per_vin: int
+    """The TaskManagers' CPU (every thread: the task's, Flink's timer thread, Kafka's, the
+    JIT's, GC) from the round's last record read until the last VIN was emitted, per VIN
+    emitted in that time."""
+
+
+def measure_stall(probe: FlushProbe, seed: int, pids: list[int]) -> StaggeredFlush:
+    """An update round of every VIN, read by the job, and its flush: `StaggeredFlush`."""
     before = probe.update_every_vin(seed)
+    cpu_before, emitted_before = process_cpu_s(pids), probe.emitted_since(before)
+    cpu_us_per_vin = 0
     longest = 0
     deadline = time.monotonic() + 2 * probe.interval_ms / 1000 + 300
     # The gauge holds a flush's figure once the flush's interval has ended: read it until the
@@ -249,11 +266,23 @@ def measure_stall(probe: FlushProbe, seed: int) -> int:
     while closed is None or time.time() < closed:
         longest = max(longest, operator_metric(probe.job_id, "longest_timer_run_ms"))
         if closed is None and probe.emitted_since(before) >= probe.vins:
+            cpu_s = process_cpu_s(pids) - cpu_before
+            cpu_us_per_vin = round(cpu_s * 1e6 / max(probe.vins - emitted_before, 1))
             closed = flush_due(int(time.time() * 1000), probe.interval_ms) / 1000 + 3
         elif closed is None and time.monotonic() > deadline:
             raise RuntimeError(f"the flush emitted {probe.emitted_since(before)} of {probe.vins}")
         time.sleep(1)
-    return max(longest, operator_metric(probe.job_id, "longest_timer_run_ms"))
+    longest = max(longest, operator_metric(probe.job_id, "longest_timer_run_ms"))
+    return StaggeredFlush(longest, cpu_us_per_vin)
+
+
+def process_cpu_s(pids: list[int]) -> float:
+    """CPU seconds (user and system) the processes have used so far."""
+    total = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def checkpoints(job_id: str) -> dict[str, Any]:
@@ -327,6 +356,7 @@ KEYS = (
     "ratio_to_last_value_sql",
     "flush_100k_s",
     "max_stall_ms",
+    "staggered_flush_cpu_us_per_vin",
     "state_bytes_per_vin",
     "checkpoints_completed",
     "checkpoints_failed",
@@ -412,7 +442,7 @@ def bench(
             report(f"{label}: {vins} VINs flush; the longest go of timer callbacks ...")
             before = checkpoints(job_id)
             probe = FlushProbe(settings, job_id, vins, signals, total, interval_ms)
-            stall_ms = measure_stall(probe, seed=100 + run)
+            staggered = measure_stall(probe, 100 + run, stack.flink.taskmanager_pids())
             # The checkpoints taken while every VIN was updated and flushed.
             during_flush = checkpoint_figures(job_id, before)
             rss_mb = peak_rss_mb(stack.flink.taskmanager_pids())
@@ -479,7 +509,8 @@ def bench(
             }
         result |= {
             "flush_100k_s": round(flush_s, 2),
-            "max_stall_ms": stall_ms,
+            "max_stall_ms": staggered.max_stall_ms,
+            "staggered_flush_cpu_us_per_vin": staggered.cpu_us_per_vin,
             "state_bytes_per_vin": round(state_bytes / vins),
             **during_flush,
             "taskmanager_peak_rss_mb": rss_mb,

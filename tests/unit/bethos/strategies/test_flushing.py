@@ -63,6 +63,15 @@ def test_stagger_offsets_are_stable_and_spread() -> None:
     assert all(500 <= n <= 1500 for n in tenths)
 
 
+@pytest.mark.parametrize("interval", [120_000, 60_000, 7_000, 1_000, 600, 250])
+def test_staggered_flushes_share_a_few_hundred_instants(interval: int) -> None:
+    # Flink wakes the task once per distinct timer instant: VINs share STAGGER_SLOTS of them.
+    offsets = {stagger_offset(f"VIN{i:06d}", interval) for i in range(20_000)}
+    slots = min(interval, flushing.STAGGER_SLOTS)
+    assert len(offsets) == slots
+    assert all(o % (interval // slots) == 0 and 0 <= o < interval for o in offsets)
+
+
 def test_expiry_needs_a_ttl_and_a_reading() -> None:
     assert expired(1_000, 61_000, 60_000)
     assert not expired(1_000, 60_999, 60_000)
