@@ -20,7 +20,7 @@ from bethos.merge_rule import Entry
 from bethos.record import SCHEMA_VERSION, newest_ts
 from bethos.retry import backoff_delay
 
-# Staggered flushes fall on this many instants of the interval, not on any millisecond: Flink
+# Staggered flushes fall on about this many instants of the interval, not on any millisecond: Flink
 # wakes the task once per distinct timer instant (its timer thread hands the task a mail), and
 # with one VIN an instant that cost a third of the flush's CPU (docs/DECISIONS.md). The VINs of
 # one instant fire in one go, still short (1M VINs: ~1.7k a go, under 0.1 s).
@@ -28,10 +28,10 @@ STAGGER_SLOTS = 600
 
 
 def stagger_offset(vin: str, interval_ms: int) -> int:
-    """A stable per-VIN offset inside the interval, on one of its `STAGGER_SLOTS` instants
-    (crc32: Python's hash() is salted)."""
-    slots = min(interval_ms, STAGGER_SLOTS)
-    return zlib.crc32(vin.encode("utf-8")) % slots * (interval_ms // slots)
+    """A stable per-VIN offset inside the interval, on a multiple of `interval / STAGGER_SLOTS`
+    (whole ms; crc32: Python's hash() is salted)."""
+    step = max(1, interval_ms // STAGGER_SLOTS)
+    return zlib.crc32(vin.encode("utf-8")) % interval_ms // step * step
 
 
 def flush_due(now_ms: int, interval_ms: int, offset_ms: int = 0) -> int:

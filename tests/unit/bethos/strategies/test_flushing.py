@@ -67,9 +67,9 @@ def test_stagger_offsets_are_stable_and_spread() -> None:
 def test_staggered_flushes_share_a_few_hundred_instants(interval: int) -> None:
     # Flink wakes the task once per distinct timer instant: VINs share STAGGER_SLOTS of them.
     offsets = {stagger_offset(f"VIN{i:06d}", interval) for i in range(20_000)}
-    slots = min(interval, flushing.STAGGER_SLOTS)
-    assert len(offsets) == slots
-    assert all(o % (interval // slots) == 0 and 0 <= o < interval for o in offsets)
+    step = max(1, interval // flushing.STAGGER_SLOTS)
+    assert len(offsets) == -(-interval // step) <= 2 * flushing.STAGGER_SLOTS
+    assert all(o % step == 0 and 0 <= o < interval for o in offsets)
 
 
 def test_expiry_needs_a_ttl_and_a_reading() -> None:
