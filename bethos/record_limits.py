@@ -58,7 +58,7 @@ _EMPTY_RECORD_BYTES = len(encode_latest("", {}, "", INT64_MIN, INT64_MIN)) + _UP
 
 def size_bound(vin: str, state: VinState) -> int:
     """A cheap bound on `latest_size`, without encoding the record: lengths only, summed in C
-    where they can be (a flush-free merge asks it of every record that adds signals)."""
+    where they can be (the merge asks it of every record that adds signals or strings)."""
     signals = state.signals
     total = (
         _EMPTY_RECORD_BYTES

@@ -20,10 +20,11 @@ from bethos.merge_rule import Entry
 from bethos.record import SCHEMA_VERSION, newest_ts
 from bethos.retry import backoff_delay
 
-# Staggered flushes fall on about this many instants of the interval, not on any millisecond: Flink
-# wakes the task once per distinct timer instant (its timer thread hands the task a mail), and
-# with one VIN an instant that cost a third of the flush's CPU (docs/DECISIONS.md). The VINs of
-# one instant fire in one go, still short (1M VINs: ~1.7k a go, under 0.1 s).
+# Staggered flushes fall on about this many instants of the interval, not on any millisecond.
+# Flink wakes the task once per distinct timer instant (its timer thread hands the task a mail),
+# and with a VIN or two an instant a staggered flush took about 1.7 times the CPU
+# (docs/DECISIONS.md). The VINs of one instant fire in one go, still short (1M VINs: ~1.7k a go,
+# under 0.1 s).
 STAGGER_SLOTS = 600
 
 
