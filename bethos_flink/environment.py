@@ -62,8 +62,10 @@ def submitted_by_flink_run() -> bool:
 
 
 def create_environments(
-    settings: FlinkSettings,
+    settings: FlinkSettings, checkpoint_interval_ms: int
 ) -> tuple[StreamExecutionEnvironment, StreamTableEnvironment]:
+    """The job's environments; `checkpoint_interval_ms` is the job's resolved interval
+    (`EtlSettings` / `MergerSettings.checkpoint_interval_ms`)."""
     config = Configuration()
     config.set_string("python.execution-mode", "thread")
     if not submitted_by_flink_run():
@@ -86,7 +88,7 @@ def create_environments(
     if settings.parallelism is not None:
         env.set_parallelism(settings.parallelism)
     env.set_max_parallelism(settings.max_parallelism)
-    env.enable_checkpointing(settings.checkpoint_interval)
+    env.enable_checkpointing(checkpoint_interval_ms)
     t_env = StreamTableEnvironment.create(env)
     t_env.get_config().set("python.execution-mode", "thread")
     t_env.get_config().set("table.exec.sink.upsert-materialize", "NONE")

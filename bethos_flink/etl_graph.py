@@ -362,7 +362,7 @@ def build(settings: EtlSettings):  # type: ignore[no-untyped-def]
         # poller must name the same file.
         absolute = str(Path(settings.checkpoint_path).expanduser().resolve())
         settings = settings.model_copy(update={"checkpoint_path": absolute})
-    env, t_env = create_environments(settings.flink)
+    env, t_env = create_environments(settings.flink, settings.checkpoint_interval_ms)
     t_env.execute_sql(
         "CREATE TEMPORARY TABLE ticks (n INT) WITH ("
         "'connector' = 'datagen', 'rows-per-second' = '1')"

@@ -153,7 +153,7 @@ def build(settings: MergerSettings):  # type: ignore[no-untyped-def]
             f"wired: {', '.join(STRATEGIES)}"
         )
     wire = strategy.wiring()
-    env, t_env = create_environments(settings.flink)
+    env, t_env = create_environments(settings.flink, settings.checkpoint_interval_ms)
     graph = MergerGraph.create(t_env, settings, merger_inputs(t_env, settings))
     wire(graph, options)
     return env, graph.statements

@@ -51,6 +51,11 @@ _BROKER = re.compile(
 DEFAULT_BROKERS = "localhost:19091,localhost:19092,localhost:19093"
 # Flink refuses a shorter checkpoint interval (CheckpointConfig.MINIMAL_CHECKPOINT_TIME).
 MIN_CHECKPOINT_INTERVAL_MS = 10
+# A job's checkpoint interval when `flink.checkpoint_interval` is unset; with exactly-once
+# delivery the merger checkpoints at a tenth of its flush interval within these bounds
+# (`MergerSettings.checkpoint_interval_ms`).
+DEFAULT_CHECKPOINT_INTERVAL_MS = 10_000
+MIN_DERIVED_CHECKPOINT_INTERVAL_MS = 1_000
 
 
 def is_topic_name(name: str) -> bool:
@@ -226,7 +231,8 @@ class LimitSettings(Section):
 class FlinkSettings(Section):
     # Unset: Flink's own (`flink run -p N`, else the cluster's `parallelism.default`).
     parallelism: int | None = Field(default=None, ge=1)
-    checkpoint_interval: DurationMs = 10_000
+    # Unset: the job's own default (`EtlSettings` / `MergerSettings.checkpoint_interval_ms`).
+    checkpoint_interval: DurationMs | None = None
     rest_port: int = Field(default=8081, ge=1, le=65_535)
     # The key groups keyed state is split into: the most subtasks a keyed operator can ever run
     # at. Fixed once savepoints exist (Flink restores none taken with another). 128 is what
@@ -242,8 +248,8 @@ class FlinkSettings(Section):
 
     @field_validator("checkpoint_interval")
     @classmethod
-    def _flink_minimum(cls, value: int) -> int:
-        if value < MIN_CHECKPOINT_INTERVAL_MS:
+    def _flink_minimum(cls, value: int | None) -> int | None:
+        if value is not None and value < MIN_CHECKPOINT_INTERVAL_MS:
             raise ValueError(f"must be at least {MIN_CHECKPOINT_INTERVAL_MS}ms, Flink's minimum")
         return value
 
@@ -337,6 +343,12 @@ class EtlSettings(JobSettings):
         _narrow_layout_has_a_map,
     )
 
+    @property
+    def checkpoint_interval_ms(self) -> int:
+        """`flink.checkpoint_interval`, else 10 s."""
+        interval = self.flink.checkpoint_interval
+        return DEFAULT_CHECKPOINT_INTERVAL_MS if interval is None else interval
+
 
 class MergerOptions(CheckedSection):
     """The `latest_merger` section: the strategy's name (`strategy`), the flush and the keys
@@ -418,6 +430,21 @@ class MergerSettings(JobSettings):
             yield Broken(("latest_merger", *broken.loc), broken.message)
 
     rules: ClassVar[tuple[Rule, ...]] = (_strategy_topics,)
+
+    @property
+    def checkpoint_interval_ms(self) -> int:
+        """`flink.checkpoint_interval`; unset, 10 s, or with `delivery: exactly_once` a tenth of
+        the flush interval between 1 s and 10 s. An exactly-once record becomes visible at the
+        checkpoint after its flush, so the checkpoint interval adds to the flush interval in a
+        reader's delay: a tenth keeps that addition small for short flush intervals, and the
+        shipped 2-minute flush keeps checkpoints every 10 s."""
+        interval = self.flink.checkpoint_interval
+        if interval is not None:
+            return interval
+        if self.latest_merger.delivery != "exactly_once":
+            return DEFAULT_CHECKPOINT_INTERVAL_MS
+        tenth = self.latest_merger.flush_interval // 10
+        return min(DEFAULT_CHECKPOINT_INTERVAL_MS, max(MIN_DERIVED_CHECKPOINT_INTERVAL_MS, tenth))
 
     def transactional_id_prefix(self, writer: str) -> str | None:
         """With `delivery: exactly_once`, the prefix of the transactional ids of one of this

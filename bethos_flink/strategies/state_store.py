@@ -215,7 +215,7 @@ def build_publisher(settings: MergerSettings):  # type: ignore[no-untyped-def]
         raise ConfigError(
             f"latest_merger.strategy: the publisher serves 'state_store', not {options.strategy!r}"
         )
-    env, t_env = create_environments(settings.flink)
+    env, t_env = create_environments(settings.flink, settings.checkpoint_interval_ms)
     t_env.execute_sql(
         "CREATE TEMPORARY TABLE ticks (n INT) WITH ("
         "'connector' = 'datagen', 'rows-per-second' = '1')"

@@ -17,7 +17,7 @@ from bethos_flink.floor_graph import run_floor
 def main() -> None:
     settings = load_settings(MergerSettings, os.environ["BETHOS_CONFIG"])
     settings = settings.model_copy(update={"consumer_group": os.environ["BETHOS_BENCH_GROUP"]})
-    _env, t_env = create_environments(settings.flink)
+    _env, t_env = create_environments(settings.flink, settings.checkpoint_interval_ms)
     run_floor(t_env, settings)
 
 

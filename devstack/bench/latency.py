@@ -349,7 +349,7 @@ def run_case(
         newest = newest_per_vin(measured)
         # Until every VIN's newest reading is on the latest topic (then every reading is): a
         # poll, a flush (each VIN at its own offset), a checkpoint, and some slack.
-        checkpoint_s = merger_settings.flink.checkpoint_interval / 1000
+        checkpoint_s = merger_settings.checkpoint_interval_ms / 1000
         deadline = time.monotonic() + 10 + 2 + flush_ms / 1000 + checkpoint_s + 60
         latest: dict[str, list[Seen]] = {}
         while time.monotonic() < deadline:

@@ -38,7 +38,7 @@ def newest_by_event_time(name: str) -> str:
 def main() -> None:
     settings = load_settings(MergerSettings, os.environ["BETHOS_CONFIG"])
     form = os.environ.get("BETHOS_BENCH_SQL", "last_value")
-    _env, t_env = create_environments(settings.flink)
+    _env, t_env = create_environments(settings.flink, settings.checkpoint_interval_ms)
     config = t_env.get_config()
     # Mini-batches: the usual tuning of a SQL aggregation with many updates per key.
     config.set("table.exec.mini-batch.enabled", "true")

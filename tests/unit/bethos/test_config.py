@@ -445,3 +445,41 @@ def test_strategy_error_paths_name_the_strategy_once(tmp_path: Path) -> None:
         load_settings(MergerSettings, write(tmp_path, text), environ={})
     assert [p.key for p in info.value.problems] == ["latest_merger.inline.batch_size"]
     assert "inline.inline" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("merger", "expected_ms"),
+    [
+        ({"latest_merger": {"flush_interval": "2m"}}, 10_000),
+        ({"latest_merger": {"flush_interval": "10s"}}, 1_000),
+        ({"latest_merger": {"flush_interval": "30s"}}, 3_000),
+        ({"latest_merger": {"flush_interval": "3s"}}, 1_000),
+        ({"latest_merger": {"flush_interval": "10s", "delivery": "at_least_once"}}, 10_000),
+        (
+            {"latest_merger": {"flush_interval": "10s"}, "flink": {"checkpoint_interval": "7s"}},
+            7_000,
+        ),
+        (
+            {"latest_merger": {"strategy": "state_store", "flush_interval": "20s"}},
+            2_000,
+        ),
+    ],
+)
+def test_the_merger_checkpoints_at_a_tenth_of_its_flush_with_exactly_once(
+    merger: dict[str, object], expected_ms: int
+) -> None:
+    settings = parse_settings(MergerSettings, merger, "test", {})
+    assert settings.checkpoint_interval_ms == expected_ms
+
+
+def test_the_shipped_configs_checkpoint_every_10_seconds() -> None:
+    etl = load_settings(EtlSettings, ROOT / "config" / "etl.yaml", environ={})
+    assert etl.checkpoint_interval_ms == 10_000
+    for name in ("latest_merger.yaml", "state_store.yaml"):
+        merger = load_settings(MergerSettings, ROOT / "config" / name, environ={})
+        assert merger.flink.checkpoint_interval is None
+        assert merger.checkpoint_interval_ms == 10_000
+    short = load_settings(
+        MergerSettings, ROOT / "config" / "latest_merger.yaml", {"BETHOS_FLUSH_INTERVAL": "10s"}
+    )
+    assert short.checkpoint_interval_ms == 1_000

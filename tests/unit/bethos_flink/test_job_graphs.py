@@ -198,7 +198,7 @@ def test_the_state_backend_and_snapshot_compression_reach_the_job(
     from bethos.config import FlinkSettings
     from bethos_flink.environment import create_environments
 
-    env, _ = create_environments(FlinkSettings(max_parallelism=256, **flink))
+    env, _ = create_environments(FlinkSettings(max_parallelism=256, **flink), 10_000)
     config = env.get_config()
     assert config.is_use_snapshot_compression() is compressed
     assert config.get_max_parallelism() == 256

@@ -45,7 +45,7 @@ def test_flink_masks_the_jaas_line_when_it_lists_a_table_options() -> None:
     from bethos_flink.environment import create_environments
 
     settings = load_settings(MergerSettings, ROOT / "config/latest_merger.yaml", SASL)
-    _, t_env = create_environments(FlinkSettings())
+    _, t_env = create_environments(FlinkSettings(), 10_000)
     ddl = source_table_ddl("broken", "topic", settings.kafka, "g", from_earliest=True)
     t_env.execute_sql(ddl.replace("'earliest-offset'", "'no-such-mode'"))
     with pytest.raises(Exception, match="Table options are") as failure:
