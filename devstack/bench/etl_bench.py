@@ -8,6 +8,9 @@ keeps queries running (`influxdb.concurrent_reads` x parallelism), and a fresh E
 Flink cluster that reads exactly that window. The ETL's time runs from the first pod's read
 being handed over to the last pod's records handed to the Kafka sink, taken from its
 `event=poll` log lines; it also waits until Kafka holds every record. Medians over the runs.
+Where the CPU went in each read, per reading: InfluxDB, the Kafka brokers, the TaskManagers
+(the ETL's Python runs inside them), this process (the plain client) and the whole machine,
+sampled every 0.2 s over the read's span.
 
 Last, the extra load of reconcile passes on InfluxDB: the CPU seconds InfluxDB spends on one
 pass's counts (every pod, `reconcile_window` up to the window's end) against those of reading
@@ -24,7 +27,7 @@ import random
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
@@ -43,6 +46,7 @@ from connectors.influxdb.influxql import wide_window_query, window_params
 from connectors.influxdb.writer import InfluxWriter, Point
 from connectors.kafka.admin import create_topics
 from connectors.kafka.reader import end_offsets
+from devstack.bench.cpu import CpuSampler, process_cpu_s
 from devstack.stack import Stack, jobs
 
 WINDOW_MS = 10_000
@@ -106,10 +110,21 @@ def baseline(settings: EtlSettings, window: Window, connections: int = 1) -> tup
     return values, time.perf_counter() - started
 
 
-def cpu_seconds(pid: int) -> float:
-    """User and system CPU time of a process so far (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+def process_groups(stack: Stack) -> dict[str, list[int]]:
+    """The processes whose CPU the benchmark reports, by what they are; `bench` is this
+    process, where the plain client runs."""
+    brokers = (stack.processes.pid(f"kafka-{node}") for node in stack.kafka.nodes())
+    influxd = stack.processes.pid("influxdb")
+    return {
+        "influxdb": [] if influxd is None else [influxd],
+        "kafka": [pid for pid in brokers if pid is not None],
+        "taskmanager": stack.flink.taskmanager_pids(),
+        "bench": [os.getpid()],
+    }
+
+
+def cpu_us_per_reading(cpu_s: dict[str, float], readings: int) -> dict[str, float]:
+    return {name: round(seconds * 1e6 / max(readings, 1), 2) for name, seconds in cpu_s.items()}
 
 
 def reconcile_load(
@@ -123,14 +138,14 @@ def reconcile_load(
     reads, passes, pass_walls = [], [], []
     try:
         for _ in range(runs):
-            before = cpu_seconds(influxd)
+            before = process_cpu_s([influxd])
             for pod in pods:
                 client.fetch_window(pod, window)
-            reads.append(cpu_seconds(influxd) - before)
-            before, started = cpu_seconds(influxd), time.perf_counter()
+            reads.append(process_cpu_s([influxd]) - before)
+            before, started = process_cpu_s([influxd]), time.perf_counter()
             for pod in pods:
                 client.count_buckets(pod, counted, settings.chunk_duration)
-            passes.append(cpu_seconds(influxd) - before)
+            passes.append(process_cpu_s([influxd]) - before)
             pass_walls.append(time.perf_counter() - started)
     finally:
         client.close()
@@ -195,7 +210,19 @@ def run_etl(stack: Stack, settings: EtlSettings, config: Path, window: Window) -
     # Wall time from the first poll's start to the last poll's end: with parallel subtasks the
     # polls overlap. (With one subtask this equals the sum of the durations, give or take.)
     seconds = max(p[3] for p in polls) - min(p[3] - p[2] / 1000 for p in polls)
-    return {"readings": rows, "records": records, "seconds": seconds, "in_kafka": arrived - before}
+    first_start = min(p[3] - p[2] / 1000 for p in polls)
+    return {
+        "readings": rows,
+        "records": records,
+        "seconds": seconds,
+        "in_kafka": arrived - before,
+        "span": (first_start, first_start + seconds),
+    }
+
+
+def median_per_group(runs: Iterable[dict[str, float]]) -> dict[str, float]:
+    figures = list(runs)
+    return {name: statistics.median(f[name] for f in figures) for name in figures[0]}
 
 
 def bench(
@@ -242,13 +269,19 @@ def bench(
     # The ETL keeps this many queries running at once; the second baseline does the same.
     connections = min(pods, settings.influxdb.concurrent_reads * parallelism)
     per_run = []
+    groups = process_groups(stack)
     for run in range(1, runs + 1):
         report(f"run {run}/{runs}: the plain client reads the window, one pod after another ...")
         values, base_s = baseline(settings, window)
         report(f"run {run}/{runs}: the plain client on {connections} connections ...")
-        same_values, same_s = baseline(settings, window, connections)
+        with CpuSampler(groups) as sampler:
+            same_started = time.time()
+            same_values, same_s = baseline(settings, window, connections)
+        same_cpu = sampler.between(same_started, same_started + same_s)
         report(f"run {run}/{runs}: the ETL job reads the window into Kafka ...")
-        etl = run_etl(stack, settings, config, window)
+        with CpuSampler(groups) as sampler:
+            etl = run_etl(stack, settings, config, window)
+        etl_cpu = sampler.between(*etl["span"])
         result = {
             "run": run,
             "baseline_readings_per_s": round(values / base_s),
@@ -258,6 +291,12 @@ def bench(
             "baseline_readings": values,
             "etl_records": etl["records"],
             "records_in_kafka": etl["in_kafka"],
+            # Where the CPU went while each read: per reading, per group of processes
+            # (`machine` is every process, all cores).
+            "etl_cpu_us_per_reading": cpu_us_per_reading(etl_cpu, etl["readings"]),
+            "baseline_same_connections_cpu_us_per_reading": cpu_us_per_reading(
+                same_cpu, same_values
+            ),
         }
         etl_rate = result["etl_readings_per_s"]
         result["ratio"] = round(etl_rate / result["baseline_readings_per_s"], 3)
@@ -287,5 +326,9 @@ def bench(
         ),
         "ratio_same_connections": statistics.median(r["ratio_same_connections"] for r in per_run),
         "ratio": statistics.median(r["ratio"] for r in per_run),
+        **{
+            key: median_per_group(r[key] for r in per_run)
+            for key in ("etl_cpu_us_per_reading", "baseline_same_connections_cpu_us_per_reading")
+        },
         **reconcile,
     }

@@ -33,7 +33,6 @@ jobs.
 from __future__ import annotations
 
 import json
-import os
 import random
 import statistics
 import tempfile
@@ -52,6 +51,7 @@ from bethos.record import AggregatedRecord, Signal, encode_aggregated
 from bethos.strategies.flushing import flush_due
 from connectors.kafka.admin import create_topics
 from connectors.kafka.reader import end_offsets
+from devstack.bench.cpu import process_cpu_s
 from devstack.stack import FLINK_REST_PORT, Stack, jobs
 
 FLUSH_INTERVAL_MS = 60_000
@@ -274,15 +274,6 @@ def measure_stall(probe: FlushProbe, seed: int, pids: list[int]) -> StaggeredFlu
         time.sleep(1)
     longest = max(longest, operator_metric(probe.job_id, "longest_timer_run_ms"))
     return StaggeredFlush(longest, cpu_us_per_vin)
-
-
-def process_cpu_s(pids: list[int]) -> float:
-    """CPU seconds (user and system) the processes have used so far."""
-    total = 0
-    for pid in pids:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK")
 
 
 def checkpoints(job_id: str) -> dict[str, Any]:

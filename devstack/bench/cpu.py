@@ -1,0 +1,87 @@
+"""CPU time of the stack's processes (Linux /proc), for the benchmarks: what one process or a
+group of them used, and `CpuSampler`, which samples groups on a thread so that the CPU of a
+span known only afterwards (the ETL's polls, found in its log) can be read back."""
+
+from __future__ import annotations
+
+import bisect
+import os
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def process_cpu_s(pids: Sequence[int]) -> float:
+    """CPU seconds (user and system) the processes have used so far; a process gone counts 0."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / CLOCK_TICKS
+
+
+def machine_busy_s() -> float:
+    """CPU seconds every process of the machine has used so far (all cores, idle and I/O wait
+    left out)."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(f) for f in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / CLOCK_TICKS
+
+
+class CpuSampler:
+    """Samples the CPU seconds of named groups of processes (and of the whole machine, as
+    `machine`) every `period` seconds while it is entered."""
+
+    def __init__(self, groups: Mapping[str, Sequence[int]], period: float = 0.2) -> None:
+        self.groups = dict(groups)
+        self.period = period
+        self.times: list[float] = []
+        self.samples: list[dict[str, float]] = []
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="cpu-sampler", daemon=True)
+
+    def _sample(self) -> None:
+        sample = {name: process_cpu_s(pids) for name, pids in self.groups.items()}
+        sample["machine"] = machine_busy_s()
+        self.samples.append(sample)
+        self.times.append(time.time())
+
+    def _run(self) -> None:
+        while not self.stopping.wait(self.period):
+            self._sample()
+
+    def __enter__(self) -> CpuSampler:
+        self._sample()
+        self.thread.start()
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        self.stopping.set()
+        self.thread.join()
+        self._sample()
+
+    def between(self, start: float, end: float) -> dict[str, float]:
+        """CPU seconds per group (and `machine`) from the last sample at or before `start` to
+        the first at or after `end` (epoch seconds): the span, widened to whole samples."""
+        first = max(bisect.bisect_right(self.times, start) - 1, 0)
+        last = min(bisect.bisect_left(self.times, end), len(self.times) - 1)
+        before, after = self.samples[first], self.samples[last]
+        return {name: round(after[name] - before[name], 2) for name in after}
+
+    def span(self, start: float, end: float) -> float:
+        """The wall seconds `between` covers for this span."""
+        first = max(bisect.bisect_right(self.times, start) - 1, 0)
+        last = min(bisect.bisect_left(self.times, end), len(self.times) - 1)
+        return self.times[last] - self.times[first]
