@@ -55,7 +55,7 @@ MIN_CHECKPOINT_INTERVAL_MS = 10
 # delivery the merger checkpoints at a tenth of its flush interval within these bounds
 # (`MergerSettings.checkpoint_interval_ms`).
 DEFAULT_CHECKPOINT_INTERVAL_MS = 10_000
-MIN_DERIVED_CHECKPOINT_INTERVAL_MS = 1_000
+MIN_DERIVED_CHECKPOINT_INTERVAL_MS = 2_000
 
 
 def is_topic_name(name: str) -> bool:
@@ -434,7 +434,7 @@ class MergerSettings(JobSettings):
     @property
     def checkpoint_interval_ms(self) -> int:
         """`flink.checkpoint_interval`; unset, 10 s, or with `delivery: exactly_once` a tenth of
-        the flush interval between 1 s and 10 s. An exactly-once record becomes visible at the
+        the flush interval between 2 s and 10 s. An exactly-once record becomes visible at the
         checkpoint after its flush, so the checkpoint interval adds to the flush interval in a
         reader's delay: a tenth keeps that addition small for short flush intervals, and the
         shipped 2-minute flush keeps checkpoints every 10 s."""

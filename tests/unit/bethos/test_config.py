@@ -451,17 +451,17 @@ def test_strategy_error_paths_name_the_strategy_once(tmp_path: Path) -> None:
     ("merger", "expected_ms"),
     [
         ({"latest_merger": {"flush_interval": "2m"}}, 10_000),
-        ({"latest_merger": {"flush_interval": "10s"}}, 1_000),
+        ({"latest_merger": {"flush_interval": "10s"}}, 2_000),
         ({"latest_merger": {"flush_interval": "30s"}}, 3_000),
-        ({"latest_merger": {"flush_interval": "3s"}}, 1_000),
+        ({"latest_merger": {"flush_interval": "3s"}}, 2_000),
         ({"latest_merger": {"flush_interval": "10s", "delivery": "at_least_once"}}, 10_000),
         (
             {"latest_merger": {"flush_interval": "10s"}, "flink": {"checkpoint_interval": "7s"}},
             7_000,
         ),
         (
-            {"latest_merger": {"strategy": "state_store", "flush_interval": "20s"}},
-            2_000,
+            {"latest_merger": {"strategy": "state_store", "flush_interval": "40s"}},
+            4_000,
         ),
     ],
 )
@@ -482,4 +482,4 @@ def test_the_shipped_configs_checkpoint_every_10_seconds() -> None:
     short = load_settings(
         MergerSettings, ROOT / "config" / "latest_merger.yaml", {"BETHOS_FLUSH_INTERVAL": "10s"}
     )
-    assert short.checkpoint_interval_ms == 1_000
+    assert short.checkpoint_interval_ms == 2_000
