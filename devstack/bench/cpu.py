@@ -27,6 +27,25 @@ def process_cpu_s(pids: Sequence[int]) -> float:
     return total / CLOCK_TICKS
 
 
+def threads_cpu_s(pids: Sequence[int]) -> dict[str, float]:
+    """CPU seconds so far of the processes' running threads, summed per thread name (the
+    operating system's, cut to 15 bytes: `kafka-producer-`, `C2 CompilerThre`, a Flink task's
+    name). A thread that has ended is no longer counted."""
+    by_name: dict[str, float] = {}
+    for pid in pids:
+        tasks = Path(f"/proc/{pid}/task")
+        for task in tasks.iterdir() if tasks.is_dir() else ():
+            try:
+                stat = (task / "stat").read_text()
+            except (FileNotFoundError, ProcessLookupError):
+                continue
+            name = stat[stat.index("(") + 1 : stat.rindex(")")]
+            fields = stat.rsplit(")", 1)[1].split()
+            ticks = int(fields[11]) + int(fields[12])
+            by_name[name] = by_name.get(name, 0.0) + ticks / CLOCK_TICKS
+    return by_name
+
+
 def machine_busy_s() -> float:
     """CPU seconds every process of the machine has used so far (all cores, idle and I/O wait
     left out)."""
@@ -37,10 +56,17 @@ def machine_busy_s() -> float:
 
 class CpuSampler:
     """Samples the CPU seconds of named groups of processes (and of the whole machine, as
-    `machine`) every `period` seconds while it is entered."""
+    `machine`) every `period` seconds while it is entered; with `threads_of`, also those
+    processes' threads per name, as `thread:<name>`."""
 
-    def __init__(self, groups: Mapping[str, Sequence[int]], period: float = 0.2) -> None:
+    def __init__(
+        self,
+        groups: Mapping[str, Sequence[int]],
+        period: float = 0.2,
+        threads_of: Sequence[int] = (),
+    ) -> None:
         self.groups = dict(groups)
+        self.threads_of = list(threads_of)
         self.period = period
         self.times: list[float] = []
         self.samples: list[dict[str, float]] = []
@@ -50,6 +76,8 @@ class CpuSampler:
     def _sample(self) -> None:
         sample = {name: process_cpu_s(pids) for name, pids in self.groups.items()}
         sample["machine"] = machine_busy_s()
+        for name, seconds in threads_cpu_s(self.threads_of).items():
+            sample[f"thread:{name}"] = seconds
         self.samples.append(sample)
         self.times.append(time.time())
 
@@ -78,7 +106,8 @@ class CpuSampler:
         first = max(bisect.bisect_right(self.times, start) - 1, 0)
         last = min(bisect.bisect_left(self.times, end), len(self.times) - 1)
         before, after = self.samples[first], self.samples[last]
-        return {name: round(after[name] - before[name], 2) for name in after}
+        # A thread started within the span has no figure before it.
+        return {name: round(after[name] - before.get(name, 0.0), 2) for name in after}
 
     def span(self, start: float, end: float) -> float:
         """The wall seconds `between` covers for this span."""

@@ -123,6 +123,22 @@ def process_groups(stack: Stack) -> dict[str, list[int]]:
     }
 
 
+def busiest_threads(cpu_s: dict[str, float], shown: int = 6) -> dict[str, float]:
+    """The `thread:<name>` figures of a `CpuSampler.between`: the busiest `shown` by name, the
+    rest summed as `other`."""
+    threads = sorted(
+        (
+            (name.removeprefix("thread:"), s)
+            for name, s in cpu_s.items()
+            if name.startswith("thread:")
+        ),
+        key=lambda item: -item[1],
+    )
+    busiest = dict(threads[:shown])
+    busiest["other"] = round(sum(s for _, s in threads[shown:]), 2)
+    return busiest
+
+
 def cpu_us_per_reading(cpu_s: dict[str, float], readings: int) -> dict[str, float]:
     return {name: round(seconds * 1e6 / max(readings, 1), 2) for name, seconds in cpu_s.items()}
 
@@ -279,9 +295,10 @@ def bench(
             same_values, same_s = baseline(settings, window, connections)
         same_cpu = sampler.between(same_started, same_started + same_s)
         report(f"run {run}/{runs}: the ETL job reads the window into Kafka ...")
-        with CpuSampler(groups) as sampler:
+        with CpuSampler(groups, threads_of=groups["taskmanager"]) as sampler:
             etl = run_etl(stack, settings, config, window)
         etl_cpu = sampler.between(*etl["span"])
+        etl_threads = busiest_threads(etl_cpu)
         result = {
             "run": run,
             "baseline_readings_per_s": round(values / base_s),
@@ -293,7 +310,14 @@ def bench(
             "records_in_kafka": etl["in_kafka"],
             # Where the CPU went while each read: per reading, per group of processes
             # (`machine` is every process, all cores).
-            "etl_cpu_us_per_reading": cpu_us_per_reading(etl_cpu, etl["readings"]),
+            "etl_cpu_us_per_reading": cpu_us_per_reading(
+                {k: v for k, v in etl_cpu.items() if not k.startswith("thread:")}, etl["readings"]
+            ),
+            # The TaskManagers' share by thread: the poll function's task thread (named after
+            # its operator chain), `influxdb-read_N` (queries and parsing), the Kafka producer.
+            "etl_taskmanager_threads_us_per_reading": cpu_us_per_reading(
+                etl_threads, etl["readings"]
+            ),
             "baseline_same_connections_cpu_us_per_reading": cpu_us_per_reading(
                 same_cpu, same_values
             ),
