@@ -226,8 +226,8 @@ def run_etl(stack: Stack, settings: EtlSettings, config: Path, window: Window) -
     rows = sum(p[0] for p in polls)
     # Wall time from the first poll's start to the last poll's end: with parallel subtasks the
     # polls overlap. (With one subtask this equals the sum of the durations, give or take.)
-    seconds = max(p[3] for p in polls) - min(p[3] - p[2] / 1000 for p in polls)
     first_start = min(p[3] - p[2] / 1000 for p in polls)
+    seconds = max(p[3] for p in polls) - first_start
     return {
         "readings": rows,
         "records": records,
@@ -314,7 +314,7 @@ def bench(
             "baseline_readings": values,
             "etl_records": etl["records"],
             "records_in_kafka": etl["in_kafka"],
-            # Where the CPU went while each read: per reading, per group of processes
+            # Where the CPU went during each read: per reading, per group of processes
             # (`machine` is every process, all cores).
             "etl_cpu_us_per_reading": cpu_us_per_reading(
                 {k: v for k, v in etl_cpu.items() if not k.startswith("thread:")}, etl["readings"]
