@@ -112,6 +112,10 @@ def show(
         print_problems(exc, f"{source} ({job})", console)
         return 1
     values = masked(settings.model_dump(mode="json", context=DURATIONS_AS_TEXT))
+    if isinstance(settings, EtlSettings | MergerSettings):
+        # Unset, the interval is the job's own default (a merger's follows its flush): shown
+        # as the job will run with it.
+        values["flink"]["checkpoint_interval"] = format_duration_ms(settings.checkpoint_interval_ms)
     if form == "json":
         text = json.dumps(values, indent=2)
     else:
@@ -140,13 +144,15 @@ def summary(settings: JobSettings) -> str:
         return (
             f"{len(influx.pods)} pod(s) ({', '.join(influx.pods)}), {influx.layout} layout, "
             f"poll every {ms(settings.poll_interval)} in chunks of "
-            f"{ms(settings.chunk_duration)}, into {settings.topics.aggregated} "
+            f"{ms(settings.chunk_duration)}, checkpoint every "
+            f"{ms(settings.checkpoint_interval_ms)}, into {settings.topics.aggregated} "
             f"at {settings.kafka.brokers} ({settings.kafka.security.describe()})"
         )
     if isinstance(settings, MergerSettings):
         options = settings.latest_merger
         return (
             f"strategy {options.strategy}, flush every {ms(options.flush_interval)}, "
+            f"checkpoint every {ms(settings.checkpoint_interval_ms)}, "
             f"{settings.topics.aggregated} -> {settings.topics.latest} at "
             f"{settings.kafka.brokers} ({settings.kafka.security.describe()}), "
             f"group {settings.consumer_group}"

@@ -188,3 +188,19 @@ def test_the_local_stacks_brokers_last_one_command(
     assert main(["config", "show", "etl"]) == 0
     assert f"brokers: {DEFAULT_BROKERS}\n" in capsys.readouterr().out
     assert "KAFKA_BROKERS" not in os.environ
+
+
+def test_check_and_show_give_the_checkpoint_interval_the_job_runs_with(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KAFKA_BROKERS", "m:1")
+    merger = str(ROOT / "config" / "latest_merger.yaml")
+    assert main(["config", "check", merger]) == 0
+    assert "flush every 2m, checkpoint every 10s," in capsys.readouterr().out
+    monkeypatch.setenv("BETHOS_FLUSH_INTERVAL", "30s")
+    assert main(["config", "check", merger]) == 0
+    assert "flush every 30s, checkpoint every 3s," in capsys.readouterr().out
+    assert main(["config", "show", "latest_merger"]) == 0
+    assert "  checkpoint_interval: 3s\n" in capsys.readouterr().out
+    assert main(["config", "show", "etl"]) == 0
+    assert "  checkpoint_interval: 10s\n" in capsys.readouterr().out
