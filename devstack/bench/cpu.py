@@ -13,6 +13,15 @@ from pathlib import Path
 from types import TracebackType
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+# How `CpuSampler` names a thread's figure beside the groups'.
+THREAD = "thread:"
+
+
+def _cpu_ticks(stat: str) -> int:
+    """User and system clock ticks from a `/proc/.../stat` line (after the name, which may hold
+    spaces and parentheses)."""
+    fields = stat.rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
 
 
 def process_cpu_s(pids: Sequence[int]) -> float:
@@ -20,10 +29,9 @@ def process_cpu_s(pids: Sequence[int]) -> float:
     total = 0
     for pid in pids:
         try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += _cpu_ticks(Path(f"/proc/{pid}/stat").read_text())
         except FileNotFoundError:
             continue
-        total += int(fields[11]) + int(fields[12])
     return total / CLOCK_TICKS
 
 
@@ -40,10 +48,21 @@ def threads_cpu_s(pids: Sequence[int]) -> dict[str, float]:
             except (FileNotFoundError, ProcessLookupError):
                 continue
             name = stat[stat.index("(") + 1 : stat.rindex(")")]
-            fields = stat.rsplit(")", 1)[1].split()
-            ticks = int(fields[11]) + int(fields[12])
-            by_name[name] = by_name.get(name, 0.0) + ticks / CLOCK_TICKS
+            by_name[name] = by_name.get(name, 0.0) + _cpu_ticks(stat) / CLOCK_TICKS
     return by_name
+
+
+def split_threads(cpu_s: Mapping[str, float]) -> tuple[dict[str, float], dict[str, float]]:
+    """A `CpuSampler.between` answer split in two: the groups' figures (and `machine`), and
+    the threads' by name."""
+    groups: dict[str, float] = {}
+    threads: dict[str, float] = {}
+    for name, seconds in cpu_s.items():
+        if name.startswith(THREAD):
+            threads[name.removeprefix(THREAD)] = seconds
+        else:
+            groups[name] = seconds
+    return groups, threads
 
 
 def machine_busy_s() -> float:
@@ -57,7 +76,7 @@ def machine_busy_s() -> float:
 class CpuSampler:
     """Samples the CPU seconds of named groups of processes (and of the whole machine, as
     `machine`) every `period` seconds while it is entered; with `threads_of`, also those
-    processes' threads per name, as `thread:<name>`."""
+    processes' threads per name, as `thread:<name>` (`split_threads` tells them apart)."""
 
     def __init__(
         self,
@@ -77,7 +96,7 @@ class CpuSampler:
         sample = {name: process_cpu_s(pids) for name, pids in self.groups.items()}
         sample["machine"] = machine_busy_s()
         for name, seconds in threads_cpu_s(self.threads_of).items():
-            sample[f"thread:{name}"] = seconds
+            sample[THREAD + name] = seconds
         self.samples.append(sample)
         self.times.append(time.time())
 
@@ -103,14 +122,19 @@ class CpuSampler:
     def between(self, start: float, end: float) -> dict[str, float]:
         """CPU seconds per group (and `machine`) from the last sample at or before `start` to
         the first at or after `end` (epoch seconds): the span, widened to whole samples."""
-        first = max(bisect.bisect_right(self.times, start) - 1, 0)
-        last = min(bisect.bisect_left(self.times, end), len(self.times) - 1)
+        first, last = self._bounds(start, end)
         before, after = self.samples[first], self.samples[last]
         # A thread started within the span has no figure before it.
         return {name: round(after[name] - before.get(name, 0.0), 2) for name in after}
 
     def span(self, start: float, end: float) -> float:
         """The wall seconds `between` covers for this span."""
+        first, last = self._bounds(start, end)
+        return self.times[last] - self.times[first]
+
+    def _bounds(self, start: float, end: float) -> tuple[int, int]:
+        """The samples around a span: the last at or before `start`, the first at or after
+        `end` (the first and last samples when the span reaches past them)."""
         first = max(bisect.bisect_right(self.times, start) - 1, 0)
         last = min(bisect.bisect_left(self.times, end), len(self.times) - 1)
-        return self.times[last] - self.times[first]
+        return first, last

@@ -47,7 +47,7 @@ from connectors.influxdb.influxql import wide_window_query, window_params
 from connectors.influxdb.writer import InfluxWriter, Point
 from connectors.kafka.admin import create_topics
 from connectors.kafka.reader import end_offsets
-from devstack.bench.cpu import CpuSampler, process_cpu_s
+from devstack.bench.cpu import CpuSampler, process_cpu_s, split_threads
 from devstack.stack import Stack, jobs
 
 WINDOW_MS = 10_000
@@ -125,18 +125,12 @@ def process_groups(stack: Stack) -> dict[str, list[int]]:
 
 
 def busiest_threads(cpu_s: dict[str, float], shown: int = 6) -> dict[str, float]:
-    """The `thread:<name>` figures of a `CpuSampler.between`: the busiest `shown` by name, the
-    rest summed as `other`."""
-    threads = sorted(
-        (
-            (name.removeprefix("thread:"), s)
-            for name, s in cpu_s.items()
-            if name.startswith("thread:")
-        ),
-        key=lambda item: -item[1],
-    )
-    busiest = dict(threads[:shown])
-    busiest["other"] = round(sum(s for _, s in threads[shown:]), 2)
+    """The threads' figures of a `CpuSampler.between`: the busiest `shown` by name, the rest
+    summed as `other`."""
+    _, threads = split_threads(cpu_s)
+    ordered = sorted(threads.items(), key=lambda item: -item[1])
+    busiest = dict(ordered[:shown])
+    busiest["other"] = round(sum(s for _, s in ordered[shown:]), 2)
     return busiest
 
 
@@ -304,6 +298,7 @@ def bench(
         with CpuSampler(groups, threads_of=groups["taskmanager"]) as sampler:
             etl = run_etl(stack, settings, config, window)
         etl_cpu = sampler.between(*etl["span"])
+        etl_groups, _ = split_threads(etl_cpu)
         etl_threads = busiest_threads(etl_cpu)
         result = {
             "run": run,
@@ -316,9 +311,7 @@ def bench(
             "records_in_kafka": etl["in_kafka"],
             # Where the CPU went during each read: per reading, per group of processes
             # (`machine` is every process, all cores).
-            "etl_cpu_us_per_reading": cpu_us_per_reading(
-                {k: v for k, v in etl_cpu.items() if not k.startswith("thread:")}, etl["readings"]
-            ),
+            "etl_cpu_us_per_reading": cpu_us_per_reading(etl_groups, etl["readings"]),
             # The TaskManagers' share by thread: the poll function's task thread (named after
             # its operator chain), `influxdb-read_N` (queries and parsing), the Kafka producer.
             "etl_taskmanager_threads_us_per_reading": cpu_us_per_reading(

@@ -15,6 +15,14 @@ def spin(seconds: float) -> None:
         pass
 
 
+def test_process_cpu_counts_the_work_done() -> None:
+    before = process_cpu_s([os.getpid()])
+    deadline = time.process_time() + 0.3
+    while time.process_time() < deadline:
+        pass
+    assert process_cpu_s([os.getpid()]) - before >= 0.25
+
+
 def test_a_gone_process_counts_nothing() -> None:
     assert process_cpu_s([2**22 + 7]) == 0
 
