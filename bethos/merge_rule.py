@@ -95,7 +95,7 @@ class VinState:
         return cls(dict(signals), pod, received_at)
 
 
-SavedEntry = tuple[dict[str, Candidate], str, int, bool, int | None, int | None, int]
+SavedEntry = tuple[dict[str, Candidate], str, int, bool, int | None, int | None, int, bool]
 
 # An entry is kept in Flink state as `marshal` bytes, in this format version, pinned: a newer
 # Python reads every older version, and writing one fixed version keeps what a savepoint holds
@@ -118,6 +118,9 @@ class Entry:
     last_seen: int | None = None
     # The census period the VIN was last counted in (`bethos.strategies.flushing.Census`).
     census: int = -1
+    # True once a record of the aggregated topic was merged in; False while only the latest
+    # topic, read at a stateless start, has fed it.
+    merged_input: bool = False
 
     def saved(self) -> bytes:
         """The form kept in Flink state: plain tuples and dicts, marshalled."""
@@ -130,17 +133,22 @@ class Entry:
             self.next_flush,
             self.last_seen,
             self.census,
+            self.merged_input,
         )
         return marshal.dumps(fields, STATE_FORMAT)
 
     @classmethod
     def load(cls, saved: bytes | tuple[object, ...] | None) -> Entry:
         """An entry from state: bytes, or the tuple an earlier release pickled (6 fields
-        before the census)."""
+        before the census, 7 before `merged_input`: its entries were fed by the input)."""
         if saved is None:
             return cls(VinState())
         fields: Any = marshal.loads(saved) if type(saved) is bytes else saved
         if len(fields) == 6:
             fields = (*fields, -1)
-        signals, pod, received_at, dirty, next_flush, last_seen, census = fields
-        return cls(VinState(signals, pod, received_at), dirty, next_flush, last_seen, census)
+        if len(fields) == 7:
+            fields = (*fields, True)
+        signals, pod, received_at, dirty, next_flush, last_seen, census, merged_input = fields
+        return cls(
+            VinState(signals, pod, received_at), dirty, next_flush, last_seen, census, merged_input
+        )

@@ -121,6 +121,7 @@ class MergeFunction(KeyedProcessFunction):  # type: ignore[misc]
             yield DEAD_LETTERS, Row(refused.key, refused.letter)
             return
         entry = Entry.load(self.entry.value())
+        entry.merged_input = True
         changed, kept_out = merge_bounded(entry.state, record, self.limits)
         self.merged.inc()
         for part in kept_out:
@@ -137,10 +138,14 @@ class MergeFunction(KeyedProcessFunction):  # type: ignore[misc]
     ) -> Iterator[tuple[OutputTag, Row]]:
         """A record of the `latest` topic, read at a stateless start: merged without marking
         the VIN changed (the topic already holds it). A tombstone forgets a VIN that nothing
-        newer has touched; a record it cannot read is dead-lettered, counted and logged."""
+        newer has touched; a record it cannot read is dead-lettered, counted and logged.
+
+        Both topics are read at once, so the input may have reached a VIN first. Its flush may
+        then have replaced the topic's record with one that lacks what this one adds: a change
+        marks the VIN changed after all, and a tombstone (older than that input) is ignored."""
         entry = Entry.load(self.entry.value())
         if raw is None:
-            if not entry.dirty:
+            if not entry.merged_input:
                 self.entry.clear()
             return
         try:
@@ -148,9 +153,9 @@ class MergeFunction(KeyedProcessFunction):  # type: ignore[misc]
         except DeadLettered as refused:
             yield DEAD_LETTERS, Row(refused.key, refused.letter)
             return
-        entry.state.merge_record(record)
+        changed = entry.state.merge_record(record) and entry.merged_input
         self.loaded.inc()
-        due = self.flush.on_record(entry, key, now, changed=False)
+        due = self.flush.on_record(entry, key, now, changed)
         if due is not None:
             ctx.timer_service().register_processing_time_timer(due)
         self.entry.update(entry.saved())

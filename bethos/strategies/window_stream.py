@@ -50,7 +50,7 @@ class WindowStream(MergerOptions):
 
 
 SavedVinState = tuple[dict[str, Candidate], str, int]
-SavedWindowState = tuple[SavedVinState, dict[int, SavedVinState]]
+SavedWindowState = tuple[SavedVinState, dict[int, SavedVinState], bool]
 
 
 def event_time(record: AggregatedRecord) -> int:
@@ -107,6 +107,8 @@ class WindowState:
     """Window end -> the merge of the records of that still-open window."""
     refused: list[Refused] = field(default_factory=list)
     """What `limits` kept out of `closed` since the caller last emptied it (never saved)."""
+    emitted: bool = False
+    """True once a record of the VIN was emitted: the latest topic's record may be this one."""
 
     def add(
         self,
@@ -130,9 +132,11 @@ class WindowState:
             return Outcome(Verdict.PENDING, end, new_window=new_window)
         if watermark < closes_at + allowed_lateness_ms:
             if limits is None:
-                return Outcome(Verdict.LATE_EMIT, end, changed=self.closed.merge_record(record))
-            changed, kept_out = merge_bounded(self.closed, record, limits)
-            self.refused.extend(kept_out)
+                changed = self.closed.merge_record(record)
+            else:
+                changed, kept_out = merge_bounded(self.closed, record, limits)
+                self.refused.extend(kept_out)
+            self.emitted |= changed
             return Outcome(Verdict.LATE_EMIT, end, changed=changed)
         return Outcome(Verdict.TOO_LATE, end)
 
@@ -150,21 +154,26 @@ class WindowState:
             self.closed.merge_state(window)
         else:
             self.refused.extend(merge_state_bounded(self.closed, vin, window, limits)[1])
+        self.emitted = True
         return _copy(self.closed)
 
     def to_tuple(self) -> SavedWindowState:
         """The form kept in Flink state (pickled)."""
         pending = {end: window.to_tuple() for end, window in self.pending.items()}
-        return (self.closed.to_tuple(), pending)
+        return (self.closed.to_tuple(), pending, self.emitted)
 
     @classmethod
-    def from_tuple(cls, saved: SavedWindowState | None) -> WindowState:
+    def from_tuple(
+        cls, saved: SavedWindowState | tuple[SavedVinState, dict[int, SavedVinState]] | None
+    ) -> WindowState:
+        """A state from its saved form; one saved before `emitted` counts as emitted."""
         if saved is None:
             return cls()
-        closed, pending = saved
+        closed, pending, emitted = saved if len(saved) == 3 else (*saved, True)
         return cls(
             VinState.from_tuple(closed),
             {end: VinState.from_tuple(window) for end, window in pending.items()},
+            emitted=emitted,
         )
 
 
@@ -184,9 +193,11 @@ class WindowLogic:
         return state.add(record, watermark, self.size_ms, self.allowed_lateness_ms, self.limits)
 
     @staticmethod
-    def load(state: WindowState, record: AggregatedRecord) -> None:
-        """A record of the `latest` topic read at a stateless start: state, not an event."""
-        state.closed.merge_record(record)
+    def load(state: WindowState, record: AggregatedRecord) -> bool:
+        """A record of the `latest` topic read at a stateless start: state, not an event.
+        True when `closed` is to be emitted again: both topics are read at once, so the VIN
+        may have been emitted before, without what this record adds."""
+        return state.closed.merge_record(record) and state.emitted
 
     def on_watermark(self, state: WindowState, watermark: int, vin: str = "") -> list[VinState]:
         """Close every pending window the watermark has reached, oldest first; each closing

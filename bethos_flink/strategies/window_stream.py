@@ -98,8 +98,10 @@ class WindowMergeFunction(KeyedProcessFunction):  # type: ignore[misc]
         record = decode_aggregated(raw)
         state = WindowState.from_tuple(self.state.value())
         if origin == ORIGIN_LATEST:
-            self.logic.load(state, record)
+            emit_again = self.logic.load(state, record)
             self.state.update(state.to_tuple())
+            if emit_again:
+                yield self._emission(vin, state.closed)
             return
         watermark = ctx.timer_service().current_watermark()
         outcome = self.logic.place(state, record, watermark)

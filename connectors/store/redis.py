@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import uuid
 from collections.abc import Iterator, Sequence
-from typing import cast
+from typing import Any, cast
 
 import redis
 import redis.cluster
@@ -65,6 +65,27 @@ for first = 1, #vins, 1000 do
 end
 return out
 """
+
+
+class _Script:
+    """A Lua script run by its digest (EVALSHA), loaded again when the server lost it.
+
+    redis-py's `Script` retries once, after loading; a second SCRIPT FLUSH (or a failover to a
+    replica without it) between the load and the call still failed. Then the text goes itself
+    (EVAL), which needs no cache."""
+
+    def __init__(self, client: redis.Redis, text: str) -> None:
+        self._client = client
+        self._text = text
+        self._script = client.register_script(text)
+
+    def __call__(self, keys: list[str], args: Sequence[str | bytes | int]) -> Any:
+        try:
+            return self._script(keys=keys, args=args)
+        except redis.exceptions.NoScriptError:
+            # Its stubs type the arguments as text; any encodable value goes.
+            keys_and_args = cast("list[str]", [*keys, *args])
+            return self._client.eval(self._text, len(keys), *keys_and_args)
 
 
 def tagged_keys(key_prefix: str) -> tuple[str, str, str, str]:
@@ -136,11 +157,11 @@ class RedisStore:
             if connection.cluster or not adopt_untagged
             else [f"{key_prefix}:{name}" for name in ("records", "changes", "version")]
         )
-        # Script objects run EVALSHA and load the script again on NOSCRIPT; redis-py's cluster
-        # client has them too (its stubs type them for the plain client only).
+        # redis-py's cluster client runs scripts too (its stubs type them for the plain client
+        # only).
         scripts = cast("redis.Redis", client)
-        self._write_script = scripts.register_script(WRITE_SCRIPT)
-        self._changes_script = scripts.register_script(CHANGES_SCRIPT)
+        self._write_script = _Script(scripts, WRITE_SCRIPT)
+        self._changes_script = _Script(scripts, CHANGES_SCRIPT)
 
     @classmethod
     def connect(

@@ -227,6 +227,24 @@ def test_a_flushed_script_cache_is_reloaded(store: RedisStore, raw: redis.Redis)
     assert store.changes_since(0, 10) == [Change("VIN1", 1, b"a"), Change("VIN2", 2, b"b")]
 
 
+def test_a_script_lost_again_right_after_its_reload_still_runs(
+    store: RedisStore, raw: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another SCRIPT FLUSH between the reload and the call (other clients of the server)."""
+    load = store._client.script_load
+
+    def load_then_lose(script: str) -> str:
+        digest = load(script)
+        raw.script_flush()
+        return digest
+
+    raw.script_flush()
+    monkeypatch.setattr(store._client, "script_load", load_then_lose)
+    assert store.write([StoreEntry("VIN1", b"a")]) == 1
+    raw.script_flush()
+    assert store.changes_since(0, 10) == [Change("VIN1", 1, b"a")]
+
+
 @pytest.mark.parametrize(
     "url",
     ["redis://127.0.0.1:1/0", "redis://:url-secret-9@127.0.0.1:1/0"],

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import itertools
+import marshal
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -114,7 +115,7 @@ def test_an_entry_survives_its_saved_form() -> None:
     from bethos.merge_rule import Entry
 
     assert Entry.load(None) == Entry(VinState())
-    entry = Entry(VinState({"a": (1.5, 10, 2)}, "p", 2), True, 120_000, 99)
+    entry = Entry(VinState({"a": (1.5, 10, 2)}, "p", 2), True, 120_000, 99, 4, True)
     restored = Entry.load(pickle.loads(pickle.dumps(entry.saved())))
     assert restored == entry
 
@@ -144,7 +145,16 @@ def test_an_entry_saved_before_the_census_loads_with_none() -> None:
     old = ({"speed": (1.0, 10, 1)}, "p", 1, True, 2_000, 100)
     entry = Entry.load(old)
     assert (entry.dirty, entry.next_flush, entry.last_seen, entry.census) == (True, 2_000, 100, -1)
+    assert entry.merged_input
     assert Entry.load(entry.saved()) == entry
+
+
+def test_an_entry_saved_before_merged_input_was_fed_by_the_input() -> None:
+    from bethos.merge_rule import Entry
+
+    old = marshal.dumps(({"speed": (1.0, 10, 1)}, "p", 1, False, 2_000, 100, 3), 4)
+    entry = Entry.load(old)
+    assert (entry.census, entry.merged_input) == (3, True)
 
 
 def test_an_entry_keeps_every_value_type_through_state() -> None:

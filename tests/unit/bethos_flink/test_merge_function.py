@@ -66,7 +66,7 @@ def test_a_flush_emits_changed_vins_and_logs_what_it_sent(
     # Nothing left to emit: A's next timer is its expiry (100 + 2_500), sooner than its census;
     # it was counted in census period 0.
     assert Entry.load(saved) == Entry(
-        VinState({"speed": (1.0, 10, 1)}, "p", 1), False, 2_600, 100, 0
+        VinState({"speed": (1.0, 10, 1)}, "p", 1), False, 2_600, 100, 0, merged_input=True
     )
 
     run.output.clear()
@@ -129,9 +129,51 @@ def test_the_latest_topic_loads_state_without_marking_it_changed(
     run.element(vin, (*row[:5], ORIGIN_LATEST))
     run.advance(1_000)
     assert run.output == []
+    # An older record of the VIN (the topic is not compacted yet) changes nothing to emit.
+    older = AggregatedRecord("A", {"rpm": Signal(700.0, 5)}, "p", 1, 0)
+    run.element("A", ("A", encode_aggregated(older), "latest", 0, 9, ORIGIN_LATEST))
+    run.advance(2_000)
+    assert run.output == []
     # A tombstone in the latest topic forgets a VIN that nothing newer touched.
     run.element("A", ("A", None, "latest", 0, 11, ORIGIN_LATEST))
     assert ("vin_entry", "A") not in run.state
+
+
+def latest(vin: str, ts: int, offset: int, **values: float) -> tuple[str, tuple[object, ...]]:
+    record = AggregatedRecord(vin, {k: Signal(v, ts) for k, v in values.items()}, "p", 1, 0)
+    return vin, (vin, encode_aggregated(record), "latest", 0, offset, ORIGIN_LATEST)
+
+
+def test_a_latest_record_read_after_the_input_flushed_its_vin_is_emitted_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Both topics are read at once: the input's record of A may flush before the latest
+    topic's is read, and the flush replaced the topic's record with one without `rpm`."""
+    run = merger(monkeypatch, FlushLogic(1_000))
+    run.element(*message("A", 20, speed=2.0))
+    run.advance(1_000)
+    assert [decode_latest_signals(row[1])[1] for row in run.output] == [{"speed": Signal(2.0, 20)}]
+    run.output.clear()
+    run.element(*latest("A", 10, 3, speed=1.0, rpm=700.0))
+    run.advance(2_000)
+    assert [decode_latest_signals(row[1])[1] for row in run.output] == [
+        {"speed": Signal(2.0, 20), "rpm": Signal(700.0, 10)}
+    ]
+    # What adds nothing is not emitted again.
+    run.output.clear()
+    run.element(*latest("A", 5, 2, speed=0.5))
+    run.advance(3_000)
+    assert run.output == []
+
+
+def test_a_latest_tombstone_read_after_the_input_reached_its_vin_forgets_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    run = merger(monkeypatch, FlushLogic(1_000))
+    run.element(*message("A", 20, speed=2.0))
+    run.advance(1_000)
+    run.element("A", ("A", None, "latest", 0, 11, ORIGIN_LATEST))
+    assert Entry.load(run.state[("vin_entry", "A")]).state.signals == {"speed": (2.0, 20, 1)}
 
 
 def test_an_unreadable_record_of_the_latest_topic_is_dead_lettered_counted_and_logged(

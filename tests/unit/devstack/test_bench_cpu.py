@@ -10,8 +10,9 @@ from devstack.bench.etl_bench import busiest_threads
 
 
 def spin(seconds: float) -> None:
-    until = time.process_time() + seconds
-    while time.process_time() < until:
+    """Busy this thread for `seconds` of its own CPU (the process's includes the sampler's)."""
+    until = time.thread_time() + seconds
+    while time.thread_time() < until:
         pass
 
 

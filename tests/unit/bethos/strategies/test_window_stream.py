@@ -318,3 +318,26 @@ def test_closing_windows_keep_the_record_within_the_limits() -> None:
     assert [part.signals.keys() for part in state.refused] == [{"e"}]
     # What the limits keep out is never saved.
     assert WindowState.from_tuple(state.to_tuple()).refused == []
+
+
+def test_a_latest_record_read_after_an_emission_asks_for_one_more() -> None:
+    """Both topics are read at once: a VIN's window may close and emit before the latest
+    topic's record of the VIN is read, and that emission lacks what the record holds."""
+    logic = WindowLogic(SIZE)
+    state = WindowState()
+    assert not logic.load(state, record(gear=("P", 1)))
+    logic.place(state, record(speed=(1, 3)), MIN_WATERMARK)
+    (emission,) = logic.on_watermark(state, 19)
+    assert emission.latest_signals() == {"gear": Signal("P", 1), "speed": Signal(1, 3)}
+    assert logic.load(state, record(door=(True, 2)))
+    assert state.closed.latest_signals()["door"] == Signal(True, 2)
+    # What adds nothing asks for nothing; the flag is saved.
+    assert not logic.load(state, record(speed=(0, 1)))
+    assert WindowState.from_tuple(state.to_tuple()).emitted
+
+
+def test_a_state_saved_before_the_emitted_flag_counts_as_emitted() -> None:
+    state = WindowState()
+    state.add(record(speed=(1, 3)), MIN_WATERMARK, SIZE, 0)
+    closed, pending, _ = state.to_tuple()
+    assert WindowState.from_tuple((closed, pending)).emitted
