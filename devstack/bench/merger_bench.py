@@ -32,6 +32,7 @@ jobs.
 
 from __future__ import annotations
 
+import functools
 import json
 import random
 import statistics
@@ -52,7 +53,7 @@ from bethos.strategies.flushing import flush_due
 from connectors.kafka.admin import create_topics
 from connectors.kafka.reader import end_offsets
 from devstack.bench.cpu import process_cpu_s
-from devstack.stack import FLINK_REST_PORT, Stack, jobs
+from devstack.stack import Stack, jobs
 
 FLUSH_INTERVAL_MS = 60_000
 # The slowest rate the merger read an update round at (1M VINs on this machine: 7.4k/s), so
@@ -129,8 +130,14 @@ def update_round(
     return records
 
 
+@functools.cache
+def _rest_url() -> str:
+    """The REST address of the stack's cluster (a second cluster listens on other ports)."""
+    return Stack().flink.rest_url
+
+
 def _rest(path: str) -> Any:
-    with urllib.request.urlopen(f"http://localhost:{FLINK_REST_PORT}{path}", timeout=10) as reply:
+    with urllib.request.urlopen(f"{_rest_url()}{path}", timeout=10) as reply:
         return json.load(reply)
 
 

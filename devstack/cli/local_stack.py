@@ -16,13 +16,14 @@ from bethos.exceptions import BethosError
 from connectors.kafka.admin import create_topics
 from devstack import paths
 from devstack.cli import progress
-from devstack.stack import FLINK_REST_PORT, PROMETHEUS_PORT, Stack, jobs
+from devstack.stack import PROMETHEUS_PORT, Stack, jobs
 
 
 def cmd_up(args: argparse.Namespace) -> int:
     with progress.steps() as say:
-        Stack(brokers=args.brokers, monitoring=args.monitoring).up(progress=say)
-    print(f"stack is up; Flink dashboard: http://localhost:{FLINK_REST_PORT}")
+        stack = Stack(brokers=args.brokers, monitoring=args.monitoring)
+        stack.up(progress=say)
+    print(f"stack is up; Flink dashboard: http://localhost:{stack.flink.ports.rest}")
     if args.monitoring:
         print(f"Prometheus: http://localhost:{PROMETHEUS_PORT} (docs/MONITORING.md)")
     return 0
@@ -44,7 +45,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     def take() -> snapshot.Status:
         services = [snapshot.ServiceLine(s.name, s.running, s.detail) for s in stack.status()]
         silent_from = (merger.kafka, merger.topics.latest, args.most_silent)
-        return snapshot.collect(services, consumers, args.all, silent_from)
+        return snapshot.collect(
+            services, consumers, args.all, silent_from, rest_url=stack.flink.rest_url
+        )
 
     current = take()
     if args.watch is None:

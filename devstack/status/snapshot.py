@@ -41,12 +41,14 @@ def collect(
     consumers: Sequence[tuple[KafkaSettings, str, str]],
     all_jobs: bool = False,
     silent_from: tuple[KafkaSettings, str, int] | None = None,
+    rest_url: str = f"http://127.0.0.1:{FLINK_REST_PORT}",
 ) -> Status:
-    """The status now: the cluster's REST API, and Kafka for each (settings, group, topic)."""
+    """The status now: the cluster's REST API at `rest_url`, and Kafka for each (settings,
+    group, topic)."""
     now_ms = int(time.time() * 1000)
 
     def rest(path: str) -> Any:
-        return http_json(f"http://127.0.0.1:{FLINK_REST_PORT}{path}", timeout=5)
+        return http_json(f"{rest_url}{path}", timeout=5)
 
     return Status(
         now_ms,
