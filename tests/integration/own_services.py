@@ -52,7 +52,11 @@ def own_service(kind: type[SingleProcess], state: Path, port: int) -> Iterator[O
 def throwaway_kafka(
     state: Path, brokers: int, port_base: int, controller_base: int
 ) -> Iterator[KafkaCluster]:
-    """A Kafka cluster of `brokers` brokers, killed at the end."""
+    """A Kafka cluster of `brokers` brokers, killed at the end. Its ports lie below the
+    ephemeral range: there any client's outgoing connection may hold one, and the broker then
+    stops at start (CI saw one never come up)."""
+    low, _ = (int(p) for p in Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    assert max(port_base, controller_base) + brokers < low, "ports in the ephemeral range"
     cluster = KafkaCluster(
         state, Supervisor(state / "run", state / "logs"), brokers, port_base, controller_base
     )

@@ -28,8 +28,9 @@ from tests.integration.own_services import throwaway_kafka
 
 pytestmark = pytest.mark.integration
 
-# Beside the test stack's broker (19091) and its controller (29091).
-PORT_BASE, CONTROLLER_BASE = 39090, 49090
+# Beside the test stack's broker (19091) and its controller (29091), below the ephemeral range
+# (own_services.throwaway_kafka).
+PORT_BASE, CONTROLLER_BASE = 20090, 21090
 
 
 @pytest.fixture

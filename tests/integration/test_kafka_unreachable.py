@@ -37,9 +37,9 @@ from tests.integration.test_strategies import keyed
 
 pytestmark = pytest.mark.integration
 
-# Beside the test stack's broker (19091), the three-broker test's (39091-39093) and their
+# Beside the test stack's broker (19091), the three-broker test's (20091-20093) and their
 # controllers; one broker per strategy, 10 ports apart.
-PORT_BASE, CONTROLLER_BASE = 39190, 49190
+PORT_BASE, CONTROLLER_BASE = 20190, 21190
 # What the operator is told to look for.
 TIMEOUT = "org.apache.kafka.common.errors.TimeoutException"
 # A producer that gives up within seconds rather than minutes.

@@ -38,7 +38,7 @@ from tests.integration.helpers import (
 from tests.integration.own_services import throwaway_kafka
 
 # Beside the stack's broker, the three-broker test's and the unreachable-broker tests'.
-PORT_BASE, CONTROLLER_BASE = 39290, 49290
+PORT_BASE, CONTROLLER_BASE = 20290, 21290
 
 
 @pytest.fixture
