@@ -12,6 +12,7 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 CACHE=${BETHOS_CACHE:-$HOME/.cache/bethos}
 KAFKA_VERSION=4.1.1
+LOG4J_VERSION=2.24.3
 CONNECTOR=org.apache.flink:flink-sql-connector-kafka:5.0.0-2.2
 CONNECTOR_JAR=flink-sql-connector-kafka-5.0.0-2.2.jar
 
@@ -90,11 +91,15 @@ if [ -n "$cluster_pid" ]; then
 fi
 
 libs="$CACHE/kafka-$KAFKA_VERSION/libs"
-if [ ! -f "$libs/kafka_2.13-$KAFKA_VERSION.jar" ]; then
+# Kafka logs through SLF4J 1.7: its log4j binding is log4j-slf4j-impl. A cache resolved with
+# the SLF4J 2 binding (which 1.7 cannot see: the brokers logged nothing) is resolved again.
+if [ ! -f "$libs/kafka_2.13-$KAFKA_VERSION.jar" ] \
+  || [ ! -f "$libs/log4j-slf4j-impl-$LOG4J_VERSION.jar" ]; then
   step "resolving Apache Kafka $KAFKA_VERSION (broker and tools) with mvn"
   mkdir -p "$libs.tmp"
   mvn -B -q -f scripts/maven/pom.xml -Dkafka.version="$KAFKA_VERSION" \
-    dependency:copy-dependencies -DoutputDirectory="$libs.tmp" -DincludeScope=runtime
+    -Dlog4j.version="$LOG4J_VERSION" dependency:copy-dependencies \
+    -DoutputDirectory="$libs.tmp" -DincludeScope=runtime
   rm -rf "$libs" && mv "$libs.tmp" "$libs"
 else
   step "Kafka $KAFKA_VERSION: cached in $libs"

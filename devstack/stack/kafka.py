@@ -80,7 +80,8 @@ class KafkaCluster:
     def log_file(self) -> Path:
         return self.processes.log_file("kafka-1")
 
-    def _java(self, main: str, *args: str, heap: str = "512m") -> list[str]:
+    def java_command(self, main: str, *args: str, heap: str = "512m") -> list[str]:
+        """A JVM running `main` of Kafka's jars, logging as the brokers do."""
         return [
             "java",
             f"-Xmx{heap}",
@@ -146,7 +147,7 @@ class KafkaCluster:
             config = self._write_config(node, count)
             if not (self.dir / f"broker-{node}" / "meta.properties").exists():
                 subprocess.run(
-                    self._java(
+                    self.java_command(
                         "kafka.tools.StorageTool",
                         "format",
                         f"--cluster-id={cluster_id}",
@@ -159,7 +160,7 @@ class KafkaCluster:
                     capture_output=True,
                 )
             self.processes.spawn(
-                f"kafka-{node}", self._java("kafka.Kafka", str(config), heap="768m")
+                f"kafka-{node}", self.java_command("kafka.Kafka", str(config), heap="768m")
             )
 
     def healthy(self) -> bool:

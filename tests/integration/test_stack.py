@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,17 @@ from devstack.stack import Stack
 from tests.integration.helpers import topic_configs
 
 pytestmark = pytest.mark.integration
+
+
+def test_a_broker_that_cannot_start_says_why_in_its_log(stack: Stack) -> None:
+    """Kafka logs through SLF4J 1.7 and log4j. With a binding SLF4J 1.7 cannot see, every line
+    of the brokers, errors included, went nowhere."""
+    command = stack.kafka.java_command("kafka.Kafka", "/nonexistent/server.properties", heap="128m")
+    ran = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+    output = ran.stdout + ran.stderr
+    assert ran.returncode != 0
+    assert "NOP" not in output
+    assert "ERROR Exiting Kafka due to fatal exception" in output
 
 
 def test_every_service_is_up(stack: Stack) -> None:
