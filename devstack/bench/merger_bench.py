@@ -38,7 +38,6 @@ import random
 import statistics
 import tempfile
 import time
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +53,7 @@ from connectors.kafka.admin import create_topics
 from connectors.kafka.reader import end_offsets
 from devstack.bench.cpu import process_cpu_s
 from devstack.stack import Stack, jobs
+from devstack.stack.health import http_json
 
 FLUSH_INTERVAL_MS = 60_000
 # The slowest rate the merger read an update round at (1M VINs on this machine: 7.4k/s), so
@@ -137,8 +137,7 @@ def _rest_url() -> str:
 
 
 def _rest(path: str) -> Any:
-    with urllib.request.urlopen(f"{_rest_url()}{path}", timeout=10) as reply:
-        return json.load(reply)
+    return http_json(f"{_rest_url()}{path}", timeout=10)
 
 
 def source_records_out(job_id: str) -> int:

@@ -10,7 +10,6 @@ from typing import Any
 
 from bethos.config import KafkaSettings
 from bethos.exceptions import BethosError
-from devstack.stack.flink import FLINK_REST_PORT
 from devstack.stack.health import http_json
 from devstack.status.consumer_lag import TopicLag, group_lag
 from devstack.status.rest_figures import JobStatus, gather_jobs
@@ -41,7 +40,8 @@ def collect(
     consumers: Sequence[tuple[KafkaSettings, str, str]],
     all_jobs: bool = False,
     silent_from: tuple[KafkaSettings, str, int] | None = None,
-    rest_url: str = f"http://127.0.0.1:{FLINK_REST_PORT}",
+    *,
+    rest_url: str,
 ) -> Status:
     """The status now: the cluster's REST API at `rest_url`, and Kafka for each (settings,
     group, topic)."""

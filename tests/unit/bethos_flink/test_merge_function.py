@@ -140,8 +140,9 @@ def test_the_latest_topic_loads_state_without_marking_it_changed(
 
 
 def latest(vin: str, ts: int, offset: int, **values: float) -> tuple[str, tuple[object, ...]]:
-    record = AggregatedRecord(vin, {k: Signal(v, ts) for k, v in values.items()}, "p", 1, 0)
-    return vin, (vin, encode_aggregated(record), "latest", 0, offset, ORIGIN_LATEST)
+    """`message`'s record, read from the latest topic at `offset`."""
+    _, row = message(vin, ts, **values)
+    return vin, (*row[:2], "latest", 0, offset, ORIGIN_LATEST)
 
 
 def test_a_latest_record_read_after_the_input_flushed_its_vin_is_emitted_again(
